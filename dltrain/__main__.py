@@ -1,0 +1,5 @@
+"""`python -m dltrain` runs the CLI."""
+
+from .cli import run
+
+run()

@@ -1,0 +1,92 @@
+"""The base of every parameter model: strict keys, with a "did you mean" for typos.
+
+Users of tools that silently ignore misspelled keys (torchtune #540, Lightning #12303)
+lose hours to it. Here an unknown key is an error naming the valid keys and the
+closest one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Callable, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from ._registry import Registry, did_you_mean
+
+
+class Params(BaseModel):
+    """Strict parameters: unknown keys are errors with a suggestion."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _suggest_unknown_keys(cls, data: Any, handler: Callable[[Any], Any]) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            raise _with_suggestions(exc, cls) from None
+
+
+def _valid_keys(model: type[BaseModel]) -> list[str]:
+    keys = []
+    for name, info in model.model_fields.items():
+        keys.append(name)
+        if isinstance(info.alias, str) and info.alias != name:
+            keys.append(info.alias)
+    return keys
+
+
+def _with_suggestions(exc: ValidationError, model: type[BaseModel]) -> ValidationError:
+    """Rewrite this model's own `extra_forbidden` errors into 'unknown key' errors."""
+    valid = [k for k in _valid_keys(model) if k not in ("type", "source")]
+    details: list[InitErrorDetails] = []
+    for err in exc.errors():
+        kind, message = err["type"], err["msg"]
+        if kind == "extra_forbidden" and len(err["loc"]) == 1:
+            key = str(err["loc"][0])
+            kind = "unknown_key"
+            message = f"unknown key '{key}'.{did_you_mean(key, valid)} Valid keys: {', '.join(valid) or '(none)'}."
+        escaped = message.replace("{", "{{").replace("}", "}}")
+        details.append(
+            InitErrorDetails(type=PydanticCustomError(kind, escaped), loc=err["loc"], input=err["input"])
+        )
+    return ValidationError.from_exception_data(exc.title, details)
+
+
+def tagged_union(registry: Registry[Any], tag: str = "type", allow_string: bool = False) -> Any:
+    """An annotation accepting any registered params model, chosen by its `tag` key.
+
+    The tag is checked against the registry first, so an unknown name gets the list of
+    valid names and a "did you mean" instead of pydantic's generic union error. With
+    `allow_string`, a bare name (`optimizer: adam`) means `{type: adam}`.
+    """
+    models = tuple(e.params for e in registry if e.params is not None)
+
+    def check_tag(value: Any) -> Any:
+        if allow_string and isinstance(value, str):
+            value = {tag: value}
+        if not isinstance(value, dict):
+            return value
+        if tag not in value:
+            raise PydanticCustomError(
+                "missing_tag",
+                f"missing key '{tag}': name the {registry.kind} (one of {', '.join(registry.names())}).",
+            )
+        canonical = registry.canonical(str(value[tag]))
+        if canonical is None:
+            raise PydanticCustomError("unknown_name", registry.unknown_message(value[tag]))
+        return {**value, tag: canonical}
+
+    union = models[0] if len(models) == 1 else Union[models]  # type: ignore[valid-type]
+    if len(models) == 1:
+        return Annotated[union, BeforeValidator(check_tag)]
+    return Annotated[union, Field(discriminator=tag), BeforeValidator(check_tag)]

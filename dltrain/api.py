@@ -1,0 +1,143 @@
+"""The Python API: `fit`, `evaluate` and `check`. The CLI only calls these.
+
+Each one wires the same path: config → data → model → trainer → checkpoint.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .config import LoadedConfig, from_resolved, load_config, with_seed
+from .data import DataBundle, Preprocessing, load_data
+from .distributed import Context, resolve_device
+from .errors import UserError
+from .losses import loss_spec
+from .model import BuiltModel, build_model
+from .reporting import Reporter
+from .rundir import RunDir
+from .trainer import Trainer
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) -> tuple[DataBundle, BuiltModel]:
+    """Load the data and build the model for a validated config."""
+    config = loaded.config
+    task = loss_spec(config.compile.loss).task
+    data = load_data(config.data, task, config.fit.validation_split, preprocessing)
+    built = build_model(loaded, data.input_shape, data.target_width)
+    return data, built
+
+
+@dataclass
+class FitResult:
+    run_dir: Path | None
+    history: list[dict[str, Any]]
+    results: dict[str, Any]
+
+
+def fit(
+    config: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    resume: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    reporter: Reporter | None = None,
+    write: bool = True,
+) -> FitResult:
+    """Train a model from a YAML file, or continue the run a checkpoint belongs to."""
+    overrides = list(overrides or [])
+    payload = None
+    if resume is not None:
+        payload = checkpoint.load(resume, "last.pt")
+        loaded = from_resolved(payload["config"], overrides, source=Path(payload["path"]).name)
+        if loaded.resolved()["model"] != payload["config"]["model"] or loaded.resolved()["data"] != payload["config"]["data"]:
+            raise UserError("--resume cannot change model or data; only fit and compile settings (e.g. fit.epochs)")
+    elif config is not None:
+        loaded = with_seed(load_config(config, overrides))
+    else:
+        raise UserError("give a config file, or --resume RUN_DIR")
+
+    ctx = Context(resolve_device(loaded.config.fit.device))
+    seed_everything(loaded.config.seed or 0)
+    prep = Preprocessing.from_state(payload["preprocessing"]) if payload else None
+    data, built = prepare(loaded, prep)
+    trainer = Trainer(loaded, data, built, ctx, reporter)
+    if payload is not None:
+        trainer.load_state(payload, resume=True)
+        run = RunDir(Path(payload["path"]).parent)
+    else:
+        run = RunDir.create(loaded.config.name or "run", run_dir) if write else None
+    if run is not None:
+        run.write_config(loaded.resolved())
+        run.start_log()
+    try:
+        results = trainer.fit(run)
+    finally:
+        if run is not None:
+            run.close()
+    return FitResult(run.path if run else None, trainer.history, results)
+
+
+def restore(path: str | Path, overrides: list[str] | None = None, device: str = "cpu") -> Trainer:
+    """A trainer rebuilt from a checkpoint alone (no YAML), its weights loaded."""
+    payload = checkpoint.load(path)
+    loaded = from_resolved(payload["config"], overrides, source=Path(payload["path"]).name)
+    data, built = prepare(loaded, Preprocessing.from_state(payload["preprocessing"]))
+    trainer = Trainer(loaded, data, built, Context(resolve_device(device)))
+    trainer.load_state(payload, resume=False)
+    trainer.checkpoint = payload  # type: ignore[attr-defined]
+    return trainer
+
+
+def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None = None,
+             device: str = "auto") -> dict[str, Any]:
+    """Loss, metrics and (for classification) the confusion matrix and per-class scores."""
+    trainer = restore(path, overrides, device)
+    report = trainer.evaluate(trainer.data.split(split), confusion=True)
+    report["split"] = split
+    report["samples"] = len(trainer.data.split(split))
+    if "confusion_matrix" in report:
+        report["per_class"] = per_class_scores(report["confusion_matrix"], trainer.data.class_names or [])
+    return report
+
+
+def per_class_scores(matrix: list[list[int]], names: list[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per class from a confusion matrix (rows = true)."""
+    counts = torch.tensor(matrix, dtype=torch.float64)
+    true_pos = counts.diag()
+    predicted = counts.sum(dim=0)
+    actual = counts.sum(dim=1)
+    precision = torch.where(predicted > 0, true_pos / predicted.clamp_min(1), torch.zeros_like(true_pos))
+    recall = torch.where(actual > 0, true_pos / actual.clamp_min(1), torch.zeros_like(true_pos))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12),
+                     torch.zeros_like(true_pos))
+    return {
+        (names[i] if i < len(names) else str(i)): {
+            "precision": round(precision[i].item(), 4),
+            "recall": round(recall[i].item(), 4),
+            "f1": round(f1[i].item(), 4),
+            "support": int(actual[i].item()),
+        }
+        for i in range(len(matrix))
+    }
+
+
+def check(config: str | Path, overrides: list[str] | None = None) -> tuple[LoadedConfig, BuiltModel]:
+    """Validate a config and build its model (loading the data for its shape); no training."""
+    loaded = load_config(config, overrides)
+    seed_everything(loaded.config.seed or 0)
+    _, built = prepare(loaded)
+    return loaded, built

@@ -1,0 +1,162 @@
+"""The `dltrain` command line: parse, call the library, map errors to exit codes.
+
+Exit codes: 0 success; 2 bad usage, config or input (one message, no traceback);
+1 a failure while running; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, api
+from .catalog import catalog
+from .config import json_schema
+from .display import RichReporter, report_table, summary_table
+from .errors import DltrainError
+
+app = typer.Typer(
+    name="dltrain",
+    help="Declarative deep-learning training: one YAML file, PyTorch underneath.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a config value: --set fit.epochs=3 (repeatable; YAML-typed values)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else there.")]
+
+
+def handles_errors(command: F) -> F:
+    """Turn dltrain's errors into one message and their exit code; Ctrl-C into 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except DltrainError as exc:
+            err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"dltrain {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """Declarative deep-learning training: one YAML file, PyTorch underneath."""
+
+
+@app.command()
+@handles_errors
+def fit(
+    config: Annotated[Optional[Path], typer.Argument(help="The YAML config to train.")] = None,
+    overrides: SetOption = None,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N (overrides fit.device).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Write the run here instead of runs/<name>/<time>/.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run of this run directory or last.pt (no YAML needed).")] = None,
+) -> None:
+    """Validate, build, train and checkpoint a model from a YAML config."""
+    sets = list(overrides or [])
+    if device:
+        sets.append(f"fit.device={device}")
+    if resume is not None and config is not None:
+        raise typer.BadParameter("give either CONFIG or --resume, not both")
+    api.fit(config, sets, resume=resume, run_dir=run_dir, reporter=RichReporter(out_console))
+
+
+@app.command()
+@handles_errors
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or a run directory (uses best.pt).")],
+    split: Annotated[str, typer.Option("--split", help="test, val or train.")] = "test",
+    overrides: SetOption = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate a checkpoint on its stored data config: loss, metrics, confusion matrix."""
+    if split not in ("test", "val", "train"):
+        raise typer.BadParameter(f"expected test, val or train; received {split!r}", param_hint="--split")
+    report = api.evaluate(checkpoint, split, list(overrides or []), device)
+    if as_json:
+        print(json.dumps(report))
+        return
+    for renderable in report_table(report, list(report.get("per_class", {}))):
+        out_console.print(renderable)
+
+
+@app.command()
+@handles_errors
+def check(
+    config: Annotated[Path, typer.Argument(help="The YAML config to validate.")],
+    overrides: SetOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate a config and build its model without training; print the summary."""
+    _, built = api.check(config, list(overrides or []))
+    if as_json:
+        layers = [
+            {"type": r.type, "output_shape": list(r.output_shape), "params": r.params, "trainable_params": r.trainable_params}
+            for r in built.summary
+        ]
+        print(json.dumps({"layers": layers, "total_params": built.total_params, "trainable_params": built.trainable_params}))
+        return
+    out_console.print(summary_table(built, title=f"{config.name}: valid"))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the config file (for editor validation and completion)."""
+    print(json.dumps(json_schema(), indent=2))
+
+
+@app.command("list-models")
+def list_models(as_json: JsonOption = False) -> None:
+    """List everything a config can name: layers, sources, optimizers, losses, metrics, presets."""
+    entries = catalog()
+    if as_json:
+        print(json.dumps(entries))
+        return
+    for kind, items in entries.items():
+        table = Table(title=kind, title_justify="left")
+        table.add_column("name")
+        table.add_column("keys")
+        table.add_column("what it does")
+        for item in items:
+            table.add_row(item["name"], ", ".join(item["keys"]), item["summary"])
+        out_console.print(table)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app(prog_name="dltrain")
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,219 @@
+"""What every data source shares: the parameters, the splits, and the preprocessing.
+
+A source only reads arrays (`RawData`). Everything after that is one path for all
+sources: targets shaped for the task, the test and validation splits, preprocessing
+statistics from the training split only, and tensors ready for the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from .._params import Params
+from .._registry import Registry
+from ..errors import DataError
+from ..losses import Task
+
+Shape = tuple[int, ...]
+
+# Independent of the run's seed, so every run (and `evaluate`) sees the same test set.
+SPLIT_SEED = 20240101
+
+
+class DataParams(Params):
+    """Keys every source accepts."""
+
+    test_split: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    normalize: Literal["scale", "standardize"] | None = None
+    flatten: bool = False
+
+
+@dataclass
+class RawData:
+    """Arrays as a source reads them (samples first); `x_test` None when it has none."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    class_names: list[str] | None = None
+    value_range: float | None = None  # the known maximum of the inputs (255, 16, ...)
+
+
+Loader = Callable[[Any], RawData]
+SOURCES: Registry[Loader] = Registry("data source", case_sensitive=False)
+
+
+def register_source(params: type[DataParams]) -> Callable[[Loader], Loader]:
+    """Register a loader under the name in its params' `source` literal."""
+    name = params.model_fields["source"].annotation.__args__[0]  # type: ignore[union-attr]
+    return SOURCES.register(name, params)
+
+
+@dataclass
+class Split:
+    """Inputs and targets of one split, as tensors."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def to(self, device: torch.device) -> "Split":
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class Preprocessing:
+    """Input transforms fitted on the training split, stored in the checkpoint."""
+
+    flatten: bool = False
+    scale: float | None = None
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flatten:
+            x = x.reshape(x.shape[0], -1)
+        if self.scale is not None:
+            x = x / self.scale
+        if self.mean is not None and self.std is not None:
+            x = (x - self.mean) / self.std
+        return x
+
+    def state(self) -> dict[str, Any]:
+        return {"flatten": self.flatten, "scale": self.scale, "mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Preprocessing":
+        return cls(**state)
+
+
+@dataclass
+class DataBundle:
+    """Every split of a data set, ready for the model."""
+
+    train: Split
+    val: Split | None
+    test: Split | None
+    task: Task
+    input_shape: Shape
+    num_classes: int | None
+    class_names: list[str] | None
+    preprocessing: Preprocessing
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> Split:
+        chosen = {"train": self.train, "val": self.val, "test": self.test}[name]
+        if chosen is None:
+            raise DataError(
+                f"this data has no '{name}' split: "
+                + ("set fit.validation_split (e.g. 0.2)" if name == "val" else "it was not configured")
+            )
+        return chosen
+
+    @property
+    def target_width(self) -> int:
+        """Classes for classification, outputs per sample otherwise."""
+        if self.task == "classification":
+            return self.num_classes or 0
+        return self.train.y.shape[1]
+
+
+def _targets(y: np.ndarray, task: Task, where: str) -> torch.Tensor:
+    """Targets shaped for the loss: class indices, or float columns `(N, k)`."""
+    if task == "classification":
+        if y.ndim == 2 and y.shape[1] > 1:  # one-hot, as Keras's categorical labels
+            y = y.argmax(axis=1)
+        y = y.reshape(-1)
+        if not np.issubdtype(y.dtype, np.integer):
+            if not np.all(np.mod(y, 1) == 0):
+                raise DataError(f"{where}: class labels must be integers (or one-hot rows); received {y.dtype} values")
+            y = y.astype(np.int64)
+        if y.min() < 0:
+            raise DataError(f"{where}: class labels must be 0 or more; received {int(y.min())}")
+        return torch.from_numpy(y.astype(np.int64))
+    y = y.astype(np.float32)
+    return torch.from_numpy(y.reshape(len(y), -1))
+
+
+def _permuted_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, held out) indices: a fixed shuffle, so the held-out set never changes."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    held = max(1, int(round(n * fraction)))
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def _stat_axes(shape: Shape) -> tuple[int, ...]:
+    """Axes to average over for standardization: all but features (or channels)."""
+    if len(shape) == 3:  # [C, H, W]: per channel
+        return (0, 2, 3)
+    return tuple(range(len(shape)))  # [F] or [T, F]: per feature (last axis)
+
+
+def fit_preprocessing(params: DataParams, x_train: torch.Tensor, value_range: float | None) -> Preprocessing:
+    """Statistics from the training split only (no leak from validation or test)."""
+    prep = Preprocessing(flatten=params.flatten)
+    if params.normalize == "scale":
+        prep.scale = float(value_range if value_range else x_train.abs().max().clamp_min(1e-12))
+    elif params.normalize == "standardize":
+        x = prep.apply(x_train).double()
+        axes = _stat_axes(tuple(x.shape[1:]))
+        mean = x.mean(dim=axes, keepdim=True)[0]
+        std = x.std(dim=axes, keepdim=True)[0]
+        prep.mean = mean.float()
+        prep.std = std.clamp_min(1e-7).float().where(std > 1e-7, torch.ones_like(std).float())
+    return prep
+
+
+def assemble(
+    raw: RawData,
+    params: DataParams,
+    task: Task,
+    validation_split: float,
+    preprocessing: Preprocessing | None = None,
+) -> DataBundle:
+    """Split, shape the targets and preprocess: the path every source shares.
+
+    The test split (for sources without one) is a fixed shuffle; the validation split
+    is Keras's: the last `validation_split` of the training samples, before shuffling.
+    Pass `preprocessing` (from a checkpoint) to reuse fitted statistics.
+    """
+    x_train, y_train = raw.x_train, raw.y_train
+    if len(x_train) != len(y_train):
+        raise DataError(f"{len(x_train)} inputs but {len(y_train)} targets: they must match")
+    x_test, y_test = raw.x_test, raw.y_test
+    if x_test is None:
+        keep, held = _permuted_split(len(x_train), params.test_split)
+        x_test, y_test = x_train[held], y_train[held]
+        x_train, y_train = x_train[keep], y_train[keep]
+    x_val = y_val = None
+    if validation_split > 0:
+        cut = len(x_train) - max(1, int(round(len(x_train) * validation_split)))
+        x_val, y_val = x_train[cut:], y_train[cut:]
+        x_train, y_train = x_train[:cut], y_train[:cut]
+
+    xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+    prep = preprocessing or fit_preprocessing(params, xt, raw.value_range)
+
+    def make(x: np.ndarray, y: np.ndarray, where: str) -> Split:
+        tensor = xt if x is x_train else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return Split(prep.apply(tensor).contiguous(), _targets(np.asarray(y), task, where))
+
+    train = make(x_train, y_train, "training targets")
+    val = make(x_val, y_val, "validation targets") if x_val is not None else None
+    test = make(x_test, y_test, "test targets") if x_test is not None else None
+
+    num_classes = None
+    class_names = raw.class_names
+    if task == "classification":
+        seen = max(int(s.y.max()) for s in (train, val, test) if s is not None and len(s)) + 1
+        num_classes = max(seen, len(class_names or []))
+        class_names = class_names or [str(i) for i in range(num_classes)]
+    return DataBundle(train, val, test, task, tuple(train.x.shape[1:]), num_classes, class_names, prep)

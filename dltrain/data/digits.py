@@ -1,0 +1,36 @@
+"""`digits`: scikit-learn's 1,797 real 8x8 handwritten digits, shipped with the package."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import model_validator
+
+from .base import DataParams, RawData, register_source
+
+
+class DigitsParams(DataParams):
+    source: Literal["digits"]
+    as_image: bool = False
+    as_sequence: bool = False
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> "DigitsParams":
+        if self.as_image and self.as_sequence:
+            raise ValueError("choose one of as_image ([1, 8, 8]) and as_sequence ([8, 8]), not both")
+        return self
+
+
+@register_source(DigitsParams)
+def digits(p: DigitsParams) -> RawData:
+    """Handwritten digits 0-9, offline: flat [64], or [1, 8, 8] / [8, 8] rows (values 0-16)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.data.astype(np.float32)
+    if p.as_image:
+        x = x.reshape(-1, 1, 8, 8)
+    elif p.as_sequence:
+        x = x.reshape(-1, 8, 8)
+    return RawData(x, bunch.target.astype(np.int64), class_names=[str(i) for i in range(10)], value_range=16.0)

@@ -1,0 +1,63 @@
+"""The errors dltrain raises on purpose, and the exit code each maps to.
+
+The CLI turns a `UserError` into one clear message and exit code 2 (the user can fix
+it), and a `RunError` into exit code 1 (something failed while running).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DltrainError(Exception):
+    """Base of every error dltrain raises deliberately."""
+
+    exit_code = 1
+
+
+class UserError(DltrainError):
+    """Bad usage, config or input: the message says what, where, and how to fix it."""
+
+    exit_code = 2
+
+
+class DataError(UserError):
+    """Data that is missing, malformed, or does not fit the model."""
+
+
+class BuildError(UserError):
+    """A model that cannot be built from a valid config (shapes that do not fit)."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, corrupt, or not a dltrain checkpoint."""
+
+
+class RunError(DltrainError):
+    """A failure while training or evaluating (not the user's input)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One config problem: its dotted path, where it is, and what is wrong."""
+
+    path: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        head = f"{self.where}: " if self.where else ""
+        path = f"{self.path}: " if self.path else ""
+        return f"{head}{path}{self.message}"
+
+
+class ConfigError(UserError):
+    """Every problem found in a config, reported together."""
+
+    def __init__(self, problems: list[Problem], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        count = len(problems)
+        lines = [f"{source}: {count} problem{'s' if count != 1 else ''} in the config"]
+        lines += [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines))

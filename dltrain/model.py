@@ -1,0 +1,173 @@
+"""Build the model layer by layer with the shape known at each step, and summarize it.
+
+The network returns logits: a final softmax (or sigmoid) that a cross-entropy loss
+absorbs is split off here and applied only to the outputs of `predict`/`evaluate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .activations import apply_output_activation
+from .config import Config, LoadedConfig
+from .errors import ConfigError
+from .layers import LAYERS, Built, ShapeError
+from .losses import loss_spec
+from .metrics import METRICS
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    """One row of the model summary."""
+
+    index: int
+    type: str
+    output_shape: Shape
+    params: int
+    trainable_params: int
+
+
+class Network(nn.Module):
+    """The user's layers in order; `forward` gives logits (or values, for regression)."""
+
+    def __init__(self, layers: list[nn.Module], output_activation: str | None,
+                 penalties: list[tuple[nn.Parameter, float, float]]) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+        self.output_activation = output_activation
+        self._penalties = penalties
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        """What the user's final activation would have produced from `outputs`."""
+        return apply_output_activation(self.output_activation, outputs)
+
+    @property
+    def has_penalty(self) -> bool:
+        return bool(self._penalties)
+
+    def penalty(self) -> torch.Tensor:
+        """Keras's kernel regularization term, to add to the loss."""
+        total = sum(l1 * w.abs().sum() + l2 * w.square().sum() for w, l1, l2 in self._penalties)
+        return total  # type: ignore[return-value]
+
+
+@dataclass
+class BuiltModel:
+    network: Network
+    summary: list[LayerSummary]
+
+    @property
+    def total_params(self) -> int:
+        return sum(row.params for row in self.summary)
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(row.trainable_params for row in self.summary)
+
+
+def _channels_last_hint(shape: list[int]) -> str | None:
+    """A channels-first suggestion when `shape` looks like Keras's `[H, W, C]`."""
+    if len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] > 4 and shape[1] > 4:
+        return f"input_shape {shape} looks channels-last; dltrain uses channels-first: [{shape[2]}, {shape[0]}, {shape[1]}]"
+    return None
+
+
+def _final_activation(config: Config) -> tuple[int, str] | None:
+    """(index, name) of the activation the last layer applies, if it has one."""
+    last = config.model.layers[-1]
+    name = getattr(last, "activation", None)
+    return (len(config.model.layers) - 1, name) if isinstance(name, str) else None
+
+
+def _check_task(loaded: LoadedConfig, final: tuple[int, str] | None, absorbs: str | None) -> str | None:
+    """The activation to split off; reject activations that would corrupt the loss."""
+    if absorbs is None or final is None:
+        return None
+    index, name = final
+    if name == absorbs:
+        return name
+    if name != "linear":
+        loss = loaded.config.compile.loss.type
+        raise loaded.error(
+            ("model", "layers", index, "activation"),
+            f"a final '{name}' does not fit the loss '{loss}', which expects logits: "
+            f"use activation: {absorbs} (or linear) on the last layer",
+        )
+    return None
+
+
+def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> BuiltModel:
+    """Build the network for inputs of `data_shape` and targets `target_width` wide."""
+    config = loaded.config
+    spec = loss_spec(config.compile.loss)
+    _check_metrics(loaded, spec.task)
+    declared = config.model.input_shape
+    if declared is not None:
+        hint = _channels_last_hint(declared)
+        if hint and tuple(declared) != tuple(data_shape):
+            raise loaded.error(("model", "input_shape"), hint)
+        if tuple(declared) != tuple(data_shape):
+            raise loaded.error(("model", "input_shape"),
+                               f"input_shape {declared} does not match the data, whose samples are {list(data_shape)}; "
+                               f"remove input_shape (it is inferred) or fix the data preprocessing")
+    split_off = _check_task(loaded, _final_activation(config), spec.absorbs)
+
+    shape: Shape = tuple(data_shape)
+    modules: list[nn.Module] = []
+    penalties: list[tuple[nn.Parameter, float, float]] = []
+    summary: list[LayerSummary] = []
+    for index, params in enumerate(config.model.layers):
+        if split_off and index == len(config.model.layers) - 1:
+            params = params.model_copy(update={"activation": "linear"})
+        built = _build_layer(loaded, index, params, shape)
+        if not params.trainable:
+            built.module.requires_grad_(False)
+        modules.append(built.module)
+        penalties += [p for p in built.penalties if p[0].requires_grad]
+        count = sum(p.numel() for p in built.module.parameters())
+        trainable = sum(p.numel() for p in built.module.parameters() if p.requires_grad)
+        summary.append(LayerSummary(index, params.type, built.shape, count, trainable))
+        shape = built.shape
+    _check_output(loaded, spec.task, shape, target_width)
+    return BuiltModel(Network(modules, split_off, penalties), summary)
+
+
+def _build_layer(loaded: LoadedConfig, index: int, params: object, shape: Shape) -> Built:
+    layer_type = params.type  # type: ignore[attr-defined]
+    try:
+        return LAYERS.get(layer_type).obj(params, shape)
+    except ShapeError as exc:
+        raise loaded.error(("model", "layers", index), f"{layer_type} (layer {index}) {exc}") from None
+
+
+def _check_output(loaded: LoadedConfig, task: str, shape: Shape, width: int) -> None:
+    last = ("model", "layers", len(loaded.config.model.layers) - 1)
+    layer_type = loaded.config.model.layers[-1].type
+    if len(shape) != 1:
+        raise loaded.error(last, f"the model's output is {list(shape)} per sample; the loss needs a flat [{width}] "
+                                 f"(add Flatten or GlobalAveragePooling before the last Dense)")
+    if shape[0] != width:
+        what = f"the data has {width} classes" if task == "classification" else f"the targets have {width} values per sample"
+        raise loaded.error(last, f"{layer_type} (layer {last[2]}) outputs {list(shape)}, but {what}: "
+                                 f"expected [{width}]; set its units to {width}")
+
+
+def _check_metrics(loaded: LoadedConfig, task: str) -> None:
+    problems = []
+    for index, metric in enumerate(loaded.config.compile.metrics):
+        allowed = METRICS.get(metric.type).obj.tasks  # type: ignore[attr-defined]
+        if task not in allowed:
+            err = loaded.error(("compile", "metrics", index),
+                               f"metric '{metric.type}' does not apply to a {task} loss "
+                               f"('{loaded.config.compile.loss.type}'); it needs: {', '.join(allowed)}")
+            problems += err.problems
+    if problems:
+        raise ConfigError(problems, loaded.source)

@@ -1,0 +1,83 @@
+"""The run directory: config.yaml, history.csv, last.pt, best.pt, metrics.json, train.log.
+
+Every file is written whole and atomically (temporary file, then rename), so a run
+killed at any moment leaves readable files behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import checkpoint
+
+log = logging.getLogger("dltrain")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """One run's folder. Only the main process creates or writes one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handler: logging.Handler | None = None
+
+    @classmethod
+    def create(cls, name: str, run_dir: str | Path | None = None, root: Path = Path("runs")) -> "RunDir":
+        """`run_dir`, or a new `runs/<name>/<YYYYmmdd-HHMMSS>/` (suffixed if taken)."""
+        if run_dir is not None:
+            path = Path(run_dir)
+        else:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            path = root / name / stamp
+            suffix = 1
+            while path.exists():
+                path = root / name / f"{stamp}-{suffix}"
+                suffix += 1
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    def start_log(self) -> None:
+        """Copy the 'dltrain' log to train.log (appending, so a resumed run continues it)."""
+        self._handler = logging.FileHandler(self.path / "train.log", encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(self._handler)
+        log.setLevel(logging.INFO)
+
+    def close(self) -> None:
+        if self._handler is not None:
+            log.removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
+
+    def write_config(self, resolved: dict[str, Any]) -> None:
+        _write_atomic(self.path / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        columns: list[str] = []
+        for row in rows:
+            columns += [key for key in row if key not in columns]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        _write_atomic(self.path / "history.csv", out.getvalue())
+
+    def write_metrics(self, results: dict[str, Any]) -> None:
+        _write_atomic(self.path / "metrics.json", json.dumps(results, indent=2) + "\n")
+
+    def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None:
+        checkpoint.save(self.path / name, payload)
