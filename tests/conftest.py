@@ -1,0 +1,65 @@
+"""Shared test helpers: write small configs, run the real CLI (in-process or as a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dltrain.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+
+def write_config(directory: Path, config: dict[str, Any], name: str = "config.yaml") -> Path:
+    path = directory / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def tiny_digits_config(**fit: Any) -> dict[str, Any]:
+    """A small, fast digits MLP config (override fit keys by keyword)."""
+    return {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"source": "digits", "normalize": "scale"},
+        "model": {"layers": [
+            {"type": "Dense", "units": 32, "activation": "relu"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]},
+        "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
+        "fit": {"epochs": 2, "batch_size": 64, "validation_split": 0.2, "device": "cpu", **fit},
+    }
+
+
+class Cli:
+    """Run `dltrain` through Typer's runner (fast) or a real subprocess."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str | Path) -> Any:
+        return self.runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    def subprocess(self, *args: str | Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        return subprocess.run([sys.executable, "-m", "dltrain", *map(str, args)], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own folder, so `runs/` never lands in the repository."""
+    monkeypatch.chdir(tmp_path)
