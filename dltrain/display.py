@@ -33,6 +33,9 @@ def summary_table(built: BuiltModel, title: str = "Model") -> Table:
     for row in built.summary:
         table.add_row(str(row.index), row.type, str(list(row.output_shape)), f"{row.params:,}", f"{row.trainable_params:,}")
     frozen = built.total_params - built.trainable_params
+    adapter = built.network.adapter
+    steps = f" → {adapter.describe()} → {list(adapter.out_shape)}" if adapter is not None else ""
+    table.title = f"{title}  (input {list(built.input_shape)}{steps})"
     table.caption = f"Total params: {built.total_params:,}  Trainable: {built.trainable_params:,}  Frozen: {frozen:,}"
     table.caption_justify = "left"
     return table

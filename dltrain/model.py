@@ -13,6 +13,7 @@ from torch import nn
 
 from .activations import apply_output_activation
 from .config import Config, LoadedConfig
+from .data.adapter import InputAdapter
 from .errors import ConfigError
 from .layers import LAYERS, Built, ShapeError
 from .losses import loss_spec
@@ -36,13 +37,16 @@ class Network(nn.Module):
     """The user's layers in order; `forward` gives logits (or values, for regression)."""
 
     def __init__(self, layers: list[nn.Module], output_activation: str | None,
-                 penalties: list[tuple[nn.Parameter, float, float]]) -> None:
+                 penalties: list[tuple[nn.Parameter, float, float]], adapter: InputAdapter | None = None) -> None:
         super().__init__()
+        self.adapter = adapter
         self.layers = nn.Sequential(*layers)
         self.output_activation = output_activation
         self._penalties = penalties
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.adapter is not None:
+            x = self.adapter(x)
         return self.layers(x)
 
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
@@ -63,6 +67,7 @@ class Network(nn.Module):
 class BuiltModel:
     network: Network
     summary: list[LayerSummary]
+    input_shape: Shape
 
     @property
     def total_params(self) -> int:
@@ -119,8 +124,9 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
                                f"input_shape {declared} does not match the data, whose samples are {list(data_shape)}; "
                                f"remove input_shape (it is inferred) or fix the data preprocessing")
     split_off = _check_task(loaded, _final_activation(config), spec.absorbs)
+    adapter = _input_adapter(loaded, tuple(data_shape))
 
-    shape: Shape = tuple(data_shape)
+    shape: Shape = adapter.out_shape if adapter else tuple(data_shape)
     modules: list[nn.Module] = []
     penalties: list[tuple[nn.Parameter, float, float]] = []
     summary: list[LayerSummary] = []
@@ -137,7 +143,24 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
         summary.append(LayerSummary(index, params.type, built.shape, count, trainable))
         shape = built.shape
     _check_output(loaded, spec.task, shape, target_width)
-    return BuiltModel(Network(modules, split_off, penalties), summary)
+    return BuiltModel(Network(modules, split_off, penalties, adapter), summary, tuple(data_shape))
+
+
+def _input_adapter(loaded: LoadedConfig, shape: Shape) -> InputAdapter | None:
+    """The on-device channel/resize/ImageNet step the data keys ask for, if any."""
+    data = loaded.config.data
+    imagenet = data.normalize == "imagenet"
+    if data.channels is None and data.resize is None and not imagenet:
+        return None
+    key = "channels" if data.channels is not None else "resize" if data.resize is not None else "normalize"
+    if len(shape) != 3:
+        raise loaded.error(("data", key), f"'{key}' applies to images [C, H, W]; this data's samples are {list(shape)}")
+    if shape[0] not in (1, 3) and data.channels is not None:
+        raise loaded.error(("data", "channels"), f"channels converts between 1 and 3 channels; the images have {shape[0]}")
+    adapter = InputAdapter(shape, data.channels, data.resize_to, imagenet)
+    if imagenet and adapter.out_shape[0] != 3:
+        raise loaded.error(("data", "normalize"), "normalize: imagenet needs 3-channel images; add `channels: 3`")
+    return None if adapter.is_identity else adapter
 
 
 def _build_layer(loaded: LoadedConfig, index: int, params: object, shape: Shape) -> Built:

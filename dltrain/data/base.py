@@ -12,7 +12,7 @@ from typing import Annotated, Any, Callable, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from .._params import Params
 from .._registry import Registry
@@ -29,8 +29,17 @@ class DataParams(Params):
     """Keys every source accepts."""
 
     test_split: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
-    normalize: Literal["scale", "standardize"] | None = None
+    normalize: Literal["scale", "standardize", "imagenet"] | None = None
     flatten: bool = False
+    resize: PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
+    channels: Literal[1, 3] | None = None
+
+    @property
+    def resize_to(self) -> tuple[int, int] | None:
+        """`resize` as (height, width)."""
+        if self.resize is None:
+            return None
+        return (self.resize, self.resize) if isinstance(self.resize, int) else (self.resize[0], self.resize[1])
 
 
 @dataclass
@@ -160,7 +169,7 @@ def _stat_axes(shape: Shape) -> tuple[int, ...]:
 def fit_preprocessing(params: DataParams, x_train: torch.Tensor, value_range: float | None) -> Preprocessing:
     """Statistics from the training split only (no leak from validation or test)."""
     prep = Preprocessing(flatten=params.flatten)
-    if params.normalize == "scale":
+    if params.normalize in ("scale", "imagenet"):  # ImageNet statistics are for [0, 1] inputs
         prep.scale = float(value_range if value_range else x_train.abs().max().clamp_min(1e-12))
     elif params.normalize == "standardize":
         x = prep.apply(x_train).double()
