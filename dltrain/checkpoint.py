@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,9 @@ def resolve(path: str | Path, default_name: str = "best.pt") -> Path:
 def load(path: str | Path, default_name: str = "best.pt") -> dict[str, Any]:
     """Load a dltrain checkpoint with `weights_only=True`; refuse anything else clearly."""
     file = resolve(path, default_name)
+    if not zipfile.is_zipfile(file):  # torch.save's format is a zip archive
+        raise CheckpointError(f"'{file}' is not a readable checkpoint (not a file written by torch.save); "
+                              f"give the last.pt or best.pt of a run")
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
