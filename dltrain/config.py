@@ -260,14 +260,22 @@ def validate(raw: dict[str, Any], source: str, lines: dict[PathKey, int] | None 
         loaded.config = Config.model_validate(raw)
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
-            path = _raw_path(raw, err["loc"])
+        errors = [(_raw_path(raw, err["loc"]), err) for err in exc.errors()]
+        for path, err in errors:
+            if err["type"] == "missing" and _explained_by_typo(path, errors):
+                continue
             if err["type"] == "unknown_name" and isinstance(err["input"], dict):
                 path += ("source" if "source" in err["input"] else "type",)
             problems.append(Problem(_dotted(path), loaded.where(path), _message(err)))
         problems.sort(key=lambda p: _line_number(p.where))
         raise ConfigError(problems, source) from None
     return loaded
+
+
+def _explained_by_typo(path: PathKey, errors: list[tuple[PathKey, dict[str, Any]]]) -> bool:
+    """A missing key that a misspelled sibling already points to (`unit` → 'units')."""
+    hint = f"Did you mean '{path[-1]}'?"
+    return any(p[:-1] == path[:-1] and e["type"] == "unknown_key" and hint in e["msg"] for p, e in errors)
 
 
 def _line_number(where: str) -> int:

@@ -64,6 +64,8 @@ class RichReporter(Reporter):
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         self.steps = steps
+        if not self.console.is_terminal:  # a log file gets the epoch lines only
+            return
         self.progress = Progress(
             TextColumn(f"Epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
@@ -74,11 +76,12 @@ class RichReporter(Reporter):
         self.last_refresh = time.monotonic()
 
     def step(self, step: int, tracker: Tracker) -> None:
+        if self.progress is None:
+            return
         now = time.monotonic()
         if now - self.last_refresh < REFRESH_SECONDS and step != self.steps:
             return
         self.last_refresh = now
-        assert self.progress is not None and self.task is not None
         self.progress.update(self.task, completed=step, metrics=_format(tracker.compute()))
         self.progress.refresh()
 

@@ -82,7 +82,7 @@ def test_every_problem_is_reported_at_once(cli, tmp_path: Path) -> None:
     path.write_text(text)
     result = cli("check", path)
     assert result.exit_code == 2
-    assert "4 problems" in result.stderr  # the typo counts twice: unknown `unit`, missing `units`
+    assert "3 problems" in result.stderr  # `unit` is reported once, not also as a missing `units`
     lines = [int(part.split(":")[1]) for part in result.stderr.split("bad.yaml")[2:]]
     assert lines == sorted(lines)
 
