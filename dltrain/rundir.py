@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from . import checkpoint
+from .errors import UserError
 
 log = logging.getLogger("dltrain")
 
@@ -40,6 +41,9 @@ class RunDir:
         """`run_dir`, or a new `runs/<name>/<YYYYmmdd-HHMMSS>/` (suffixed if taken)."""
         if run_dir is not None:
             path = Path(run_dir)
+            if (path / "last.pt").exists():
+                raise UserError(f"'{path}' already holds a run (last.pt); continue it with "
+                                f"`dltrain fit --resume {path}`, or choose another --run-dir")
         else:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             path = root / name / stamp

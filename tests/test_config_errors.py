@@ -114,3 +114,13 @@ def test_failing_command_leaves_existing_run_untouched(cli, tmp_path: Path) -> N
     assert cli("fit", bad, "--run-dir", tmp_path / "run").exit_code == 2
     after = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
     assert before == after
+
+
+def test_fit_refuses_to_overwrite_an_existing_run(cli, tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    assert cli("fit", good, "--run-dir", tmp_path / "run").exit_code == 0
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    again = cli("fit", good, "--run-dir", tmp_path / "run")
+    assert again.exit_code == 2 and "--resume" in again.stderr
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
