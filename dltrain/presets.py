@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
+
+from ._registry import did_you_mean
+from .errors import UserError
+from .rundir import _write_atomic
 
 PRESETS_DIR = Path(__file__).parent / "configs"
 
@@ -19,3 +24,39 @@ def describe(path: Path) -> str:
         if line.startswith("#") and text and not text.startswith(("dltrain ", "Run:", "run:")):
             return text
     return ""
+
+
+def preset_path(name: str) -> Path:
+    """The YAML file of preset `name`; a UserError listing the presets when it is unknown."""
+    known = presets()
+    if name.endswith((".yaml", ".yml")):
+        name = Path(name).stem  # `dltrain init configs/digits_mlp.yaml` means the preset
+    if name not in known:
+        raise UserError(f"unknown preset {name!r}.{did_you_mean(name, list(known))} "
+                        f"Presets: {', '.join(known)} (see `dltrain init --list`).")
+    return known[name]
+
+
+def write_preset(name: str, dest: str | Path | None = None, force: bool = False) -> Path:
+    """Copy preset `name` to `dest` (default `./NAME.yaml`; a folder gets `NAME.yaml` inside).
+
+    The copy opens with the command that runs it, pointing at `dest` rather than at
+    `configs/`, so the first line of the new file is what the user types next. An
+    existing file is kept unless `force`: a user's edited config is never lost by accident.
+    """
+    source = preset_path(name)
+    target = Path(dest) if dest is not None else Path(f"{source.stem}.yaml")
+    if target.is_dir():
+        target = target / f"{source.stem}.yaml"
+    if target.exists() and not force:
+        raise UserError(f"'{target}' already exists; pass --force to overwrite it, or give another DEST")
+    if not target.parent.is_dir():
+        raise UserError(f"cannot write '{target}': the folder '{target.parent}' does not exist")
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    shipped, written = f"configs/{source.name}", shlex.quote(target.as_posix())
+    if lines and lines[0].startswith("# dltrain ") and shipped in lines[0]:
+        lines[0] = lines[0].replace(shipped, written)
+    else:
+        lines.insert(0, f"# dltrain fit {written}\n")
+    _write_atomic(target, "".join(lines))
+    return target
