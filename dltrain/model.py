@@ -36,6 +36,8 @@ class LayerSummary:
 class Network(nn.Module):
     """The user's layers in order; `forward` gives logits (or values, for regression)."""
 
+    __jit_unused_properties__ = ["has_penalty"]  # training-only: keeps the network scriptable for export
+
     def __init__(self, layers: list[nn.Module], output_activation: str | None,
                  penalties: list[tuple[nn.Parameter, float, float]], adapter: InputAdapter | None = None) -> None:
         super().__init__()

@@ -1,0 +1,273 @@
+"""`dltrain export`: a checkpoint to ONNX, `torch.export` (.pt2) or TorchScript, checked.
+
+The exported graph is the whole inference path of the network: the on-device input
+adapter (channels, resize, ImageNet statistics), the layers, and the final softmax or
+sigmoid that training split off, so an exported classifier outputs probabilities, as
+the Keras model it was written as would. What happens before the network (flatten,
+scale, standardize, fitted on the training data) is written beside the export as JSON,
+so the file can be used without dltrain.
+
+Nothing is left behind unless it was checked: the export is written to a temporary
+name, reloaded the way a user would load it (onnxruntime, `torch.export.load`,
+`torch.jit.load`), run on a real batch of the stored test data, compared with the
+PyTorch model, and only then renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from ._registry import Registry
+from .activations import activation
+from .api import restore
+from .data import DataBundle, Preprocessing
+from .errors import RunError, UserError
+from .model import Network
+from .rundir import _write_atomic
+
+# Exported and PyTorch outputs must agree elementwise: |export - torch| <= ATOL + RTOL * |torch|
+# (numpy.allclose). Measured differences are ~1e-7 (float32 rounding in a different kernel
+# order); anything near the bound is a real divergence, not noise.
+ATOL = 1e-5
+RTOL = 1e-3
+CHECK_SAMPLES = 64  # the real batch the export is checked on: the first test samples
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+EXPORT_EXTRA = "pip install 'dltrain[export]'"
+
+Run = Callable[[torch.Tensor], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """One format: how to write a module to a file, and how a user loads and runs that file."""
+
+    suffix: str
+    write: Callable[[nn.Module, torch.Tensor, Path], None]
+    load: Callable[[Path], Run]
+    requires: tuple[str, ...] = ()
+
+
+EXPORTERS: Registry[Exporter] = Registry("export format", case_sensitive=False)
+
+
+def _batch_dim() -> dict[int, Any]:
+    return {0: torch.export.Dim("batch")}
+
+
+def _write_onnx(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its passes on stdout
+        torch.onnx.export(module, (sample,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamo=True, dynamic_shapes=(_batch_dim(),), external_data=False, verbose=False)
+
+
+def _load_onnx(path: Path) -> Run:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {INPUT_NAME: x.numpy()})[0]
+
+
+def _write_pt2(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
+    program = torch.export.export(module, (sample,), dynamic_shapes=(_batch_dim(),))
+    torch.export.save(program, str(path))
+
+
+def _load_pt2(path: Path) -> Run:
+    module = torch.export.load(str(path)).module()
+    return lambda x: module(x).detach().numpy()
+
+
+def _write_torchscript(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
+    torch.jit.script(module).save(str(path))  # scripted, not traced: no control flow is frozen
+
+
+def _load_torchscript(path: Path) -> Run:
+    module = torch.jit.load(str(path))
+    return lambda x: module(x).detach().numpy()
+
+
+EXPORTERS.register("onnx", summary="ONNX (torch.onnx.export, dynamo exporter); checked with onnxruntime")(
+    Exporter(".onnx", _write_onnx, _load_onnx, ("onnx", "onnxscript", "onnxruntime")))
+EXPORTERS.register("pt2", summary="torch.export ExportedProgram; load with torch.export.load(path).module()")(
+    Exporter(".pt2", _write_pt2, _load_pt2))
+EXPORTERS.register("torchscript", summary="TorchScript (torch.jit.script); load with torch.jit.load(path)")(
+    Exporter(".torchscript", _write_torchscript, _load_torchscript))
+
+
+class Deployable(nn.Module):
+    """The network with its split-off output activation put back: inputs → what `predict` gives."""
+
+    def __init__(self, network: Network, width: int) -> None:
+        super().__init__()
+        self.network = network
+        self.activation = activation(network.output_activation or "linear", (width,))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.network(x))
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    metadata_path: Path
+    max_abs_diff: float
+    samples: int
+
+
+def export(checkpoint: str | Path, fmt: str, output: str | Path | None = None) -> ExportResult:
+    """Export a checkpoint's model to `fmt`, checked against PyTorch, with its preprocessing JSON."""
+    exporter = _exporter(fmt)
+    name = EXPORTERS.canonical(fmt) or fmt
+    _require(name, exporter)
+    trainer = restore(checkpoint, device="cpu")
+    source = Path(trainer.checkpoint["path"])  # type: ignore[attr-defined]
+    target = Path(output) if output is not None else source.with_suffix(exporter.suffix)
+    if target.resolve() == source.resolve():
+        raise UserError(f"-o '{target}' is the checkpoint itself; choose another file name")
+    if not target.parent.is_dir():
+        raise UserError(f"cannot write '{target}': the folder '{target.parent}' does not exist")
+    width = trainer.built.summary[-1].output_shape[0]
+    module = Deployable(trainer.network, width).eval()
+    sample = check_batch(trainer.data)
+    diff = write_checked(name, module, module, sample, target)
+    meta = target.with_name(target.name + ".json")
+    info = metadata(trainer.data, trainer.network, name, target, width, diff, len(sample))
+    _write_atomic(meta, json.dumps(info, indent=2) + "\n")
+    return ExportResult(target, meta, diff, len(sample))
+
+
+def write_checked(fmt: str, module: nn.Module, reference: nn.Module, sample: torch.Tensor, target: Path) -> float:
+    """Export `module` to `target` only if the file reproduces `reference` on `sample`.
+
+    The file is written under a temporary name and renamed once checked, so a failure
+    (an unsupported layer, a mismatch) leaves nothing behind, and an earlier export at
+    `target` stays as it was. Returns the largest absolute difference seen.
+    """
+    exporter = _exporter(fmt)
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{exporter.suffix}")
+    try:
+        _write(fmt, exporter, module, sample, tmp)
+        diff = check_export(exporter, tmp, reference, sample)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return diff
+
+
+def _exporter(fmt: str) -> Exporter:
+    try:
+        return EXPORTERS.get(fmt).obj
+    except KeyError as exc:
+        raise UserError(f"--format: {exc.args[0]}") from None
+
+
+def _require(name: str, exporter: Exporter) -> None:
+    """Import the optional packages the format needs, or say how to install them."""
+    missing = []
+    for package in exporter.requires:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise UserError(f"--format {name} needs {', '.join(missing)}, which is not installed: {EXPORT_EXTRA} "
+                        f"(or pip install {' '.join(missing)})")
+
+
+def check_batch(data: DataBundle) -> torch.Tensor:
+    """A real batch, already preprocessed: the first test samples (at least two rows).
+
+    Two rows at least, because an exporter that sees a batch of one may fix the batch
+    size to one; the check then also runs one row alone, which proves it was not fixed.
+    """
+    split = data.test or data.val or data.train
+    x = split.x[:CHECK_SAMPLES].float().cpu()
+    return x if len(x) > 1 else torch.cat([x, x])
+
+
+def _write(name: str, exporter: Exporter, module: nn.Module, sample: torch.Tensor, path: Path) -> None:
+    """Run the exporter; any failure of the third-party exporter becomes one clear RunError."""
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # deprecation chatter; the check below is what counts
+            exporter.write(module, sample, path)
+    except Exception as exc:  # exporters raise many unrelated types for an unsupported layer
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        others = ", ".join(n for n in EXPORTERS.names() if n != name)
+        raise RunError(f"this model cannot be exported to {name}: {type(exc).__name__}: {reason}. "
+                       f"Try another format ({others}).") from None
+
+
+def check_export(exporter: Exporter, path: Path, module: nn.Module, sample: torch.Tensor) -> float:
+    """Reload the file as a user would and compare it with `module` on `sample` (and on one row).
+
+    Returns the largest absolute difference; raises RunError beyond ATOL + RTOL * |expected|.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = exporter.load(path)
+        worst = 0.0
+        for batch in (sample, sample[:1]):
+            with torch.inference_mode():
+                expected = module(batch).numpy()
+            got = np.asarray(run(batch))
+            if got.shape != expected.shape:
+                raise RunError(f"the exported model's output has shape {list(got.shape)} for a batch of "
+                               f"{len(batch)}; PyTorch's has {list(expected.shape)}")
+            worst = max(worst, float(np.abs(got - expected).max()))
+            if not np.allclose(got, expected, rtol=RTOL, atol=ATOL):
+                raise RunError(f"the exported model does not match the PyTorch model on {len(batch)} test "
+                               f"sample(s): largest difference {worst:.3g}, beyond the tolerance "
+                               f"|export - torch| <= {ATOL:g} + {RTOL:g} * |torch|; nothing was written")
+    return worst
+
+
+def metadata(data: DataBundle, network: Network, fmt: str, target: Path, width: int, diff: float,
+             samples: int) -> dict[str, Any]:
+    """The JSON beside the export: how to turn raw inputs into its input, and read its output."""
+    if data.task == "classification":
+        kind = "probabilities" if network.output_activation else "logits"
+    else:
+        kind = "values"
+    adapter = network.adapter.describe() if network.adapter is not None else None
+    return {
+        "format": fmt,
+        "file": target.name,
+        "dltrain_version": __version__,
+        "task": data.task,
+        "input": {"name": INPUT_NAME, "shape": [None, *data.input_shape], "dtype": "float32"},
+        "preprocessing": preprocessing_steps(data.preprocessing),
+        "in_graph": adapter,
+        "output": {"name": OUTPUT_NAME, "shape": [None, width], "kind": kind,
+                   "activation": network.output_activation},
+        "class_names": data.class_names,
+        "check": {"samples": samples, "max_abs_diff": diff, "atol": ATOL, "rtol": RTOL},
+    }
+
+
+def preprocessing_steps(prep: Preprocessing) -> list[dict[str, Any]]:
+    """`Preprocessing.apply` as data, in its order: what to do to raw inputs before the model."""
+    steps: list[dict[str, Any]] = []
+    if prep.flatten:
+        steps.append({"op": "flatten", "what": "x = x.reshape(len(x), -1)"})
+    if prep.scale is not None:
+        steps.append({"op": "divide", "value": prep.scale, "what": "x = x / value"})
+    if prep.mean is not None and prep.std is not None:
+        steps.append({"op": "standardize", "mean": prep.mean.tolist(), "std": prep.std.tolist(),
+                      "what": "x = (x - mean) / std (mean and std broadcast over a sample)"})
+    return steps
