@@ -14,9 +14,11 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, api
+from . import __version__, api, presets
+from . import export as exports
 from .catalog import catalog
 from .config import json_schema
 from .display import RichReporter, report_table, summary_table
@@ -51,7 +53,7 @@ def handles_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except DltrainError as exc:
-            err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -128,6 +130,40 @@ def check(
         print(json.dumps({"layers": layers, "total_params": built.total_params, "trainable_params": built.trainable_params}))
         return
     out_console.print(summary_table(built, title=f"{config.name}: valid"))
+
+
+@app.command()
+@handles_errors
+def init(
+    preset: Annotated[Optional[str], typer.Argument(help="The preset to start from (see --list).")] = None,
+    dest: Annotated[Optional[Path], typer.Argument(help="Where to write it (default ./PRESET.yaml; a folder gets PRESET.yaml).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite DEST if it exists.")] = False,
+    list_all: Annotated[bool, typer.Option("--list", help="List the presets and exit.")] = False,
+) -> None:
+    """Write a bundled preset config to start a project from."""
+    if list_all or preset is None:
+        table = Table(title="presets (dltrain init PRESET [DEST])", title_justify="left")
+        table.add_column("name", no_wrap=True)
+        table.add_column("what it is")
+        for item in catalog()["presets"]:
+            table.add_row(item["name"], item["summary"])
+        out_console.print(table)
+        return
+    written = presets.write_preset(preset, dest, force)
+    out_console.print(f"wrote {written}; train it with: dltrain fit {written}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@handles_errors
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or a run directory (uses best.pt).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, pt2 or torchscript.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The file to write (default: beside the checkpoint).")] = None,
+) -> None:
+    """Export a checkpoint for deployment, checked against the PyTorch model; preprocessing JSON beside it."""
+    result = exports.export(checkpoint, fmt, output)
+    out_console.print(f"wrote {result.path} and {result.metadata_path} (checked on {result.samples} test samples: "
+                      f"largest difference {result.max_abs_diff:.2g})", highlight=False, soft_wrap=True)
 
 
 @app.command()
