@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, api, presets
-from . import export as exports
+from .export import export as export_model
 from .catalog import catalog
 from .config import json_schema
 from .display import RichReporter, report_table, summary_table
@@ -161,7 +161,7 @@ def export(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The file to write (default: beside the checkpoint).")] = None,
 ) -> None:
     """Export a checkpoint for deployment, checked against the PyTorch model; preprocessing JSON beside it."""
-    result = exports.export(checkpoint, fmt, output)
+    result = export_model(checkpoint, fmt, output)
     out_console.print(f"wrote {result.path} and {result.metadata_path} (checked on {result.samples} test samples: "
                       f"largest difference {result.max_abs_diff:.2g})", highlight=False, soft_wrap=True)
 

@@ -123,6 +123,8 @@ class Deployable(nn.Module):
 
 @dataclass
 class ExportResult:
+    """What `export` wrote, and how closely the file matched the PyTorch model."""
+
     path: Path
     metadata_path: Path
     max_abs_diff: float
@@ -185,7 +187,7 @@ def _require(name: str, exporter: Exporter) -> None:
         except ImportError:
             missing.append(package)
     if missing:
-        raise UserError(f"--format {name} needs {', '.join(missing)}, which is not installed: {EXPORT_EXTRA} "
+        raise UserError(f"--format {name} needs {', '.join(missing)} (not installed here): {EXPORT_EXTRA} "
                         f"(or pip install {' '.join(missing)})")
 
 
