@@ -6,6 +6,7 @@ Each one wires the same path: config → data → model → trainer → checkpoi
 from __future__ import annotations
 
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoint
+from . import checkpoint, transfer
+from .backbones import weights_from_checkpoint
 from .config import LoadedConfig, from_resolved, load_config, with_seed
 from .data import DataBundle, Preprocessing, load_data
 from .distributed import Context, resolve_device
@@ -36,8 +38,11 @@ def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) ->
     """Load the data and build the model for a validated config."""
     config = loaded.config
     task = loss_spec(config.compile.loss).task
-    data = load_data(config.data, task, config.fit.validation_split, preprocessing)
+    notes = transfer.normalization_default(loaded)
+    data = load_data(loaded.config.data, task, config.fit.validation_split, preprocessing)
+    notes += transfer.image_defaults(loaded, data.input_shape)
     built = build_model(loaded, data.input_shape, data.target_width)
+    built.notes += notes + transfer.plan_notes(built.network)
     return data, built
 
 
@@ -73,7 +78,8 @@ def fit(
     ctx = Context(resolve_device(loaded.config.fit.device))
     seed_everything(loaded.config.seed or 0)
     prep = Preprocessing.from_state(payload["preprocessing"]) if payload else None
-    data, built = prepare(loaded, prep)
+    with weights_from_checkpoint() if payload else nullcontext():
+        data, built = prepare(loaded, prep)
     trainer = Trainer(loaded, data, built, ctx, reporter)
     if payload is not None:
         trainer.load_state(payload, resume=True)
@@ -95,7 +101,8 @@ def restore(path: str | Path, overrides: list[str] | None = None, device: str = 
     """A trainer rebuilt from a checkpoint alone (no YAML), its weights loaded."""
     payload = checkpoint.load(path)
     loaded = from_resolved(payload["config"], overrides, source=Path(payload["path"]).name)
-    data, built = prepare(loaded, Preprocessing.from_state(payload["preprocessing"]))
+    with weights_from_checkpoint():
+        data, built = prepare(loaded, Preprocessing.from_state(payload["preprocessing"]))
     trainer = Trainer(loaded, data, built, Context(resolve_device(device)))
     trainer.load_state(payload, resume=False)
     trainer.checkpoint = payload  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._registry import Registry
+from .backbones import BACKBONES
 from .config import LAYERS, LOSSES, METRICS, OPTIMIZERS, SOURCES
 from .presets import describe, presets
 
@@ -17,6 +18,7 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
     """Each kind of name → its entries (name, accepted keys, one-line summary)."""
     return {
         "layers": _entries(LAYERS),
+        "backbones": _entries(BACKBONES),
         "sources": _entries(SOURCES),
         "optimizers": _entries(OPTIMIZERS),
         "losses": _entries(LOSSES),
@@ -28,7 +30,7 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
 def markdown_tables() -> str:
     """The README's tables of layers and data sources, generated from the registries."""
     lines = []
-    for kind, title in (("layers", "Layer `type`"), ("sources", "`data.source`")):
+    for kind, title in (("layers", "Layer `type`"), ("backbones", "`Backbone` `name`"), ("sources", "`data.source`")):
         lines += [f"| {title} | keys | what it does |", "| --- | --- | --- |"]
         for entry in catalog()[kind]:
             keys = ", ".join(f"`{k}`" for k in entry["keys"] if k not in ("name", "trainable"))

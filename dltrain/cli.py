@@ -127,9 +127,12 @@ def check(
             {"type": r.type, "output_shape": list(r.output_shape), "params": r.params, "trainable_params": r.trainable_params}
             for r in built.summary
         ]
-        print(json.dumps({"layers": layers, "total_params": built.total_params, "trainable_params": built.trainable_params}))
+        print(json.dumps({"layers": layers, "total_params": built.total_params, "trainable_params": built.trainable_params,
+                          "frozen_params": built.total_params - built.trainable_params, "notes": built.notes}))
         return
     out_console.print(summary_table(built, title=f"{config.name}: valid"))
+    for note in built.notes:
+        out_console.print(note, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -174,7 +177,7 @@ def schema() -> None:
 
 @app.command("list-models")
 def list_models(as_json: JsonOption = False) -> None:
-    """List everything a config can name: layers, sources, optimizers, losses, metrics, presets."""
+    """List everything a config can name: layers, backbones, sources, optimizers, losses, metrics, presets."""
     entries = catalog()
     if as_json:
         print(json.dumps(entries))

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field, PositiveInt, ValidationError, field_validator
 
+from . import backbones  # noqa: F401  (registers the VGG16 and Backbone layers)
 from ._params import Params, tagged_union
 from .data import SOURCES
 from .errors import ConfigError, Problem, UserError

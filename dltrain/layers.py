@@ -23,7 +23,11 @@ from .activations import ActivationName, InitializerName, activation, initialize
 Shape = tuple[int, ...]
 
 
-class ShapeError(ValueError):
+class LayerError(ValueError):
+    """A layer cannot be built from its keys and input; the model builder adds where."""
+
+
+class ShapeError(LayerError):
     """A layer cannot take the shape it receives; the model builder adds where."""
 
 

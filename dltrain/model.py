@@ -6,7 +6,7 @@ absorbs is split off here and applied only to the outputs of `predict`/`evaluate
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -15,7 +15,7 @@ from .activations import apply_output_activation
 from .config import Config, LoadedConfig
 from .data.adapter import InputAdapter
 from .errors import ConfigError
-from .layers import LAYERS, Built, ShapeError
+from .layers import LAYERS, Built, LayerError
 from .losses import loss_spec
 from .metrics import METRICS
 
@@ -70,6 +70,7 @@ class BuiltModel:
     network: Network
     summary: list[LayerSummary]
     input_shape: Shape
+    notes: list[str] = field(default_factory=list)  # defaults applied and plans made, for the user
 
     @property
     def total_params(self) -> int:
@@ -169,7 +170,7 @@ def _build_layer(loaded: LoadedConfig, index: int, params: object, shape: Shape)
     layer_type = params.type  # type: ignore[attr-defined]
     try:
         return LAYERS.get(layer_type).obj(params, shape)
-    except ShapeError as exc:
+    except LayerError as exc:
         raise loaded.error(("model", "layers", index), f"{layer_type} (layer {index}) {exc}") from None
 
 

@@ -16,12 +16,14 @@ from .config import LoadedConfig
 from .data import DataBundle, Split
 from .data.batches import TensorBatches
 from .distributed import Context
+from .feature_cache import cache_features
 from .losses import loss_spec
 from .metrics import Tracker, build_metrics, predicted_labels
 from .model import BuiltModel
 from .optim import build_optimizer
 from .reporting import Reporter
 from .rundir import RunDir
+from .transfer import param_groups, unfreeze
 from . import checkpoint
 
 EVAL_BATCH = 1024  # evaluation holds no graph, so larger batches are free speed
@@ -40,11 +42,12 @@ class Trainer:
         self.ctx = ctx
         self.reporter = reporter or Reporter()
         self.network = built.network.to(ctx.device)
+        self.forward: torch.nn.Module = self.network  # the head alone when backbone features are cached
         self.splits = {name: split.to(ctx.device) for name, split in
                        (("train", data.train), ("val", data.val), ("test", data.test)) if split is not None}
         self.loss_fn = loss_spec(config.compile.loss).make(config.compile.loss)
-        trainable = [p for p in self.network.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(trainable, config.compile.optimizer)
+        groups = param_groups(self.network, config.compile.optimizer.lr)
+        self.optimizer = build_optimizer(groups, config.compile.optimizer)
         self.metrics = build_metrics(config.compile.metrics, data.task, data.target_width)
         self.tracker = Tracker(self.metrics, ctx.device)
         self.epoch = 0  # epochs completed
@@ -57,11 +60,16 @@ class Trainer:
     def fit(self, run: RunDir | None) -> dict[str, Any]:
         """Train from `self.epoch` to `fit.epochs`, checkpointing every epoch."""
         fit = self.config.fit
+        self.forward, self.splits, cached = cache_features(self.network, self.splits, self.config.data, EVAL_BATCH)
         batches = TensorBatches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0,
                                 self.ctx.rank, self.ctx.world_size)
         self.reporter.fit_start(self.built, run.path if run else None, str(self.ctx.device), self.epoch, fit.epochs)
+        for note in self.built.notes + ([cached] if cached else []):
+            self.reporter.message(note)
         for epoch in range(self.epoch + 1, fit.epochs + 1):
             started = time.perf_counter()
+            for note in unfreeze(self.network, epoch):
+                self.reporter.message(note)
             self.reporter.epoch_start(epoch, fit.epochs, len(batches))
             row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(batches, epoch)}
             if "val" in self.splits:
@@ -87,11 +95,11 @@ class Trainer:
 
     def train_epoch(self, batches: TensorBatches, epoch: int) -> dict[str, float]:
         """One pass over the training data; returns the epoch's loss and metrics."""
-        network, optimizer, loss_fn, tracker = self.network, self.optimizer, self.loss_fn, self.tracker
+        network, forward, optimizer, loss_fn, tracker = self.network, self.forward, self.optimizer, self.loss_fn, self.tracker
         network.train()
         tracker.reset()
         for step, (x, y) in enumerate(batches.epoch(epoch), start=1):
-            outputs = network(x)
+            outputs = forward(x)
             loss = loss_fn(outputs, y)
             if network.has_penalty:
                 loss = loss + network.penalty()
@@ -112,7 +120,7 @@ class Trainer:
         batches = TensorBatches(split, max(self.config.fit.batch_size, EVAL_BATCH), False, 0,
                                 self.ctx.rank, self.ctx.world_size, pad=False)
         for x, y in batches.epoch(0):
-            outputs = self.network(x)
+            outputs = self.forward(x)
             tracker.update(self.loss_fn(outputs, y), outputs, y)
             if confusion and matrix is not None:
                 predicted = predicted_labels("classification", outputs)
