@@ -18,6 +18,7 @@ from torch import nn
 
 from .backbones import BackboneModule
 from .data import Split
+from .reporting import Reporter
 
 # Above this, the cache would crowd out the device (e.g. VGG16 at 224x224 keeps 98 KiB a sample).
 CACHE_LIMIT_BYTES = 4 * 2**30
@@ -42,26 +43,27 @@ def _features(prefix: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tens
     return torch.cat([prefix(x[start:start + batch_size]) for start in range(0, len(x), batch_size)])
 
 
-def cache_features(network: nn.Module, splits: dict[str, Split], data_config: Any,
-                   batch_size: int) -> tuple[nn.Module, dict[str, Split], str | None]:
-    """(what the trainer calls on a batch, the splits it batches, a note) — cached when possible."""
+def cache_features(network: nn.Module, splits: dict[str, Split], data_config: Any, batch_size: int,
+                   reporter: Reporter) -> tuple[nn.Module, dict[str, Split]]:
+    """What the trainer calls on a batch and the splits it batches: the head and cached features when possible."""
     backbone = cacheable(network, data_config)
     if backbone is None:
-        return network, splits, None
+        return network, splits
     adapter = network.adapter  # type: ignore[attr-defined]
     prefix = nn.Sequential(*([adapter] if adapter is not None else []), backbone).eval()
     sample = _features(prefix, splits["train"].x[:1], 1)
     needed = sample[0].numel() * sample.element_size() * sum(len(s) for s in splits.values())
     if needed > CACHE_LIMIT_BYTES:
-        return network, splits, (f"{backbone.label} outputs not cached: they would take "
-                                 f"{needed / 2**30:.1f} GiB (limit {CACHE_LIMIT_BYTES / 2**30:.0f} GiB)")
+        reporter.message(f"{backbone.label} outputs not cached: they would take {needed / 2**30:.1f} GiB "
+                         f"(limit {CACHE_LIMIT_BYTES / 2**30:.0f} GiB)")
+        return network, splits
     started = time.perf_counter()
     cached = {name: Split(_features(prefix, split.x, batch_size), split.y) for name, split in splits.items()}
     seconds = time.perf_counter() - started
     head = network.layers[1:]  # type: ignore[attr-defined]
     shape = list(sample.shape[1:])
     count = sum(len(s) for s in splits.values())
-    note = (f"{backbone.label} is frozen: its outputs {shape} for {count:,} samples were computed once "
-            f"({seconds:.1f}s, {needed / 2**20:.0f} MiB); the layers after it train on them "
-            f"(set cache_features: false to recompute every step)")
-    return head, cached, note
+    reporter.message(f"{backbone.label} is frozen: its outputs {shape} for {count:,} samples were computed once "
+                     f"({seconds:.1f}s, {needed / 2**20:.0f} MiB); the layers after it train on them "
+                     f"(set cache_features: false to recompute every step)")
+    return head, cached

@@ -60,16 +60,15 @@ class Trainer:
     def fit(self, run: RunDir | None) -> dict[str, Any]:
         """Train from `self.epoch` to `fit.epochs`, checkpointing every epoch."""
         fit = self.config.fit
-        self.forward, self.splits, cached = cache_features(self.network, self.splits, self.config.data, EVAL_BATCH)
+        self.reporter.fit_start(self.built, run.path if run else None, str(self.ctx.device), self.epoch, fit.epochs)
+        for note in self.built.notes:
+            self.reporter.message(note)
+        self.forward, self.splits = cache_features(self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter)
         batches = TensorBatches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0,
                                 self.ctx.rank, self.ctx.world_size)
-        self.reporter.fit_start(self.built, run.path if run else None, str(self.ctx.device), self.epoch, fit.epochs)
-        for note in self.built.notes + ([cached] if cached else []):
-            self.reporter.message(note)
         for epoch in range(self.epoch + 1, fit.epochs + 1):
             started = time.perf_counter()
-            for note in unfreeze(self.network, epoch):
-                self.reporter.message(note)
+            unfreeze(self.network, epoch, self.reporter)
             self.reporter.epoch_start(epoch, fit.epochs, len(batches))
             row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(batches, epoch)}
             if "val" in self.splits:

@@ -17,6 +17,7 @@ from torch import nn
 
 from .backbones import BackboneModule, PretrainedParams
 from .config import LoadedConfig
+from .reporting import Reporter
 
 Shape = tuple[int, ...]
 
@@ -45,8 +46,11 @@ def image_defaults(loaded: LoadedConfig, shape: Shape) -> list[str]:
     """Once the data's shape is known: 3 channels and the minimum size for a leading backbone."""
     first = _leading_backbone(loaded)
     data = loaded.config.data
-    if first is None or len(shape) != 3:
+    if first is None:
         return []
+    if len(shape) != 3:
+        raise loaded.error(("model", "layers", 0), f"{first.type} (layer 0) takes images [C, H, W]; this data's "
+                                                   f"samples are {list(shape)} (use image data, e.g. digits with as_image: true)")
     changes: dict[str, Any] = {}
     notes = []
     if shape[0] == 1 and data.channels is None:
@@ -83,9 +87,8 @@ def param_groups(network: nn.Module, lr: float) -> list[dict[str, Any]]:
     return groups
 
 
-def unfreeze(network: nn.Module, epoch: int) -> list[str]:
-    """Release the blocks whose `unfreeze_at_epoch` has come; a note for each change."""
-    notes = []
+def unfreeze(network: nn.Module, epoch: int, reporter: Reporter) -> None:
+    """Release the blocks whose `unfreeze_at_epoch` has come, and say so."""
     for backbone in backbones(network):
         if backbone.unfreeze_at_epoch is None or epoch < backbone.unfreeze_at_epoch:
             continue
@@ -94,9 +97,8 @@ def unfreeze(network: nn.Module, epoch: int) -> list[str]:
         after = sum(p.numel() for p in backbone.parameters() if p.requires_grad)
         if after != before:
             count = backbone.trainable_layers or len(backbone.blocks)
-            notes.append(f"epoch {epoch}: unfroze the last {count} of {len(backbone.blocks)} blocks of "
-                         f"{backbone.label} ({after:,} parameters now train, lr x {backbone.lr_mult:g})")
-    return notes
+            reporter.message(f"epoch {epoch}: unfroze the last {count} of {len(backbone.blocks)} blocks of "
+                             f"{backbone.label} ({after:,} parameters now train, lr x {backbone.lr_mult:g})")
 
 
 def plan_notes(network: nn.Module) -> list[str]:

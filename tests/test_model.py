@@ -91,6 +91,8 @@ LAYER_CASES: dict[str, tuple[dict[str, Any], list[int], list[int]]] = {
     "GRU": ({"units": 3}, [6, 2], [3]),
     "Embedding": ({"input_dim": 20, "output_dim": 4}, [6], [6, 4]),
     "TransformerEncoder": ({"num_heads": 2, "ff_dim": 8}, [5, 4], [5, 4]),
+    "VGG16": ({"weights": None}, [3, 32, 48], [512, 1, 1]),
+    "Backbone": ({"name": "resnet18", "weights": None}, [3, 64, 64], [512, 2, 2]),
 }
 
 
