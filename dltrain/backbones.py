@@ -114,6 +114,8 @@ class BackboneModule(nn.Module):
     would differ from the live ones), so `train()` leaves frozen blocks in eval mode.
     """
 
+    __jit_unused_properties__ = ["is_frozen"]  # training-only: keeps the network scriptable for export
+
     def __init__(self, label: str, body: nn.Sequential, blocks: Blocks, params: "PretrainedParams") -> None:
         super().__init__()
         self.label = label

@@ -244,3 +244,12 @@ def test_unfreeze_at_epoch_releases_exactly_the_named_blocks(cli, tmp_path: Path
     assert changed == {k for k in after_two if k.startswith("layer4.")}
     groups = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["optimizer"]["param_groups"]
     assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-4])
+
+
+def test_a_backbone_model_exports_to_torchscript(cli, tmp_path: Path) -> None:
+    layer = {"type": "Backbone", "name": "resnet18", "weights": None, "trainable": False}
+    head = [{"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 3, "activation": "softmax"}]
+    assert cli("fit", write_config(tmp_path, config(layer, head, epochs=1)), "--run-dir", tmp_path / "run").exit_code == 0
+    result = cli("export", tmp_path / "run" / "best.pt", "--format", "torchscript")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "best.torchscript").is_file()
