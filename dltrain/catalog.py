@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._registry import Registry
-from .config import LAYERS, LOSSES, METRICS, OPTIMIZERS, SOURCES
+from .config import CALLBACKS, LAYERS, LOSSES, METRICS, OPTIMIZERS, SCHEDULES, SOURCES
 from .presets import describe, presets
 
 
@@ -21,6 +21,8 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
         "optimizers": _entries(OPTIMIZERS),
         "losses": _entries(LOSSES),
         "metrics": _entries(METRICS),
+        "lr_schedules": _entries(SCHEDULES),
+        "callbacks": _entries(CALLBACKS),
         "presets": [{"name": name, "keys": [], "summary": describe(path)} for name, path in presets().items()],
     }
 

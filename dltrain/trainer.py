@@ -8,20 +8,28 @@ at the end of an epoch.
 from __future__ import annotations
 
 import time
+from itertools import islice
 from typing import Any
 
 import torch
 
+from .callbacks import build_callbacks
 from .config import LoadedConfig
 from .data import DataBundle, Split
 from .data.batches import TensorBatches
 from .distributed import Context
+from .errors import RunError
 from .losses import loss_spec
 from .metrics import Tracker, build_metrics, predicted_labels
 from .model import BuiltModel
 from .optim import build_optimizer
+from .plots import write_curves
+from .precision import Precision
 from .reporting import Reporter
 from .rundir import RunDir
+from .runtime import compile_network, deterministic_mode
+from .safety import NanGuard, StopRequest
+from .schedules import LearningRate
 from . import checkpoint
 
 EVAL_BATCH = 1024  # evaluation holds no graph, so larger batches are free speed
@@ -43,14 +51,32 @@ class Trainer:
         self.splits = {name: split.to(ctx.device) for name, split in
                        (("train", data.train), ("val", data.val), ("test", data.test)) if split is not None}
         self.loss_fn = loss_spec(config.compile.loss).make(config.compile.loss)
-        trainable = [p for p in self.network.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(trainable, config.compile.optimizer)
+        self.trainable = [p for p in self.network.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(self.trainable, config.compile.optimizer)
         self.metrics = build_metrics(config.compile.metrics, data.task, data.target_width)
         self.tracker = Tracker(self.metrics, ctx.device)
         self.epoch = 0  # epochs completed
+        self.partial_step = 0  # steps of epoch `epoch + 1` done when a Ctrl-C stopped it
         self.history: list[dict[str, Any]] = []
-        self.best: float | None = None
-        self.monitor = "val_loss" if "val" in self.splits else "loss"
+        self.lr = LearningRate(self.optimizer, config.compile.lr_schedule, config.fit.epochs)
+        self.precision = Precision(config.fit.precision, ctx.device)
+        self.callbacks, self.checkpointer = build_callbacks(
+            loaded, self.row_keys(), "val_loss" if "val" in self.splits else "loss")
+        self.monitor = self.checkpointer.monitor.key  # type: ignore[union-attr]  # what best.pt is best at
+        self.model: torch.nn.Module = self.network  # what training calls: the network, or its compiled form
+        self.guard = NanGuard()
+        self.stop = StopRequest()
+        self.stop_training = False  # a callback sets it to end training after this epoch
+
+    def row_keys(self) -> list[str]:
+        """The columns of an epoch's row that a callback may monitor."""
+        keys = ["loss", *self.metrics]
+        return keys + [f"val_{k}" for k in keys if "val" in self.splits] + ["lr"]
+
+    @property
+    def best(self) -> float | None:
+        """The best value of `monitor` so far (the one best.pt holds)."""
+        return self.checkpointer.monitor.best  # type: ignore[union-attr]
 
     # --- the loop -------------------------------------------------------------------
 
@@ -59,48 +85,92 @@ class Trainer:
         fit = self.config.fit
         batches = TensorBatches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0,
                                 self.ctx.rank, self.ctx.world_size)
+        self.lr.steps = len(batches)
+        if fit.compile_model:
+            self.model = compile_network(self.network, self.splits["train"].x[: fit.batch_size], self.reporter.message)
         self.reporter.fit_start(self.built, run.path if run else None, str(self.ctx.device), self.epoch, fit.epochs)
-        for epoch in range(self.epoch + 1, fit.epochs + 1):
-            started = time.perf_counter()
-            self.reporter.epoch_start(epoch, fit.epochs, len(batches))
-            row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(batches, epoch)}
-            if "val" in self.splits:
-                row.update({f"val_{k}": v for k, v in self.evaluate(self.splits["val"]).items()})
-            row["lr"] = self.optimizer.param_groups[0]["lr"]
-            row["seconds"] = round(time.perf_counter() - started, 4)
-            self.epoch = epoch
-            self.history.append(row)
-            improved = self.best is None or row[self.monitor] < self.best
-            if improved:
-                self.best = row[self.monitor]
-            if run is not None and self.ctx.is_main:
-                run.write_history(self.history)
-                run.save_checkpoint("last.pt", self.state())
-                if improved:
-                    run.save_checkpoint("best.pt", self.state())
-            self.reporter.epoch_end(epoch, row)
+        with self.stop, deterministic_mode(fit.deterministic):
+            for epoch in range(self.epoch + 1, fit.epochs + 1):
+                started = time.perf_counter()
+                self.reporter.epoch_start(epoch, fit.epochs, len(batches))
+                row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(batches, epoch, self.partial_step)}
+                if self.partial_step:
+                    self.interrupted(run, epoch)
+                if "val" in self.splits:
+                    row.update({f"val_{k}": v for k, v in self.evaluate(self.splits["val"]).items()})
+                row["lr"] = self.optimizer.param_groups[0]["lr"]
+                row["seconds"] = round(time.perf_counter() - started, 4)
+                self.epoch = epoch
+                self.history.append(row)
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self, row)
+                if run is not None and self.ctx.is_main:
+                    run.write_history(self.history)
+                    run.save_checkpoint("last.pt", self.state())
+                    for callback in self.callbacks:
+                        callback.write(self, run)
+                self.reporter.epoch_end(epoch, row)
+                if self.stop.requested:
+                    self.interrupted(run, epoch)
+                if self.stop_training:
+                    break
+        for callback in self.callbacks:
+            callback.on_fit_end(self)
         results = self.final_results()
         if run is not None and self.ctx.is_main:
             run.write_metrics(results)
+            write_curves(self.history, run.path / "curves.png")
         self.reporter.fit_end(run.path if run else None, results)
         return results
 
-    def train_epoch(self, batches: TensorBatches, epoch: int) -> dict[str, float]:
-        """One pass over the training data; returns the epoch's loss and metrics."""
-        network, optimizer, loss_fn, tracker = self.network, self.optimizer, self.loss_fn, self.tracker
+    def train_epoch(self, batches: TensorBatches, epoch: int, start: int = 0) -> dict[str, float]:
+        """One pass over the training data (from step `start + 1`); returns the epoch's loss and metrics."""
+        network, model, optimizer, loss_fn, tracker = self.network, self.model, self.optimizer, self.loss_fn, self.tracker
+        precision, lr, guard, clip = self.precision, self.lr, self.guard, self.config.fit.gradient_clip
+        every, steps = self.config.fit.accumulate_grad_batches, len(batches)
         network.train()
-        tracker.reset()
-        for step, (x, y) in enumerate(batches.epoch(epoch), start=1):
-            outputs = network(x)
-            loss = loss_fn(outputs, y)
-            if network.has_penalty:
-                loss = loss + network.penalty()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            tracker.update(loss, outputs, y)
-            self.reporter.step(step, tracker)
+        if start == 0:
+            tracker.reset()
+        self.partial_step = 0
+        guard.start_epoch(start)
+        tracker.lr = lr.update(epoch, start + 1)
+        step = start
+        try:
+            for step, (x, y) in enumerate(islice(batches.epoch(epoch), start, None), start=start + 1):
+                if lr.per_step:
+                    tracker.lr = lr.update(epoch, step)
+                with precision.autocast():
+                    outputs = model(x)
+                    loss = loss_fn(outputs, y)
+                    if network.has_penalty:
+                        loss = loss + network.penalty()
+                precision.backward(loss / every if every > 1 else loss)
+                if step % every == 0 or step == steps:
+                    precision.step(optimizer, self.trainable, clip)
+                tracker.update(loss, outputs, y)
+                self.reporter.step(step, tracker)
+                if guard.due():  # a few times a second: one host read
+                    guard.check(tracker, epoch, step)
+                if self.stop.requested and step % every == 0 and step < steps:  # Ctrl-C: stop after this step
+                    self.partial_step = step
+                    break
+            guard.check(tracker, epoch, step)
+        except RunError:
+            self.reporter.abort()
+            raise
         return tracker.compute()
+
+    def interrupted(self, run: RunDir | None, epoch: int) -> None:
+        """After the first Ctrl-C: save where training is, say how to continue, stop (exit 130)."""
+        self.reporter.abort()
+        where = f"epoch {epoch}, step {self.partial_step}" if self.partial_step else f"the end of epoch {epoch}"
+        text = f"Interrupted at {where}."
+        if run is not None and self.ctx.is_main:
+            if self.partial_step:
+                run.save_checkpoint("last.pt", self.state())
+            text += f" Saved {run.path / 'last.pt'}; continue with: dltrain fit --resume {run.path}"
+        self.reporter.message(text)
+        raise KeyboardInterrupt
 
     @torch.inference_mode()
     def evaluate(self, split: Split, confusion: bool = False) -> dict[str, Any]:
@@ -138,8 +208,11 @@ class Trainer:
             "config": self.loaded.resolved(),
             "model": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": None,
+            "scheduler": self.lr.state(),
+            "scaler": self.precision.state(),
+            "callbacks": [{"type": type(c).__name__, "state": c.state()} for c in self.callbacks],
             "epoch": self.epoch,
+            "partial": {"step": self.partial_step, "tracker": self.tracker.state()} if self.partial_step else None,
             "rng": checkpoint.rng_state(),
             "history": self.history,
             "best": self.best,
@@ -159,5 +232,13 @@ class Trainer:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.epoch = payload["epoch"]
             self.history = list(payload["history"])
-            self.best = payload["best"]
             checkpoint.restore_rng(payload["rng"])
+            self.lr.load_state(payload.get("scheduler"))
+            self.precision.load_state(payload.get("scaler"))
+            for callback, saved in zip(self.callbacks, payload.get("callbacks") or []):
+                if type(callback).__name__ == saved["type"]:
+                    callback.load_state(saved["state"])
+            partial = payload.get("partial")
+            if partial:
+                self.partial_step = partial["step"]
+                self.tracker.load_state(partial["tracker"])
