@@ -100,7 +100,7 @@ class RichReporter(Reporter):
         log.info(text)
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, highlight=False, soft_wrap=True)  # unwrapped: commands stay copyable
         log.info(text)
 
     def fit_end(self, run_dir: Path | None, results: dict[str, Any]) -> None:

@@ -97,8 +97,8 @@ class LearningRate:
     """Sets each param group's lr from the schedule, the warmup and plateau reductions."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, config: Params | None, epochs: int) -> None:
-        self.groups = optimizer.param_groups
-        self.base = [group["lr"] for group in self.groups]
+        self.optimizer = optimizer  # its param_groups list is replaced when a checkpoint is loaded
+        self.base = [group["lr"] for group in optimizer.param_groups]
         self.warmup = getattr(config, "warmup_epochs", 0.0)
         length = max(epochs - self.warmup, 1e-9)
         self.factor: Factor | None = SCHEDULES.get(config.type).obj(config, length) if config else None  # type: ignore[attr-defined]
@@ -114,9 +114,10 @@ class LearningRate:
             factor *= min((t + 1.0 / self.steps) / self.warmup, 1.0)
         if self.factor is not None:
             factor *= self.factor(max(t - self.warmup, 0.0))
-        for group, base in zip(self.groups, self.base):
+        groups = self.optimizer.param_groups
+        for group, base in zip(groups, self.base):
             group["lr"] = base * factor
-        return self.groups[0]["lr"]
+        return groups[0]["lr"]
 
     def reduce(self, factor: float, min_lr: float) -> tuple[float, float]:
         """Scale the lr down by `factor` (not below `min_lr`); (old, new) lr of the first group."""
