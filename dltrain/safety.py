@@ -5,15 +5,17 @@ Both stop between steps, never inside one, and neither costs a host sync per ste
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
 import time
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import RunError
 from .metrics import Tracker
+from .reporting import Reporter
 
 CHECK_SECONDS = 0.25
 
@@ -83,3 +85,13 @@ class StopRequest:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._restore()
+
+
+@contextlib.contextmanager
+def tidy_display(reporter: Reporter) -> Iterator[None]:
+    """Take down a live display when training stops by an exception, so the error is seen."""
+    try:
+        yield
+    except BaseException:
+        reporter.abort()
+        raise

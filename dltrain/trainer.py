@@ -18,7 +18,6 @@ from .config import LoadedConfig
 from .data import DataBundle, Split
 from .data.batches import TensorBatches
 from .distributed import Context
-from .errors import RunError
 from .losses import loss_spec
 from .metrics import Tracker, build_metrics, predicted_labels
 from .model import BuiltModel
@@ -28,7 +27,7 @@ from .precision import Precision
 from .reporting import Reporter
 from .rundir import RunDir
 from .runtime import compile_network, deterministic_mode
-from .safety import NanGuard, StopRequest
+from .safety import NanGuard, StopRequest, tidy_display
 from .schedules import LearningRate
 from . import checkpoint
 
@@ -89,7 +88,7 @@ class Trainer:
         if fit.compile_model:
             self.model = compile_network(self.network, self.splits["train"].x[: fit.batch_size], self.reporter.message)
         self.reporter.fit_start(self.built, run.path if run else None, str(self.ctx.device), self.epoch, fit.epochs)
-        with self.stop, deterministic_mode(fit.deterministic):
+        with self.stop, deterministic_mode(fit.deterministic), tidy_display(self.reporter):
             for epoch in range(self.epoch + 1, fit.epochs + 1):
                 started = time.perf_counter()
                 self.reporter.epoch_start(epoch, fit.epochs, len(batches))
@@ -135,29 +134,25 @@ class Trainer:
         guard.start_epoch(start)
         tracker.lr = lr.update(epoch, start + 1)
         step = start
-        try:
-            for step, (x, y) in enumerate(islice(batches.epoch(epoch), start, None), start=start + 1):
-                if lr.per_step:
-                    tracker.lr = lr.update(epoch, step)
-                with precision.autocast():
-                    outputs = model(x)
-                    loss = loss_fn(outputs, y)
-                    if network.has_penalty:
-                        loss = loss + network.penalty()
-                precision.backward(loss / every if every > 1 else loss)
-                if step % every == 0 or step == steps:
-                    precision.step(optimizer, self.trainable, clip)
-                tracker.update(loss, outputs, y)
-                self.reporter.step(step, tracker)
-                if guard.due():  # a few times a second: one host read
-                    guard.check(tracker, epoch, step)
-                if self.stop.requested and step % every == 0 and step < steps:  # Ctrl-C: stop after this step
-                    self.partial_step = step
-                    break
-            guard.check(tracker, epoch, step)
-        except RunError:
-            self.reporter.abort()
-            raise
+        for step, (x, y) in enumerate(islice(batches.epoch(epoch), start, None), start=start + 1):
+            if lr.per_step:
+                tracker.lr = lr.update(epoch, step)
+            with precision.autocast():
+                outputs = model(x)
+                loss = loss_fn(outputs, y)
+                if network.has_penalty:
+                    loss = loss + network.penalty()
+            precision.backward(loss / every if every > 1 else loss)
+            if step % every == 0 or step == steps:
+                precision.step(optimizer, self.trainable, clip)
+            tracker.update(loss, outputs, y)
+            self.reporter.step(step, tracker)
+            if guard.due():  # a few times a second: one host read
+                guard.check(tracker, epoch, step)
+            if self.stop.requested and step % every == 0 and step < steps:  # Ctrl-C: stop after this step
+                self.partial_step = step
+                break
+        guard.check(tracker, epoch, step)
         return tracker.compute()
 
     def interrupted(self, run: RunDir | None, epoch: int) -> None:
