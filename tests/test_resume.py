@@ -99,7 +99,7 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(tmp_path: Path) -> None:
 
 
 def _start(config: Path, run: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}  # a tiny model: threads only contend
     return subprocess.Popen([sys.executable, "-m", "dltrain", "fit", str(config), "--run-dir", run],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

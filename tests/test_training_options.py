@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from rich.console import Console
 
 from conftest import tiny_digits_config, write_config
 from dltrain import api, checkpoint
 from dltrain.config import load_config
+from dltrain.display import RichReporter
 from dltrain.runtime import compile_network
 from dltrain.schedules import SCHEDULES, LearningRate
 
@@ -41,13 +45,18 @@ def test_schedules_shape_the_lr_per_step() -> None:
     assert warm[0][0] == pytest.approx(0.1 / 20) and warm[1][9] == pytest.approx(0.1) and warm[2] == [0.1] * 10
 
 
-def test_the_schedule_is_applied_in_training_and_logged(cli, tmp_path: Path) -> None:
+def test_the_schedule_is_applied_in_training_and_shown(cli, tmp_path: Path) -> None:
     config = tiny_digits_config(epochs=3)
     config["compile"]["lr_schedule"] = {"type": "step", "step_size": 1, "gamma": 0.1}
-    result = cli("fit", write_config(tmp_path, config), "--run-dir", "run")
-    assert result.exit_code == 0, result.output
+    screen = io.StringIO()
+    api.fit(write_config(tmp_path, config), run_dir="run",
+            reporter=RichReporter(Console(file=screen, force_terminal=True, width=200)))
     assert [row["lr"] for row in checkpoint.load("run/last.pt")["history"]] == pytest.approx([1e-3, 1e-4, 1e-5])
-    assert "lr 1e-05" in result.output
+    bars = [line for line in screen.getvalue().splitlines() if "Epoch 3/3" in line]  # the live bar's frames
+    assert bars and all("lr 1e-05" in line for line in bars)
+    listed = json.loads(cli("list-models", "--json").stdout)
+    assert {"step", "cosine", "onecycle"} <= {e["name"] for e in listed["lr_schedules"]}
+    assert {"EarlyStopping", "TensorBoard"} <= {e["name"] for e in listed["callbacks"]}
 
 
 def _weights(tmp_path: Path, config: dict[str, Any], run: str) -> dict[str, torch.Tensor]:
@@ -70,7 +79,7 @@ def test_kernel_regularizer_shrinks_the_weights(tmp_path: Path) -> None:
 def test_label_smoothing_makes_predictions_less_confident(tmp_path: Path) -> None:
     confidence = {}
     for smoothing in (0.0, 0.3):
-        config = tiny_digits_config(epochs=4)
+        config = tiny_digits_config(epochs=3)
         config["compile"]["optimizer"] = {"type": "adam", "lr": 0.01}
         config["compile"]["loss"] = {"type": "categorical_crossentropy", "label_smoothing": smoothing}
         run = f"s{smoothing}"
