@@ -107,3 +107,14 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoints(cl
         assert kept["epoch"] == 1
         for key, tensor in kept["model"].items():
             assert torch.equal(tensor, before["model"][key])
+
+
+def test_misspelled_schedules_callbacks_and_fit_keys_are_all_reported(cli, tmp_path: Path) -> None:
+    config = tiny_digits_config(precision=16, callbacks=[{"type": "EarlyStoping"},
+                                                         {"type": "ModelCheckpoint", "filename": "../x.pt"}])
+    config["compile"]["lr_schedule"] = {"type": "cosin"}
+    result = cli("check", write_config(tmp_path, config))
+    assert result.exit_code == 2
+    for expected in ("compile.lr_schedule.type", "Did you mean 'cosine'", "fit.precision", "'bf16-mixed'",
+                     "fit.callbacks[0].type", "Did you mean 'EarlyStopping'", "fit.callbacks[1].filename"):
+        assert expected in result.output, expected
