@@ -89,30 +89,7 @@ class Trainer:
             self.model = compile_network(self.network, self.splits["train"].x[: fit.batch_size], self.reporter.message)
         self.reporter.fit_start(self.built, run.path if run else None, str(self.ctx.device), self.epoch, fit.epochs)
         with self.stop, deterministic_mode(fit.deterministic), tidy_display(self.reporter):
-            for epoch in range(self.epoch + 1, fit.epochs + 1):
-                started = time.perf_counter()
-                self.reporter.epoch_start(epoch, fit.epochs, len(batches))
-                row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(batches, epoch, self.partial_step)}
-                if self.partial_step:
-                    self.interrupted(run, epoch)
-                if "val" in self.splits:
-                    row.update({f"val_{k}": v for k, v in self.evaluate(self.splits["val"]).items()})
-                row["lr"] = self.optimizer.param_groups[0]["lr"]
-                row["seconds"] = round(time.perf_counter() - started, 4)
-                self.epoch = epoch
-                self.history.append(row)
-                for callback in self.callbacks:
-                    callback.on_epoch_end(self, row)
-                if run is not None and self.ctx.is_main:
-                    run.write_history(self.history)
-                    run.save_checkpoint("last.pt", self.state())
-                    for callback in self.callbacks:
-                        callback.write(self, run)
-                self.reporter.epoch_end(epoch, row)
-                if self.stop.requested:
-                    self.interrupted(run, epoch)
-                if self.stop_training:
-                    break
+            self.run_epochs(batches, run)
         for callback in self.callbacks:
             callback.on_fit_end(self)
         results = self.final_results()
@@ -121,6 +98,34 @@ class Trainer:
             write_curves(self.history, run.path / "curves.png")
         self.reporter.fit_end(run.path if run else None, results)
         return results
+
+    def run_epochs(self, batches: TensorBatches, run: RunDir | None) -> None:
+        """Epoch after epoch, until `fit.epochs`, a callback's stop, or a Ctrl-C."""
+        fit = self.config.fit
+        for epoch in range(self.epoch + 1, fit.epochs + 1):
+            started = time.perf_counter()
+            self.reporter.epoch_start(epoch, fit.epochs, len(batches))
+            row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(batches, epoch, self.partial_step)}
+            if self.partial_step:
+                self.interrupted(run, epoch)
+            if "val" in self.splits:
+                row.update({f"val_{k}": v for k, v in self.evaluate(self.splits["val"]).items()})
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+            row["seconds"] = round(time.perf_counter() - started, 4)
+            self.epoch = epoch
+            self.history.append(row)
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, row)
+            if run is not None and self.ctx.is_main:
+                run.write_history(self.history)
+                run.save_checkpoint("last.pt", self.state())
+                for callback in self.callbacks:
+                    callback.write(self, run)
+            self.reporter.epoch_end(epoch, row)
+            if self.stop.requested:
+                self.interrupted(run, epoch)
+            if self.stop_training:
+                break
 
     def train_epoch(self, batches: TensorBatches, epoch: int, start: int = 0) -> dict[str, float]:
         """One pass over the training data (from step `start + 1`); returns the epoch's loss and metrics."""
