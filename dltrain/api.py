@@ -21,7 +21,9 @@ from .data import DataBundle, Preprocessing, load_data
 from .distributed import Context, resolve_device
 from .errors import UserError
 from .losses import loss_spec
+from .metrics import METRICS, build_metrics, class_scores
 from .model import BuiltModel, build_model
+from .plots import write_confusion
 from .reporting import Reporter
 from .rundir import RunDir
 from .trainer import Trainer
@@ -110,27 +112,35 @@ def restore(path: str | Path, overrides: list[str] | None = None, device: str = 
 
 
 def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None = None,
-             device: str = "auto") -> dict[str, Any]:
-    """Loss, metrics and (for classification) the confusion matrix and per-class scores."""
+             device: str = "auto", plot: str | Path | None = None) -> dict[str, Any]:
+    """Loss, metrics and (for classification) the confusion matrix and per-class scores.
+
+    Regression reports always include RMSE and R²; `plot` writes the confusion matrix
+    as an image (classification only).
+    """
     trainer = restore(path, overrides, device)
+    task = trainer.data.task
+    if plot is not None and task == "regression":
+        raise UserError("--plot draws a confusion matrix, which needs a classification model; this one is regression")
+    if task == "regression":
+        wanted = [METRICS.get(name).params(type=name) for name in ("rmse", "r2")]  # type: ignore[misc]
+        trainer.metrics = {**build_metrics(wanted, task, trainer.data.target_width), **trainer.metrics}
     report = trainer.evaluate(trainer.data.split(split), confusion=True)
     report["split"] = split
     report["samples"] = len(trainer.data.split(split))
     if "confusion_matrix" in report:
         report["per_class"] = per_class_scores(report["confusion_matrix"], trainer.data.class_names or [])
+        if plot is not None:
+            write_confusion(report["confusion_matrix"], list(report["per_class"]), Path(plot),
+                            f"Confusion matrix ({split}, {report['samples']} samples)")
     return report
 
 
 def per_class_scores(matrix: list[list[int]], names: list[str]) -> dict[str, dict[str, float]]:
     """Precision, recall, F1 and support per class from a confusion matrix (rows = true)."""
     counts = torch.tensor(matrix, dtype=torch.float64)
-    true_pos = counts.diag()
-    predicted = counts.sum(dim=0)
+    precision, recall, f1 = class_scores(counts)
     actual = counts.sum(dim=1)
-    precision = torch.where(predicted > 0, true_pos / predicted.clamp_min(1), torch.zeros_like(true_pos))
-    recall = torch.where(actual > 0, true_pos / actual.clamp_min(1), torch.zeros_like(true_pos))
-    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12),
-                     torch.zeros_like(true_pos))
     return {
         (names[i] if i < len(names) else str(i)): {
             "precision": round(precision[i].item(), 4),

@@ -6,7 +6,7 @@ from typing import Any
 
 from ._registry import Registry
 from .backbones import BACKBONES
-from .config import LAYERS, LOSSES, METRICS, OPTIMIZERS, SOURCES
+from .config import CALLBACKS, LAYERS, LOSSES, METRICS, OPTIMIZERS, SCHEDULES, SOURCES
 from .presets import describe, presets
 
 
@@ -23,6 +23,8 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
         "optimizers": _entries(OPTIMIZERS),
         "losses": _entries(LOSSES),
         "metrics": _entries(METRICS),
+        "lr_schedules": _entries(SCHEDULES),
+        "callbacks": _entries(CALLBACKS),
         "presets": [{"name": name, "keys": [], "summary": describe(path)} for name, path in presets().items()],
     }
 

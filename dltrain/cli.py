@@ -101,11 +101,12 @@ def evaluate(
     overrides: SetOption = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     as_json: JsonOption = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the confusion matrix into this image file (e.g. confusion.png).")] = None,
 ) -> None:
     """Evaluate a checkpoint on its stored data config: loss, metrics, confusion matrix."""
     if split not in ("test", "val", "train"):
         raise typer.BadParameter(f"expected test, val or train; received {split!r}", param_hint="--split")
-    report = api.evaluate(checkpoint, split, list(overrides or []), device)
+    report = api.evaluate(checkpoint, split, list(overrides or []), device, plot)
     if as_json:
         print(json.dumps(report))
         return

@@ -11,7 +11,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, PositiveInt, ValidationError, field_validator
@@ -24,12 +24,16 @@ from .layers import LAYERS
 from .losses import LOSSES
 from .metrics import METRICS
 from .optim import OPTIMIZERS
+from .callbacks import CALLBACKS
+from .schedules import SCHEDULES
 
 LayerConfig = tagged_union(LAYERS)
 DataConfig = tagged_union(SOURCES, tag="source", allow_string=True)
 OptimizerConfig = tagged_union(OPTIMIZERS, allow_string=True)
 LossConfig = tagged_union(LOSSES, allow_string=True)
 MetricConfig = tagged_union(METRICS, allow_string=True)
+ScheduleConfig = tagged_union(SCHEDULES, allow_string=True)
+CallbackConfig = tagged_union(CALLBACKS, allow_string=True)
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -47,6 +51,7 @@ class CompileConfig(Params):
     optimizer: OptimizerConfig = Field("adam", validate_default=True)  # type: ignore[valid-type]
     loss: LossConfig  # type: ignore[valid-type]
     metrics: list[MetricConfig] = []  # type: ignore[valid-type]
+    lr_schedule: ScheduleConfig | None = None  # type: ignore[valid-type]
 
 
 class FitConfig(Params):
@@ -57,6 +62,17 @@ class FitConfig(Params):
     validation_split: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     shuffle: bool = True
     device: str = "auto"
+    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    compile_model: bool = False
+    deterministic: bool = False
+    gradient_clip: Annotated[float, Field(gt=0.0)] | None = None
+    accumulate_grad_batches: PositiveInt = 1
+    callbacks: list[CallbackConfig] = []  # type: ignore[valid-type]
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
 
     @field_validator("device")
     @classmethod

@@ -82,20 +82,25 @@ class RichReporter(Reporter):
         if now - self.last_refresh < REFRESH_SECONDS and step != self.steps:
             return
         self.last_refresh = now
-        self.progress.update(self.task, completed=step, metrics=_format(tracker.compute()))
+        lr = f"  lr {tracker.lr:.3g}" if tracker.lr is not None else ""
+        self.progress.update(self.task, completed=step, metrics=_format(tracker.compute()) + lr)
         self.progress.refresh()
 
-    def epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
+    def abort(self) -> None:
+        """Take the progress bar down."""
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+    def epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
+        self.abort()
         values = {k: v for k, v in row.items() if k not in ("epoch", "seconds", "lr")}
         text = f"Epoch {epoch:>3}  {_format(values)}  lr {row['lr']:.3g}  {row['seconds']:.2f}s"
         self.console.print(text, highlight=False, soft_wrap=True)
         log.info(text)
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, highlight=False, soft_wrap=True)  # unwrapped: commands stay copyable
         log.info(text)
 
     def fit_end(self, run_dir: Path | None, results: dict[str, Any]) -> None:

@@ -7,9 +7,10 @@ the end of an epoch. Sums, not means, so ranks can add theirs up under DDP.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 
 from ._params import Params
 from ._registry import Registry
@@ -21,11 +22,16 @@ class Metric:
 
     tasks: tuple[Task, ...] = ("classification", "binary", "regression")
     sums: tuple[str, ...] = ()
+    greater_is_better = False  # for `mode: auto` in callbacks that monitor it
 
     def __init__(self, params: Params, task: Task, width: int) -> None:
         self.params = params
         self.task = task
         self.width = width  # classes for classification, outputs per sample otherwise
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The shape of the sum `name` (a scalar unless a metric needs per-class counts)."""
+        return ()
 
     def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         raise NotImplementedError
@@ -58,6 +64,7 @@ class Accuracy(Metric):
 
     tasks = ("classification", "binary")
     sums = ("correct",)
+    greater_is_better = True
 
     def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
         sums["correct"] += (predicted_labels(self.task, outputs) == targets).sum()
@@ -103,20 +110,164 @@ class MeanSquaredError(Metric):
         return sums["squared_error"].item() / max(count * self.width, 1)
 
 
+class RmseParams(Params):
+    type: Literal["rmse"]
+
+
+@register_metric(RmseParams)
+class RootMeanSquaredError(MeanSquaredError):
+    """Root mean squared error (shares the squared-error sum with `mse`)."""
+
+    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+        return super().compute(sums, count) ** 0.5
+
+
+class R2Params(Params):
+    type: Literal["r2"]
+
+
+@register_metric(R2Params)
+class RSquared(Metric):
+    """Coefficient of determination, averaged over outputs (scikit-learn's r2_score)."""
+
+    tasks = ("regression",)
+    sums = ("r2_sse", "r2_sum", "r2_sumsq")
+    greater_is_better = True
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return (self.width,)
+
+    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+        sums["r2_sse"] += (outputs - targets).square().sum(dim=0)
+        sums["r2_sum"] += targets.sum(dim=0)
+        sums["r2_sumsq"] += targets.square().sum(dim=0)
+
+    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+        n = max(count, 1)
+        total = sums["r2_sumsq"] - sums["r2_sum"].square() / n  # (width,) sum of squares about the mean
+        r2 = torch.where(total > 0, 1 - sums["r2_sse"] / total.clamp_min(1e-300), torch.zeros_like(total))
+        return r2.mean().item()
+
+
+class TopKParams(Params):
+    type: Literal["top_k_accuracy"]
+    k: Annotated[int, Field(ge=1)] = 5
+
+
+@register_metric(TopKParams)
+class TopKAccuracy(Metric):
+    """Fraction of samples whose class is among the `k` highest scores."""
+
+    tasks = ("classification",)
+    sums = ("top_k_correct",)
+    greater_is_better = True
+
+    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+        k = min(self.params.k, outputs.shape[-1])  # type: ignore[attr-defined]
+        top = outputs.topk(k, dim=-1).indices  # (B, k)
+        sums["top_k_correct"] += (top == targets.unsqueeze(-1)).any(dim=-1).sum()
+
+    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+        return sums["top_k_correct"].item() / max(count, 1)
+
+
+def class_scores(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-class precision, recall and F1 from a confusion matrix (rows = true class); 0 where undefined."""
+    counts = matrix.double()
+    true_pos = counts.diag()
+    predicted, actual = counts.sum(dim=0), counts.sum(dim=1)
+    zero = torch.zeros_like(true_pos)
+    precision = torch.where(predicted > 0, true_pos / predicted.clamp_min(1), zero)
+    recall = torch.where(actual > 0, true_pos / actual.clamp_min(1), zero)
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12), zero)
+    return precision, recall, f1
+
+
+class ConfusionMetric(Metric):
+    """A score read from the confusion matrix, summed on the device.
+
+    Classification: the macro average over classes. Binary: the score of the positive
+    label (all labels pooled, for multi-label outputs).
+    """
+
+    tasks = ("classification", "binary")
+    sums = ("confusion",)
+    greater_is_better = True
+    score = 0  # index into class_scores: precision, recall, f1
+
+    @property
+    def classes(self) -> int:
+        return self.width if self.task == "classification" else 2
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return (self.classes * self.classes,)
+
+    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+        predicted = predicted_labels(self.task, outputs).long().reshape(-1)
+        cells = targets.long().reshape(-1) * self.classes + predicted
+        sums["confusion"] += torch.bincount(cells, minlength=self.classes * self.classes)
+
+    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+        scores = class_scores(sums["confusion"].view(self.classes, self.classes))[self.score]
+        return (scores.mean() if self.task == "classification" else scores[1]).item()
+
+
+class PrecisionParams(Params):
+    type: Literal["precision"]
+
+
+class RecallParams(Params):
+    type: Literal["recall"]
+
+
+class F1Params(Params):
+    type: Literal["f1"]
+
+
+@register_metric(PrecisionParams)
+class Precision(ConfusionMetric):
+    """Precision (macro over classes; of the positive label for binary)."""
+
+    score = 0
+
+
+@register_metric(RecallParams)
+class Recall(ConfusionMetric):
+    """Recall (macro over classes; of the positive label for binary)."""
+
+    score = 1
+
+
+@register_metric(F1Params)
+class F1(ConfusionMetric):
+    """F1 score (macro over classes; of the positive label for binary)."""
+
+    score = 2
+
+
 class Tracker:
-    """The loss and metrics of one pass over a split, accumulated on the device."""
+    """The loss and metrics of one pass over a split, accumulated on the device.
+
+    Metrics that share sums (mse and rmse; precision, recall and f1) add to them once.
+    `lr` is the learning rate to display beside them (set by the trainer; None: not shown).
+    """
 
     def __init__(self, metrics: dict[str, Metric], device: torch.device) -> None:
         self.metrics = metrics
         self.device = device
+        updaters: dict[tuple[object, tuple[str, ...]], Metric] = {}
+        for metric in metrics.values():
+            updaters.setdefault((type(metric).update, metric.sums), metric)
+        self.updaters = list(updaters.values())
+        self.lr: float | None = None
         self.reset()
 
     def reset(self) -> None:
-        zero = lambda: torch.zeros((), dtype=torch.float64, device=self.device)  # noqa: E731
-        self.sums: dict[str, torch.Tensor] = {"loss": zero()}
+        self.sums: dict[str, torch.Tensor] = {"loss": torch.zeros((), dtype=torch.float64, device=self.device)}
         for metric in self.metrics.values():
             for name in metric.sums:
-                self.sums.setdefault(name, zero())
+                if name not in self.sums:
+                    self.sums[name] = torch.zeros(metric.shape(name), dtype=torch.float64, device=self.device)
         self.count = 0
 
     def update(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -124,7 +275,7 @@ class Tracker:
         batch = targets.shape[0]
         self.sums["loss"].add_(loss.detach(), alpha=batch)
         outputs = outputs.detach().float()
-        for metric in self.metrics.values():
+        for metric in self.updaters:
             metric.update(self.sums, outputs, targets)
         self.count += batch
 
@@ -134,6 +285,14 @@ class Tracker:
         for name, metric in self.metrics.items():
             values[name] = metric.compute(self.sums, self.count)
         return values
+
+    def state(self) -> dict[str, Any]:
+        """The sums so far, as plain data (a checkpoint taken mid-epoch resumes them)."""
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "count": self.count}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
+        self.count = state["count"]
 
 
 def build_metrics(configs: list[Params], task: Task, width: int) -> dict[str, Metric]:

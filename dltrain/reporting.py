@@ -34,6 +34,9 @@ class Reporter:
     def epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
         """An epoch finished; `row` is its line of history.csv."""
 
+    def abort(self) -> None:
+        """The epoch ends early (Ctrl-C, non-finite loss): tidy up what `epoch_start` began."""
+
     def message(self, text: str) -> None:
         """Something the user should read."""
         log.info(text)

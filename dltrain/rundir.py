@@ -29,6 +29,19 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def write_csv(path: Path, rows: list[dict[str, Any]], separator: str = ",") -> None:
+    """Rows of dicts as CSV (columns in order of first appearance), written atomically."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, delimiter=separator, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, out.getvalue())
+
+
 class RunDir:
     """One run's folder. Only the main process creates or writes one."""
 
@@ -71,14 +84,7 @@ class RunDir:
         _write_atomic(self.path / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
-        columns: list[str] = []
-        for row in rows:
-            columns += [key for key in row if key not in columns]
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        _write_atomic(self.path / "history.csv", out.getvalue())
+        write_csv(self.path / "history.csv", rows)
 
     def write_metrics(self, results: dict[str, Any]) -> None:
         _write_atomic(self.path / "metrics.json", json.dumps(results, indent=2) + "\n")

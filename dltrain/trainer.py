@@ -8,10 +8,12 @@ at the end of an epoch.
 from __future__ import annotations
 
 import time
+from itertools import islice
 from typing import Any
 
 import torch
 
+from .callbacks import build_callbacks
 from .config import LoadedConfig
 from .data import DataBundle, Split
 from .data.batches import TensorBatches
@@ -21,8 +23,13 @@ from .losses import loss_spec
 from .metrics import Tracker, build_metrics, predicted_labels
 from .model import BuiltModel
 from .optim import build_optimizer
+from .plots import write_curves
+from .precision import Precision
 from .reporting import Reporter
 from .rundir import RunDir
+from .runtime import compile_network, deterministic_mode
+from .safety import NanGuard, StopRequest, tidy_display
+from .schedules import LearningRate
 from .transfer import param_groups, unfreeze
 from . import checkpoint
 
@@ -48,12 +55,31 @@ class Trainer:
         self.loss_fn = loss_spec(config.compile.loss).make(config.compile.loss)
         groups = param_groups(self.network, config.compile.optimizer.lr)
         self.optimizer = build_optimizer(groups, config.compile.optimizer)
+        self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]  # clipped together
         self.metrics = build_metrics(config.compile.metrics, data.task, data.target_width)
         self.tracker = Tracker(self.metrics, ctx.device)
         self.epoch = 0  # epochs completed
+        self.partial_step = 0  # steps of epoch `epoch + 1` done when a Ctrl-C stopped it
         self.history: list[dict[str, Any]] = []
-        self.best: float | None = None
-        self.monitor = "val_loss" if "val" in self.splits else "loss"
+        self.lr = LearningRate(self.optimizer, config.compile.lr_schedule, config.fit.epochs)
+        self.precision = Precision(config.fit.precision, ctx.device)
+        self.callbacks, self.checkpointer = build_callbacks(
+            loaded, self.row_keys(), "val_loss" if "val" in self.splits else "loss")
+        self.monitor = self.checkpointer.monitor.key  # type: ignore[union-attr]  # what best.pt is best at
+        self.model: torch.nn.Module = self.network  # what training calls: `forward`, or its compiled form
+        self.guard = NanGuard()
+        self.stop = StopRequest()
+        self.stop_training = False  # a callback sets it to end training after this epoch
+
+    def row_keys(self) -> list[str]:
+        """The columns of an epoch's row that a callback may monitor."""
+        keys = ["loss", *self.metrics]
+        return keys + [f"val_{k}" for k in keys if "val" in self.splits] + ["lr"]
+
+    @property
+    def best(self) -> float | None:
+        """The best value of `monitor` so far (the one best.pt holds)."""
+        return self.checkpointer.monitor.best  # type: ignore[union-attr]
 
     # --- the loop -------------------------------------------------------------------
 
@@ -66,48 +92,94 @@ class Trainer:
         self.forward, self.splits = cache_features(self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter)
         batches = TensorBatches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0,
                                 self.ctx.rank, self.ctx.world_size)
+        self.lr.steps = len(batches)
+        self.model = self.forward
+        if fit.compile_model:
+            self.model = compile_network(self.forward, self.splits["train"].x[: fit.batch_size], self.reporter.message)
+        with self.stop, deterministic_mode(fit.deterministic), tidy_display(self.reporter):
+            self.run_epochs(batches, run)
+        for callback in self.callbacks:
+            callback.on_fit_end(self)
+        results = self.final_results()
+        if run is not None and self.ctx.is_main:
+            run.write_metrics(results)
+            write_curves(self.history, run.path / "curves.png")
+        self.reporter.fit_end(run.path if run else None, results)
+        return results
+
+    def run_epochs(self, batches: TensorBatches, run: RunDir | None) -> None:
+        """Epoch after epoch, until `fit.epochs`, a callback's stop, or a Ctrl-C."""
+        fit = self.config.fit
         for epoch in range(self.epoch + 1, fit.epochs + 1):
             started = time.perf_counter()
             unfreeze(self.network, epoch, self.reporter)
             self.reporter.epoch_start(epoch, fit.epochs, len(batches))
-            row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(batches, epoch)}
+            row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(batches, epoch, self.partial_step)}
+            if self.partial_step:
+                self.interrupted(run, epoch)
             if "val" in self.splits:
                 row.update({f"val_{k}": v for k, v in self.evaluate(self.splits["val"]).items()})
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             row["seconds"] = round(time.perf_counter() - started, 4)
             self.epoch = epoch
             self.history.append(row)
-            improved = self.best is None or row[self.monitor] < self.best
-            if improved:
-                self.best = row[self.monitor]
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, row)
             if run is not None and self.ctx.is_main:
                 run.write_history(self.history)
                 run.save_checkpoint("last.pt", self.state())
-                if improved:
-                    run.save_checkpoint("best.pt", self.state())
+                for callback in self.callbacks:
+                    callback.write(self, run)
             self.reporter.epoch_end(epoch, row)
-        results = self.final_results()
-        if run is not None and self.ctx.is_main:
-            run.write_metrics(results)
-        self.reporter.fit_end(run.path if run else None, results)
-        return results
+            if self.stop.requested:
+                self.interrupted(run, epoch)
+            if self.stop_training:
+                break
 
-    def train_epoch(self, batches: TensorBatches, epoch: int) -> dict[str, float]:
-        """One pass over the training data; returns the epoch's loss and metrics."""
-        network, forward, optimizer, loss_fn, tracker = self.network, self.forward, self.optimizer, self.loss_fn, self.tracker
+    def train_epoch(self, batches: TensorBatches, epoch: int, start: int = 0) -> dict[str, float]:
+        """One pass over the training data (from step `start + 1`); returns the epoch's loss and metrics."""
+        network, model, optimizer, loss_fn, tracker = self.network, self.model, self.optimizer, self.loss_fn, self.tracker
+        precision, lr, guard, clip = self.precision, self.lr, self.guard, self.config.fit.gradient_clip
+        every, steps = self.config.fit.accumulate_grad_batches, len(batches)
         network.train()
-        tracker.reset()
-        for step, (x, y) in enumerate(batches.epoch(epoch), start=1):
-            outputs = forward(x)
-            loss = loss_fn(outputs, y)
-            if network.has_penalty:
-                loss = loss + network.penalty()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        if start == 0:
+            tracker.reset()
+        self.partial_step = 0
+        guard.start_epoch(start)
+        tracker.lr = lr.update(epoch, start + 1)
+        step = start
+        for step, (x, y) in enumerate(islice(batches.epoch(epoch), start, None), start=start + 1):
+            if lr.per_step:
+                tracker.lr = lr.update(epoch, step)
+            with precision.autocast():
+                outputs = model(x)
+                loss = loss_fn(outputs, y)
+                if network.has_penalty:
+                    loss = loss + network.penalty()
+            precision.backward(loss / every if every > 1 else loss)
+            if step % every == 0 or step == steps:
+                precision.step(optimizer, self.trainable, clip)
             tracker.update(loss, outputs, y)
             self.reporter.step(step, tracker)
+            if guard.due():  # a few times a second: one host read
+                guard.check(tracker, epoch, step)
+            if self.stop.requested and step % every == 0 and step < steps:  # Ctrl-C: stop after this step
+                self.partial_step = step
+                break
+        guard.check(tracker, epoch, step)
         return tracker.compute()
+
+    def interrupted(self, run: RunDir | None, epoch: int) -> None:
+        """After the first Ctrl-C: save where training is, say how to continue, stop (exit 130)."""
+        self.reporter.abort()
+        where = f"epoch {epoch}, step {self.partial_step}" if self.partial_step else f"the end of epoch {epoch}"
+        text = f"Interrupted at {where}."
+        if run is not None and self.ctx.is_main:
+            if self.partial_step:
+                run.save_checkpoint("last.pt", self.state())
+            text += f" Saved {run.path / 'last.pt'}; continue with: dltrain fit --resume {run.path}"
+        self.reporter.message(text)
+        raise KeyboardInterrupt
 
     @torch.inference_mode()
     def evaluate(self, split: Split, confusion: bool = False) -> dict[str, Any]:
@@ -145,8 +217,11 @@ class Trainer:
             "config": self.loaded.resolved(),
             "model": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": None,
+            "scheduler": self.lr.state(),
+            "scaler": self.precision.state(),
+            "callbacks": [{"type": type(c).__name__, "state": c.state()} for c in self.callbacks],
             "epoch": self.epoch,
+            "partial": {"step": self.partial_step, "tracker": self.tracker.state()} if self.partial_step else None,
             "rng": checkpoint.rng_state(),
             "history": self.history,
             "best": self.best,
@@ -166,5 +241,13 @@ class Trainer:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.epoch = payload["epoch"]
             self.history = list(payload["history"])
-            self.best = payload["best"]
             checkpoint.restore_rng(payload["rng"])
+            self.lr.load_state(payload.get("scheduler"))
+            self.precision.load_state(payload.get("scaler"))
+            for callback, saved in zip(self.callbacks, payload.get("callbacks") or []):
+                if type(callback).__name__ == saved["type"]:
+                    callback.load_state(saved["state"])
+            partial = payload.get("partial")
+            if partial:
+                self.partial_step = partial["step"]
+                self.tracker.load_state(partial["tracker"])

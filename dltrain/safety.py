@@ -1,0 +1,97 @@
+"""Stopping a run without damaging it: the non-finite-loss guard and the first Ctrl-C.
+
+Both stop between steps, never inside one, and neither costs a host sync per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from types import FrameType, TracebackType
+from typing import Any, Iterator
+
+from .errors import RunError
+from .metrics import Tracker
+from .reporting import Reporter
+
+CHECK_SECONDS = 0.25
+
+
+class NanGuard:
+    """Stop training at a non-finite loss, before any checkpoint can store broken weights.
+
+    It reads the tracker's running loss sum (on the device) a few times a second and
+    at the end of each epoch: one host read per check, none per step. A NaN or inf loss
+    makes the sum non-finite for the rest of the epoch, so a check sees any earlier bad
+    step; the message names the step of that check and the last step known finite.
+    """
+
+    def __init__(self, seconds: float = CHECK_SECONDS) -> None:
+        self.seconds = seconds
+        self.next_check = 0.0
+        self.good_step = 0
+
+    def start_epoch(self, step: int) -> None:
+        """An epoch starts after `step` steps (0, or more when resuming mid-epoch)."""
+        self.good_step = step
+        self.next_check = time.monotonic() + self.seconds
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_check
+
+    def check(self, tracker: Tracker, epoch: int, step: int) -> None:
+        """Raise RunError if the loss summed up to `step` of `epoch` is not finite."""
+        self.next_check = time.monotonic() + self.seconds
+        total = tracker.sums["loss"].item()
+        if math.isfinite(total):
+            self.good_step = step
+            return
+        first = self.good_step + 1
+        where = f"step {step}" if first == step else f"one of steps {first}-{step} (seen at step {step})"
+        raise RunError(
+            f"the training loss became {'nan' if math.isnan(total) else 'inf'} in epoch {epoch}, at {where}; "
+            f"training stopped. last.pt and best.pt keep the weights of the last finished epoch. "
+            f"Try a lower learning rate, fit.gradient_clip, or fit.precision: 32."
+        )
+
+
+class StopRequest:
+    """The first Ctrl-C sets `requested` (the loop finishes its step, saves, and stops);
+    a second one raises KeyboardInterrupt at once, as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: Any = None
+        self.installed = False
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self.previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+            self.installed = True
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        self._restore()
+
+    def _restore(self) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.default_int_handler)
+            self.installed = False
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._restore()
+
+
+@contextlib.contextmanager
+def tidy_display(reporter: Reporter) -> Iterator[None]:
+    """Take down a live display when training stops by an exception, so the error is seen."""
+    try:
+        yield
+    except BaseException:
+        reporter.abort()
+        raise
