@@ -14,7 +14,8 @@ import torch
 
 from .config import LoadedConfig
 from .data import DataBundle, Split
-from .data.batches import TensorBatches
+from .data.augment import build_augment
+from .data.batches import Batches, make_batches
 from .distributed import Context
 from .feature_cache import cache_features
 from .losses import loss_spec
@@ -54,6 +55,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: float | None = None
         self.monitor = "val_loss" if "val" in self.splits else "loss"
+        self.augment = build_augment(config.data.augment)
+        self.workers: int | None = getattr(config.data, "num_workers", None)  # sources that decode files
 
     # --- the loop -------------------------------------------------------------------
 
@@ -64,8 +67,8 @@ class Trainer:
         for note in self.built.notes:
             self.reporter.message(note)
         self.forward, self.splits = cache_features(self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter)
-        batches = TensorBatches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0,
-                                self.ctx.rank, self.ctx.world_size)
+        batches = make_batches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0, self.ctx.device,
+                               self.ctx.rank, self.ctx.world_size, augment=self.augment, workers=self.workers)
         for epoch in range(self.epoch + 1, fit.epochs + 1):
             started = time.perf_counter()
             unfreeze(self.network, epoch, self.reporter)
@@ -92,7 +95,7 @@ class Trainer:
         self.reporter.fit_end(run.path if run else None, results)
         return results
 
-    def train_epoch(self, batches: TensorBatches, epoch: int) -> dict[str, float]:
+    def train_epoch(self, batches: Batches, epoch: int) -> dict[str, float]:
         """One pass over the training data; returns the epoch's loss and metrics."""
         network, forward, optimizer, loss_fn, tracker = self.network, self.forward, self.optimizer, self.loss_fn, self.tracker
         network.train()
@@ -116,8 +119,8 @@ class Trainer:
         tracker = Tracker(self.metrics, self.ctx.device)
         classes = self.data.num_classes or 0
         matrix = torch.zeros(classes * classes, dtype=torch.int64, device=self.ctx.device) if classes else None
-        batches = TensorBatches(split, max(self.config.fit.batch_size, EVAL_BATCH), False, 0,
-                                self.ctx.rank, self.ctx.world_size, pad=False)
+        batches = make_batches(split, max(self.config.fit.batch_size, EVAL_BATCH), False, 0, self.ctx.device,
+                               self.ctx.rank, self.ctx.world_size, pad=False, workers=self.workers)
         for x, y in batches.epoch(0):
             outputs = self.forward(x)
             tracker.update(self.loss_fn(outputs, y), outputs, y)
