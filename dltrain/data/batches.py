@@ -139,3 +139,10 @@ def make_batches(split: Any, batch_size: int, shuffle: bool, seed: int, device: 
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
     return LoaderBatches(split, order, device, workers, augment)
+
+
+def first_inputs(split: Any, count: int) -> torch.Tensor:
+    """Up to `count` model-ready inputs of `split` on the CPU (decoded and preprocessed for files)."""
+    if isinstance(split, Split):
+        return split.x[:count].cpu()
+    return next(make_batches(split, count, False, 0, torch.device("cpu"), workers=0).epoch(0))[0]
