@@ -70,6 +70,13 @@ def test_missing_torchvision_files_name_the_folder_and_files(cli, tmp_path: Path
     assert "Traceback" not in result.output
 
 
+def test_corrupt_idx_files_are_named(cli, tmp_path: Path) -> None:
+    write_mnist(tmp_path / "data")
+    (tmp_path / "data" / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08")
+    result = cli("check", write_config(tmp_path, image_config({"source": "mnist", "root": "data"})))
+    assert result.exit_code == 2 and "could not be read" in result.output and "Traceback" not in result.output
+
+
 def test_image_folder_trains_and_predicts_class_names_for_pngs(cli, tmp_path: Path) -> None:
     names = ("circle", "square", "star", "triangle")
     write_image_folder(tmp_path / "shapes", names, {"train": 24, "val": 4, "test": 6})

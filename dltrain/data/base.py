@@ -267,6 +267,7 @@ def assemble(
         if params.normalize == "standardize":
             raise DataError("data.normalize: 'standardize' needs every training image in memory; "
                             "use normalize: scale (or imagenet) for image folders")
+        # Image files have a known range (255), so fitting reads no pixels.
         prep = preprocessing or fit_preprocessing(params, torch.ones(1), raw.value_range)
         make: Callable[[Any, Any, str], Any] = lambda x, y, where: x.split(_targets(np.asarray(y), task, where), prep)  # noqa: E731
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,11 +104,14 @@ def load_torchvision(name: str, p: TorchvisionParams) -> RawData:
     try:
         train = family.reader(str(p.root), train=True, download=p.download)
         test = family.reader(str(p.root), train=False, download=False)
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        if not p.download or all((folder / f).is_file() for f in family.files):
-            problem = "" if not p.download else f" ({str(exc).splitlines()[0]})"
-            raise DataError(_missing_message(name, p, family) + problem) from None
-        raise DataError(f"data.download: could not download {name} into '{p.root}' ({str(exc).splitlines()[0]}). "
+    except (RuntimeError, OSError, EOFError, ValueError, AssertionError, pickle.UnpicklingError) as exc:  # torchvision asserts formats
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if all((folder / f).is_file() for f in family.files):
+            raise DataError(f"data.root: the {name} files in '{folder}' could not be read ({reason}); "
+                            f"replace them with torchvision's files") from None
+        if not p.download:
+            raise DataError(_missing_message(name, p, family)) from None
+        raise DataError(f"data.download: could not download {name} into '{p.root}' ({reason}). "
                         f"Downloading needs network; or put the files in '{folder}' yourself: "
                         f"{', '.join(family.files)}") from None
     return RawData(_images(train.data), np.asarray(train.targets, dtype=np.int64),
