@@ -1,6 +1,6 @@
 """One epoch of the tutorial's dense model over a 60,000 x 784 `npz` file: dltrain vs a hand-written loop.
 
-    python -m bench.npz_dense [--device auto|cpu|cuda] [--repeats 5] [--samples 60000]
+    python -m bench.npz_dense [--device auto|cpu|cuda] [--repeats 5] [--samples 60000] [--threads N]
 
 The npz file (random uint8 images, labels 0-9) is written to a temporary folder. Both
 sides train the same 784-64-32-10 relu/softmax network with Adam, batch size 32, on the
@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--samples", type=int, default=60_000)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: its default)")
     args = parser.parse_args(argv or [])
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         npz = write_npz(folder, args.samples)

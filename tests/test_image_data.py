@@ -147,3 +147,22 @@ def test_image_folder_model_exports_checked_on_decoded_images(cli, tmp_path: Pat
     result = cli("export", tmp_path / "run", "--format", "torchscript", "-o", tmp_path / "model.ts")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "model.ts").is_file()
+
+
+def test_augmentation_changes_training_batches_only(tmp_path: Path) -> None:
+    from dltrain import api
+    from dltrain.config import load_config
+    from dltrain.data.batches import make_batches
+    from dltrain.distributed import Context
+    from dltrain.trainer import Trainer
+
+    data = {"source": "digits", "as_image": True, "normalize": "scale", "augment": {"random_crop": {"padding": 2}}}
+    loaded = load_config(write_config(tmp_path, image_config(data, CNN[:-1] + [{**CNN[-1], "units": 10}])))
+    bundle, built = api.prepare(loaded)
+    trainer = Trainer(loaded, bundle, built, Context(torch.device("cpu")))
+    split = trainer.splits["train"]
+    plain = make_batches(split, 64, False, 0, torch.device("cpu"))
+    augmented = make_batches(split, 64, False, 0, torch.device("cpu"), augment=trainer.augment)
+    (x, y), (xa, ya) = next(plain.epoch(1)), next(augmented.epoch(1))
+    assert torch.equal(y, ya) and not torch.equal(x, xa)  # same samples, moved pixels
+    assert trainer.evaluate(trainer.splits["test"]) == trainer.evaluate(trainer.splits["test"])
