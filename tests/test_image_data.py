@@ -166,3 +166,17 @@ def test_augmentation_changes_training_batches_only(tmp_path: Path) -> None:
     (x, y), (xa, ya) = next(plain.epoch(1)), next(augmented.epoch(1))
     assert torch.equal(y, ya) and not torch.equal(x, xa)  # same samples, moved pixels
     assert trainer.evaluate(trainer.splits["test"]) == trainer.evaluate(trainer.splits["test"])
+
+
+def test_image_folder_with_a_frozen_backbone_caches_decoded_features(cli, tmp_path: Path) -> None:
+    names = ("a", "b", "c", "d")
+    write_image_folder(tmp_path / "shapes", names, {"train": 6, "test": 2})
+    layers = [{"type": "Backbone", "name": "resnet18", "weights": None, "trainable": False},
+              {"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 4, "activation": "softmax"}]
+    data = {"source": "image_folder", "path": "shapes", "image_size": 16, "normalize": "imagenet", "num_workers": 0}
+    result = cli("fit", write_config(tmp_path, image_config(data, layers, epochs=2)), "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "computed once" in " ".join(result.output.split())
+    png = write_png(tmp_path / "x.png", blob_images(1, 4, 3, 16)[0][0])
+    predicted = cli("predict", tmp_path / "run", png, "--json")
+    assert predicted.exit_code == 0 and json.loads(predicted.stdout)["predictions"][0]["prediction"] in names

@@ -141,8 +141,12 @@ def make_batches(split: Any, batch_size: int, shuffle: bool, seed: int, device: 
     return LoaderBatches(split, order, device, workers, augment)
 
 
+def input_batches(split: Any, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """The inputs of `split` in order, `batch_size` at a time, model-ready (decoded and preprocessed for files)."""
+    for x, _ in make_batches(split, batch_size, False, 0, device).epoch(0):
+        yield x
+
+
 def first_inputs(split: Any, count: int) -> torch.Tensor:
-    """Up to `count` model-ready inputs of `split` on the CPU (decoded and preprocessed for files)."""
-    if isinstance(split, Split):
-        return split.x[:count].cpu()
-    return next(make_batches(split, count, False, 0, torch.device("cpu"), workers=0).epoch(0))[0]
+    """Up to `count` model-ready inputs of `split`, on the CPU."""
+    return next(input_batches(split, count, torch.device("cpu"))).cpu()
