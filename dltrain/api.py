@@ -1,4 +1,4 @@
-"""The Python API: `fit`, `evaluate` and `check`. The CLI only calls these.
+"""The Python API: `fit`, `evaluate`, `predict` and `check`. The CLI only calls these.
 
 Each one wires the same path: config → data → model → trainer → checkpoint.
 """
@@ -24,6 +24,7 @@ from .losses import loss_spec
 from .metrics import METRICS, build_metrics, class_scores
 from .model import BuiltModel, build_model
 from .plots import write_confusion
+from .predict import predict_files
 from .reporting import Reporter
 from .rundir import RunDir
 from .trainer import Trainer
@@ -134,6 +135,17 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
             write_confusion(report["confusion_matrix"], list(report["per_class"]), Path(plot),
                             f"Confusion matrix ({split}, {report['samples']} samples)")
     return report
+
+
+def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: str = "auto") -> dict[str, Any]:
+    """Predictions for image files, .npy/.npz arrays or CSV rows, preprocessed exactly as in training."""
+    if top_k < 1:
+        raise UserError(f"--top-k must be 1 or more; received {top_k}")
+    trainer = restore(path, None, device)
+    data = trainer.data
+    rows = predict_files(trainer.network, data.preprocessing, [Path(i) for i in inputs], data.task,
+                         data.class_names or [], top_k, trainer.ctx.device)
+    return {"predictions": rows}
 
 
 def per_class_scores(matrix: list[list[int]], names: list[str]) -> dict[str, dict[str, float]]:

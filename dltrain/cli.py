@@ -21,7 +21,7 @@ from . import __version__, api, presets
 from .export import export as export_model
 from .catalog import catalog
 from .config import json_schema
-from .display import RichReporter, report_table, summary_table
+from .display import RichReporter, predictions_table, report_table, summary_table
 from .errors import DltrainError
 
 app = typer.Typer(
@@ -112,6 +112,23 @@ def evaluate(
         return
     for renderable in report_table(report, list(report.get("per_class", {}))):
         out_console.print(renderable)
+
+
+@app.command()
+@handles_errors
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or a run directory (uses best.pt).")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, .npy/.npz arrays or a .csv of rows.")],
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes to list per input, most probable first.")] = 5,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Predict new inputs with a trained model, preprocessed exactly as its training data."""
+    report = api.predict(checkpoint, list(inputs), top_k, device)
+    if as_json:
+        print(json.dumps(report))
+        return
+    out_console.print(predictions_table(report["predictions"]))
 
 
 @app.command()

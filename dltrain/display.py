@@ -138,3 +138,21 @@ def report_table(report: dict[str, Any], class_names: list[str]) -> list[Any]:
                               str(scores["support"]))
         out.append(per_class)
     return out
+
+
+def predictions_table(predictions: list[dict[str, Any]]) -> Table:
+    """One row per input: its prediction and, for classification, the most probable classes."""
+    table = Table(title="Predictions", title_justify="left")
+    table.add_column("input")
+    table.add_column("prediction")
+    extra = "top_k" if predictions and "top_k" in predictions[0] else "probability" if predictions and "probability" in predictions[0] else None
+    if extra:
+        table.add_column("top classes" if extra == "top_k" else "probability")
+    for row in predictions:
+        cells = [str(row["input"]), str(row["prediction"])]
+        if extra == "top_k":
+            cells.append(", ".join(f"{name} {p:.3f}" for name, p in row["top_k"]))
+        elif extra:
+            cells.append(str(row[extra]))
+        table.add_row(*cells)
+    return table

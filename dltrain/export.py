@@ -34,6 +34,7 @@ from ._registry import Registry
 from .activations import activation
 from .api import restore
 from .data import DataBundle, Preprocessing
+from .data.batches import first_inputs
 from .errors import RunError, UserError
 from .model import Network
 from .rundir import _write_atomic
@@ -198,7 +199,7 @@ def check_batch(data: DataBundle) -> torch.Tensor:
     size to one; the check then also runs one row alone, which proves it was not fixed.
     """
     split = data.test or data.val or data.train
-    x = split.x[:CHECK_SAMPLES].float().cpu()
+    x = first_inputs(split, CHECK_SAMPLES).float()
     return x if len(x) > 1 else torch.cat([x, x])
 
 

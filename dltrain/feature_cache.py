@@ -18,6 +18,7 @@ from torch import nn
 
 from .backbones import BackboneModule
 from .data import Split
+from .data.batches import first_inputs, input_batches
 from .reporting import Reporter
 
 # Above this, the cache would crowd out the device (e.g. VGG16 at 224x224 keeps 98 KiB a sample).
@@ -38,9 +39,9 @@ def cacheable(network: nn.Module, data_config: Any) -> BackboneModule | None:
 
 
 @torch.no_grad()
-def _features(prefix: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _features(prefix: nn.Module, split: Any, batch_size: int, device: torch.device) -> torch.Tensor:
     # no_grad, not inference_mode: the head's backward must be able to save these tensors
-    return torch.cat([prefix(x[start:start + batch_size]) for start in range(0, len(x), batch_size)])
+    return torch.cat([prefix(x) for x in input_batches(split, batch_size, device)])
 
 
 def cache_features(network: nn.Module, splits: dict[str, Split], data_config: Any, batch_size: int,
@@ -51,14 +52,16 @@ def cache_features(network: nn.Module, splits: dict[str, Split], data_config: An
         return network, splits
     adapter = network.adapter  # type: ignore[attr-defined]
     prefix = nn.Sequential(*([adapter] if adapter is not None else []), backbone).eval()
-    sample = _features(prefix, splits["train"].x[:1], 1)
+    device = next(backbone.parameters()).device
+    with torch.no_grad():
+        sample = prefix(first_inputs(splits["train"], 1).to(device))
     needed = sample[0].numel() * sample.element_size() * sum(len(s) for s in splits.values())
     if needed > CACHE_LIMIT_BYTES:
         reporter.message(f"{backbone.label} outputs not cached: they would take {needed / 2**30:.1f} GiB "
                          f"(limit {CACHE_LIMIT_BYTES / 2**30:.0f} GiB)")
         return network, splits
     started = time.perf_counter()
-    cached = {name: Split(_features(prefix, split.x, batch_size), split.y) for name, split in splits.items()}
+    cached = {name: Split(_features(prefix, split, batch_size, device), split.y.to(device)) for name, split in splits.items()}
     seconds = time.perf_counter() - started
     head = network.layers[1:]  # type: ignore[attr-defined]
     shape = list(sample.shape[1:])

@@ -16,7 +16,8 @@ import torch
 from .callbacks import build_callbacks
 from .config import LoadedConfig
 from .data import DataBundle, Split
-from .data.batches import TensorBatches
+from .data.augment import build_augment
+from .data.batches import Batches, first_inputs, make_batches
 from .distributed import Context
 from .feature_cache import cache_features
 from .losses import loss_spec
@@ -70,6 +71,8 @@ class Trainer:
         self.guard = NanGuard()
         self.stop = StopRequest()
         self.stop_training = False  # a callback sets it to end training after this epoch
+        self.augment = build_augment(config.data.augment)
+        self.workers: int | None = getattr(config.data, "num_workers", None)  # sources that decode files
 
     def row_keys(self) -> list[str]:
         """The columns of an epoch's row that a callback may monitor."""
@@ -90,12 +93,13 @@ class Trainer:
         for note in self.built.notes:
             self.reporter.message(note)
         self.forward, self.splits = cache_features(self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter)
-        batches = TensorBatches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0,
-                                self.ctx.rank, self.ctx.world_size)
+        batches = make_batches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0, self.ctx.device,
+                               self.ctx.rank, self.ctx.world_size, augment=self.augment, workers=self.workers)
         self.lr.steps = len(batches)
         self.model = self.forward
         if fit.compile_model:
-            self.model = compile_network(self.forward, self.splits["train"].x[: fit.batch_size], self.reporter.message)
+            sample = first_inputs(self.splits["train"], fit.batch_size).to(self.ctx.device)
+            self.model = compile_network(self.forward, sample, self.reporter.message)
         with self.stop, deterministic_mode(fit.deterministic), tidy_display(self.reporter):
             self.run_epochs(batches, run)
         for callback in self.callbacks:
@@ -107,7 +111,7 @@ class Trainer:
         self.reporter.fit_end(run.path if run else None, results)
         return results
 
-    def run_epochs(self, batches: TensorBatches, run: RunDir | None) -> None:
+    def run_epochs(self, batches: Batches, run: RunDir | None) -> None:
         """Epoch after epoch, until `fit.epochs`, a callback's stop, or a Ctrl-C."""
         fit = self.config.fit
         for epoch in range(self.epoch + 1, fit.epochs + 1):
@@ -136,7 +140,7 @@ class Trainer:
             if self.stop_training:
                 break
 
-    def train_epoch(self, batches: TensorBatches, epoch: int, start: int = 0) -> dict[str, float]:
+    def train_epoch(self, batches: Batches, epoch: int, start: int = 0) -> dict[str, float]:
         """One pass over the training data (from step `start + 1`); returns the epoch's loss and metrics."""
         network, model, optimizer, loss_fn, tracker = self.network, self.model, self.optimizer, self.loss_fn, self.tracker
         precision, lr, guard, clip = self.precision, self.lr, self.guard, self.config.fit.gradient_clip
@@ -188,8 +192,8 @@ class Trainer:
         tracker = Tracker(self.metrics, self.ctx.device)
         classes = self.data.num_classes or 0
         matrix = torch.zeros(classes * classes, dtype=torch.int64, device=self.ctx.device) if classes else None
-        batches = TensorBatches(split, max(self.config.fit.batch_size, EVAL_BATCH), False, 0,
-                                self.ctx.rank, self.ctx.world_size, pad=False)
+        batches = make_batches(split, max(self.config.fit.batch_size, EVAL_BATCH), False, 0, self.ctx.device,
+                               self.ctx.rank, self.ctx.world_size, pad=False, workers=self.workers)
         for x, y in batches.epoch(0):
             outputs = self.forward(x)
             tracker.update(self.loss_fn(outputs, y), outputs, y)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import digits, npz, synthetic  # noqa: F401  (register the sources)
+from . import digits, images, npz, synthetic, tabular, timeseries, vision  # noqa: F401  (register the sources)
 from .base import SOURCES, DataBundle, DataParams, Preprocessing, Split, assemble
 from ..losses import Task
 

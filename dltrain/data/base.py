@@ -7,8 +7,8 @@ statistics from the training split only, and tensors ready for the device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Literal
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Callable, Literal, Protocol
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from .._params import Params
 from .._registry import Registry
 from ..errors import DataError
 from ..losses import Task
+from .augment import AugmentParams
 
 Shape = tuple[int, ...]
 
@@ -33,6 +34,7 @@ class DataParams(Params):
     flatten: bool = False
     resize: PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
     channels: Literal[1, 3] | None = None
+    augment: AugmentParams | None = None
 
     @property
     def resize_to(self) -> tuple[int, int] | None:
@@ -52,6 +54,33 @@ class RawData:
     y_test: np.ndarray | None = None
     class_names: list[str] | None = None
     value_range: float | None = None  # the known maximum of the inputs (255, 16, ...)
+    x_val: np.ndarray | None = None  # the source's own validation set, when it has one
+    y_val: np.ndarray | None = None
+    encoder: "FeatureEncoder | None" = None  # turns raw table cells into numbers, fitted on train
+
+
+class FeatureEncoder(Protocol):
+    """Encodes raw feature cells (e.g. categorical columns) with state fitted on the training split."""
+
+    def fit(self, x_train: np.ndarray) -> dict[str, Any]: ...
+
+    def transform(self, x: np.ndarray, state: dict[str, Any]) -> np.ndarray: ...
+
+
+class LazyInputs:
+    """Inputs read on demand (image files): indexable like an array, shaped `(N, *sample)`."""
+
+    shape: Shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> "LazyInputs":
+        raise NotImplementedError
+
+    def split(self, y: torch.Tensor, prep: "Preprocessing") -> Any:
+        """The split these inputs make with targets `y` (read batch by batch, not held as a tensor)."""
+        raise NotImplementedError
 
 
 Loader = Callable[[Any], RawData]
@@ -86,6 +115,9 @@ class Preprocessing:
     scale: float | None = None
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
+    value_range: float | None = None  # the inputs' known maximum, to read new files (predict) the same way
+    table: dict[str, Any] | None = None  # a FeatureEncoder's fitted state (tabular data)
+    raw_shape: list[int] | None = None  # one sample as the source reads it, before `apply`
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         if self.flatten:
@@ -97,7 +129,8 @@ class Preprocessing:
         return x
 
     def state(self) -> dict[str, Any]:
-        return {"flatten": self.flatten, "scale": self.scale, "mean": self.mean, "std": self.std}
+        return {"flatten": self.flatten, "scale": self.scale, "mean": self.mean, "std": self.std,
+                "value_range": self.value_range, "table": self.table, "raw_shape": self.raw_shape}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Preprocessing":
@@ -181,6 +214,21 @@ def fit_preprocessing(params: DataParams, x_train: torch.Tensor, value_range: fl
     return prep
 
 
+def _named_labels(raw: RawData, task: Task) -> RawData:
+    """String class labels (`'cat'`, `'setosa'`) → class indices, the names sorted, over every split."""
+    if raw.y_train.dtype.kind not in "USO":
+        return raw
+    labels = [y for y in (raw.y_train, raw.y_val, raw.y_test) if y is not None]
+    names = sorted({str(v) for y in labels for v in y.reshape(-1)})
+    if task == "regression":
+        raise DataError(f"the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
+                        f"use a classification loss (categorical_crossentropy) or a numeric target")
+    index = {name: i for i, name in enumerate(names)}
+    encode = lambda y: None if y is None else np.array([index[str(v)] for v in y.reshape(-1)], dtype=np.int64)  # noqa: E731
+    return replace(raw, y_train=encode(raw.y_train), y_val=encode(raw.y_val), y_test=encode(raw.y_test),
+                   class_names=names)
+
+
 def assemble(
     raw: RawData,
     params: DataParams,
@@ -191,9 +239,11 @@ def assemble(
     """Split, shape the targets and preprocess: the path every source shares.
 
     The test split (for sources without one) is a fixed shuffle; the validation split
-    is Keras's: the last `validation_split` of the training samples, before shuffling.
-    Pass `preprocessing` (from a checkpoint) to reuse fitted statistics.
+    is the source's own, else Keras's: the last `validation_split` of the training
+    samples, before shuffling. Pass `preprocessing` (from a checkpoint) to reuse fitted
+    statistics.
     """
+    raw = _named_labels(raw, task)
     x_train, y_train = raw.x_train, raw.y_train
     if len(x_train) != len(y_train):
         raise DataError(f"{len(x_train)} inputs but {len(y_train)} targets: they must match")
@@ -202,19 +252,33 @@ def assemble(
         keep, held = _permuted_split(len(x_train), params.test_split)
         x_test, y_test = x_train[held], y_train[held]
         x_train, y_train = x_train[keep], y_train[keep]
-    x_val = y_val = None
-    if validation_split > 0:
+    x_val, y_val = raw.x_val, raw.y_val
+    if x_val is None and validation_split > 0:
         cut = len(x_train) - max(1, int(round(len(x_train) * validation_split)))
         x_val, y_val = x_train[cut:], y_train[cut:]
         x_train, y_train = x_train[:cut], y_train[:cut]
 
-    xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
-    prep = preprocessing or fit_preprocessing(params, xt, raw.value_range)
+    table = preprocessing.table if preprocessing else None
+    if raw.encoder is not None:
+        table = table or raw.encoder.fit(x_train)
+        x_train, x_val, x_test = (None if x is None else raw.encoder.transform(x, table) for x in (x_train, x_val, x_test))
 
-    def make(x: np.ndarray, y: np.ndarray, where: str) -> Split:
-        tensor = xt if x is x_train else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        return Split(prep.apply(tensor).contiguous(), _targets(np.asarray(y), task, where))
+    if isinstance(x_train, LazyInputs):
+        if params.normalize == "standardize":
+            raise DataError("data.normalize: 'standardize' needs every training image in memory; "
+                            "use normalize: scale (or imagenet) for image folders")
+        # Image files have a known range (255), so fitting reads no pixels.
+        prep = preprocessing or fit_preprocessing(params, torch.ones(1), raw.value_range)
+        make: Callable[[Any, Any, str], Any] = lambda x, y, where: x.split(_targets(np.asarray(y), task, where), prep)  # noqa: E731
+    else:
+        xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+        prep = preprocessing or fit_preprocessing(params, xt, raw.value_range)
 
+        def make(x: np.ndarray, y: np.ndarray, where: str) -> Split:
+            tensor = xt if x is x_train else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            return Split(prep.apply(tensor).contiguous(), _targets(np.asarray(y), task, where))
+
+    prep.value_range, prep.table, prep.raw_shape = raw.value_range, table, list(x_train.shape[1:])
     train = make(x_train, y_train, "training targets")
     val = make(x_val, y_val, "validation targets") if x_val is not None else None
     test = make(x_test, y_test, "test targets") if x_test is not None else None
@@ -225,4 +289,7 @@ def assemble(
         seen = max(int(s.y.max()) for s in (train, val, test) if s is not None and len(s)) + 1
         num_classes = max(seen, len(class_names or []))
         class_names = class_names or [str(i) for i in range(num_classes)]
-    return DataBundle(train, val, test, task, tuple(train.x.shape[1:]), num_classes, class_names, prep)
+    input_shape = tuple(train.x.shape[1:])
+    if params.augment is not None and len(input_shape) != 3:
+        raise DataError(f"data.augment applies to images [C, H, W]; this data's samples are {list(input_shape)}")
+    return DataBundle(train, val, test, task, input_shape, num_classes, class_names, prep)

@@ -1,18 +1,25 @@
-"""Batches of in-memory data by tensor indexing on the target device.
+"""Batches of a split: tensor indexing on the device, or a DataLoader for decoded files.
 
-No DataLoader, no per-sample collate: the split lives on the device, each epoch draws
-one permutation (from the run's seed and the epoch number, so a resumed run sees the
-same order) and slices it.
+In-memory data takes no DataLoader and no per-sample collate: the split lives on the
+device, each epoch draws one permutation (from the run's seed and the epoch number, so a
+resumed run sees the same order) and slices it. Files that must be decoded (image
+folders) go through a DataLoader with worker processes, pinned memory on CUDA, and the
+same per-epoch order. Both give the trainer an object with `epoch(n)` and `len()`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterator
+import os
+from typing import Any, Callable, Iterator
 
 import torch
+from torch.utils.data import DataLoader
 
-from .base import Split
+from .base import Preprocessing, Split
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
 class TensorBatches:
@@ -24,8 +31,9 @@ class TensorBatches:
     """
 
     def __init__(self, split: Split, batch_size: int, shuffle: bool, seed: int,
-                 rank: int = 0, world_size: int = 1, pad: bool = True) -> None:
+                 rank: int = 0, world_size: int = 1, pad: bool = True, augment: Transform | None = None) -> None:
         self.split = split
+        self.augment = augment
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -52,10 +60,17 @@ class TensorBatches:
             if wanted > total:
                 order = torch.cat([order, order[: wanted - total]])
             order = order[self.rank :: self.world_size][: self.per_rank]
-        return order.to(self.split.x.device, non_blocking=True)
+        return order
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        if self.augment is None:
+            return self.slices(epoch)
+        return ((self.augment(x), y) for x, y in self.slices(epoch))
+
+    def slices(self, epoch: int) -> Iterator[Batch]:
         order = self.indices(epoch)
+        if order is not None:
+            order = order.to(self.split.x.device, non_blocking=True)
         x, y, size = self.split.x, self.split.y, self.batch_size
         if order is None:
             for start in range(0, len(self.split), size):
@@ -64,3 +79,74 @@ class TensorBatches:
         for start in range(0, len(order), size):
             index = order[start : start + size]
             yield x[index], y[index]
+
+
+class _EpochSampler:
+    """The DataLoader's sampler: the indices `TensorBatches.indices` draws for the current epoch."""
+
+    def __init__(self, order: TensorBatches) -> None:
+        self.order = order
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices = self.order.indices(self.epoch)
+        return iter(range(len(self.order.split)) if indices is None else indices.tolist())
+
+    def __len__(self) -> int:
+        return self.order.per_rank
+
+
+class LoaderBatches:
+    """Batches of a split whose samples are decoded by `split.dataset` in worker processes.
+
+    The order is `TensorBatches.indices` (same seed, epoch and rank sharding), fed to a
+    DataLoader as its sampler. Workers return uint8 images; the float conversion,
+    preprocessing and augmentation run per batch on the device.
+    """
+
+    def __init__(self, split: Any, order: TensorBatches, device: torch.device, workers: int,
+                 augment: Transform | None = None) -> None:
+        self.order = order
+        self.prep: Preprocessing = split.prep
+        self.device = device
+        self.augment = augment
+        self.sampler = _EpochSampler(order)
+        self.loader = DataLoader(split.dataset, batch_size=order.batch_size, sampler=self.sampler, num_workers=workers,
+                                 pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        self.sampler.epoch = epoch
+        for x, y in self.loader:
+            x = self.prep.apply(x.to(self.device, non_blocking=True).float())
+            if self.augment is not None:
+                x = self.augment(x)
+            yield x, y.to(self.device, non_blocking=True)
+
+
+Batches = TensorBatches | LoaderBatches
+
+
+def make_batches(split: Any, batch_size: int, shuffle: bool, seed: int, device: torch.device,
+                 rank: int = 0, world_size: int = 1, pad: bool = True, augment: Transform | None = None,
+                 workers: int | None = None) -> Batches:
+    """The batches of `split`: tensor slices when it is in memory, else a DataLoader over its files."""
+    order = TensorBatches(split, batch_size, shuffle, seed, rank, world_size, pad, augment)
+    if isinstance(split, Split):
+        return order
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    return LoaderBatches(split, order, device, workers, augment)
+
+
+def input_batches(split: Any, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """The inputs of `split` in order, `batch_size` at a time, model-ready (decoded and preprocessed for files)."""
+    for x, _ in make_batches(split, batch_size, False, 0, device).epoch(0):
+        yield x
+
+
+def first_inputs(split: Any, count: int) -> torch.Tensor:
+    """Up to `count` model-ready inputs of `split`, on the CPU."""
+    return next(input_batches(split, count, torch.device("cpu"))).cpu()

@@ -1,0 +1,138 @@
+"""`image_folder`: one subfolder per class (as torchvision's ImageFolder), decoded batch by batch.
+
+The folder holds `train/` and optionally `val/` and `test/`, each with one subfolder per
+class. Images are decoded and resized in DataLoader workers (they need not fit in
+memory); the same `read_image` reads files for `dltrain predict`, so a model sees new
+images exactly as it saw its training images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from pydantic import Field, NonNegativeInt, PositiveInt
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+from .base import DataParams, LazyInputs, Preprocessing, RawData, register_source
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+PIL_MODES = {1: "L", 3: "RGB"}
+
+
+class ImageFolderParams(DataParams):
+    source: Literal["image_folder"]
+    path: Path
+    image_size: PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = 256
+    num_workers: NonNegativeInt | None = None  # DataLoader worker processes (default: up to 4)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """`image_size` as (height, width)."""
+        size = self.image_size
+        return (size, size) if isinstance(size, int) else (size[0], size[1])
+
+
+def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """An image file as a uint8 `[channels, height, width]` tensor (bilinear resize)."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert(PIL_MODES[channels]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"'{path}' is not a readable image ({exc})") from None
+    array = array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)  # (C, H, W)
+
+
+class ImageDataset(Dataset):
+    """Decodes one file per index: what the DataLoader's workers run."""
+
+    def __init__(self, paths: np.ndarray, targets: torch.Tensor, channels: int, size: tuple[int, int]) -> None:
+        self.paths, self.targets, self.channels, self.size = paths, targets, channels, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return read_image(self.paths[index], self.channels, self.size), self.targets[index]
+
+
+@dataclass
+class FileSplit:
+    """A split of image files: the DataLoader path of `batches.make_batches`."""
+
+    x: "ImageFiles"
+    y: torch.Tensor
+    prep: Preprocessing
+    dataset: ImageDataset
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def to(self, device: torch.device) -> "FileSplit":
+        """Files stay on the host; batches move to the device as they are decoded."""
+        return self
+
+
+class ImageFiles(LazyInputs):
+    """Image paths that index like an array of `[C, H, W]` images."""
+
+    def __init__(self, paths: np.ndarray, channels: int, size: tuple[int, int]) -> None:
+        self.paths, self.channels, self.size = paths, channels, size
+        self.shape = (len(paths), channels, *size)
+
+    def __getitem__(self, index: Any) -> "ImageFiles":
+        return ImageFiles(self.paths[index], self.channels, self.size)
+
+    def split(self, y: torch.Tensor, prep: Preprocessing) -> FileSplit:
+        return FileSplit(self, y, prep, ImageDataset(self.paths, y, self.channels, self.size))
+
+
+def _scan(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(paths, labels) of the images under `folder/<class>/`, checking each file opens as an image."""
+    unknown = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in classes)
+    if unknown:
+        raise DataError(f"'{folder}' has class folders that train/ lacks: {', '.join(unknown)}. "
+                        f"Every class needs a folder under train/ (classes there: {', '.join(classes)})")
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        for file in sorted((folder / name).glob("*")) if (folder / name).is_dir() else []:
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                Image.open(file).close()  # reads the header only
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DataError(f"'{file}' is not a readable image ({exc}); remove it or replace it") from None
+            paths.append(str(file))
+            labels.append(label)
+    if not paths:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under '{folder}/<class>/'")
+    return np.array(paths), np.array(labels, dtype=np.int64)
+
+
+@register_source(ImageFolderParams)
+def image_folder(p: ImageFolderParams) -> RawData:
+    """Images in `path/train/<class>/` (and optional val/, test/), resized to `image_size`."""
+    train = p.path / "train"
+    if not train.is_dir():
+        raise DataError(f"data.path: no folder '{train}'. Expected {p.path}/train/<class>/<image files> "
+                        f"(and optionally {p.path}/val/<class>/..., {p.path}/test/<class>/...)")
+    classes = sorted(d.name for d in train.iterdir() if d.is_dir())
+    if not classes:
+        raise DataError(f"'{train}' has no class folders: put each class's images in {train}/<class name>/")
+    channels = p.channels or 3
+    files = lambda paths: ImageFiles(paths, channels, p.size)  # noqa: E731
+    x, y = _scan(train, classes)
+    raw = RawData(files(x), y, class_names=classes, value_range=255.0)  # type: ignore[arg-type]
+    for name in ("val", "test"):
+        if (p.path / name).is_dir():
+            xs, ys = _scan(p.path / name, classes)
+            setattr(raw, f"x_{name}", files(xs))
+            setattr(raw, f"y_{name}", ys)
+    return raw

@@ -1,0 +1,158 @@
+"""`dltrain predict`: a trained model on new files, through the preprocessing stored at training time.
+
+Each input kind has a reader (by file suffix) that turns a file into samples in the
+source's raw units (what the data source would have produced); from there the path is
+the training path: the stored `Preprocessing`, then the network (its input adapter
+included), then the final activation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .data import Preprocessing
+from .data.images import IMAGE_SUFFIXES, read_image
+from .data.tabular import read_features, read_table
+from .data.timeseries import read_series, windows
+from .errors import DataError
+
+CHUNK = 1024  # samples per forward pass
+
+
+@dataclass
+class Samples:
+    """The samples read from one file, and how each is named in the output."""
+
+    x: torch.Tensor  # (N, *raw_shape), float32, in the source's raw units
+    names: list[str | int]
+
+
+Reader = Callable[[Path, Preprocessing], Samples]
+
+
+def _shape_text(shape: list[int] | None) -> str:
+    return str(list(shape or []))
+
+
+def _as_samples(array: np.ndarray, path: Path, prep: Preprocessing) -> Samples:
+    """One sample (the file's name) or a stack of samples (their row indices), checked against the model."""
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"'{path}' holds {array.dtype} values; the model needs numbers")
+    shape = tuple(prep.raw_shape or ())
+    x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if tuple(array.shape) == shape:
+        return Samples(x[None], [path.name])
+    if tuple(array.shape[1:]) == shape:
+        return Samples(x, list(range(len(x))))
+    raise DataError(f"'{path}' holds an array of shape {list(array.shape)}; this model takes samples of shape "
+                    f"{_shape_text(prep.raw_shape)} (one sample, or a stack [N, {', '.join(map(str, shape))}])")
+
+
+def read_image_file(path: Path, prep: Preprocessing) -> Samples:
+    """An image decoded to the model's `[C, H, W]`, in the training data's value range."""
+    shape = prep.raw_shape or []
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise DataError(f"'{path}' is an image, but this model takes samples of shape {_shape_text(shape)}, "
+                        f"not images [C, H, W]; give .npy/.npz arrays or a .csv instead")
+    x = read_image(path, shape[0], (shape[1], shape[2])).float()
+    if prep.value_range and prep.value_range != 255.0:
+        x = x * (prep.value_range / 255.0)
+    return Samples(x[None], [path.name])
+
+
+def read_npy(path: Path, prep: Preprocessing) -> Samples:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"'{path}' is not a readable .npy array ({str(exc).splitlines()[0]})") from None
+    return _as_samples(array, path, prep)
+
+
+NPZ_KEYS = ("x", "x_test", "x_train")
+
+
+def read_npz(path: Path, prep: Preprocessing) -> Samples:
+    """The archive's only array, else its `x` (or `x_test`, `x_train`)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+            chosen = keys if len(keys) == 1 else [k for k in NPZ_KEYS if k in keys][:1]
+            if not chosen:
+                raise DataError(f"'{path}' holds {', '.join(keys)}; name the inputs 'x' (or keep one array)")
+            array = archive[chosen[0]]
+    except (OSError, ValueError) as exc:
+        raise DataError(f"'{path}' is not a readable .npz file ({str(exc).splitlines()[0]})") from None
+    return _as_samples(array, path, prep)
+
+
+def read_csv(path: Path, prep: Preprocessing) -> Samples:
+    """Rows of a CSV with a header: encoded as the `csv` source did, windowed as `timeseries_csv` did, else numbers."""
+    state = prep.table or {}
+    if "categories" in state:  # tabular: named feature columns, categories one-hot
+        x = torch.from_numpy(read_features(path, state))
+        return Samples(x, list(range(len(x))))
+    table = read_table(path)
+    if "columns" in state:  # a time series: one sample per full window, named by its last row
+        x = torch.from_numpy(windows(read_series(table, state["columns"]), state["window"]))
+        return Samples(x, list(range(state["window"] - 1, state["window"] - 1 + len(x))))
+    return _as_samples(read_series(table, table.header), path, prep)
+
+
+READERS: dict[str, Reader] = {
+    **{suffix: read_image_file for suffix in IMAGE_SUFFIXES},
+    ".npy": read_npy,
+    ".npz": read_npz,
+    ".csv": read_csv,
+}
+
+
+def read_input(path: Path, prep: Preprocessing) -> Samples:
+    """The samples in one input file, by its suffix."""
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"'{path}': unknown input type '{path.suffix}'. Give image files "
+                        f"({', '.join(IMAGE_SUFFIXES)}), .npy/.npz arrays or a .csv with a header row")
+    if not path.is_file():
+        raise DataError(f"no file at '{path}'")
+    return reader(path, prep)
+
+
+def describe(outputs: torch.Tensor, task: str, class_names: list[str], top_k: int) -> list[dict[str, Any]]:
+    """One `{prediction, top_k}` (classification), `{prediction, probability}` (binary) or `{prediction}` per row."""
+    if task == "classification":
+        probabilities = outputs.float().softmax(dim=-1)
+        values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=-1)
+        return [{"prediction": class_names[int(idx[0])],
+                 "top_k": [[class_names[int(i)], round(float(v), 6)] for v, i in zip(vals, idx)]}
+                for vals, idx in zip(values, indices)]
+    if task == "binary":
+        probabilities = outputs.float().sigmoid()
+        return [{"prediction": _plain((p > 0.5).long()), "probability": _plain(p, 6)} for p in probabilities]
+    return [{"prediction": _plain(row.float(), 6)} for row in outputs]
+
+
+def _plain(row: torch.Tensor, digits: int | None = None) -> Any:
+    """A row as a number when it holds one value, else a list."""
+    values = [round(float(v), digits) if digits else int(v) for v in row.reshape(-1)]
+    return values[0] if len(values) == 1 else values
+
+
+@torch.inference_mode()
+def predict_files(network: torch.nn.Module, prep: Preprocessing, inputs: list[Path], task: str,
+                  class_names: list[str], top_k: int, device: torch.device) -> list[dict[str, Any]]:
+    """Predictions for every sample of every input file, in order."""
+    network.eval()
+    predictions: list[dict[str, Any]] = []
+    for path in inputs:
+        samples = read_input(Path(path), prep)
+        for start in range(0, len(samples.x), CHUNK):
+            x = prep.apply(samples.x[start : start + CHUNK]).to(device)
+            rows = describe(network(x).cpu(), task, class_names, top_k)
+            names = samples.names[start : start + CHUNK]
+            predictions += [{"input": name, **row} for name, row in zip(names, rows)]
+    return predictions
