@@ -141,11 +141,21 @@ def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: 
     """Predictions for image files, .npy/.npz arrays or CSV rows, preprocessed exactly as in training."""
     if top_k < 1:
         raise UserError(f"--top-k must be 1 or more; received {top_k}")
-    trainer = restore(path, None, device)
-    data = trainer.data
-    rows = predict_files(trainer.network, data.preprocessing, [Path(i) for i in inputs], data.task,
-                         data.class_names or [], top_k, trainer.ctx.device)
+    payload = checkpoint.load(path)
+    target = resolve_device(device)
+    network = restore_network(payload).to(target)
+    rows = predict_files(network, Preprocessing.from_state(payload["preprocessing"]), [Path(i) for i in inputs],
+                         payload["task"], payload["class_names"] or [], top_k, target)
     return {"predictions": rows}
+
+
+def restore_network(payload: dict[str, Any]) -> torch.nn.Module:
+    """The trained network from a loaded checkpoint alone: no data is read (for predict)."""
+    loaded = from_resolved(payload["config"], source=Path(payload["path"]).name)
+    with weights_from_checkpoint():
+        built = build_model(loaded, tuple(payload["input_shape"]), payload["target_width"])
+    built.network.load_state_dict(payload["model"])
+    return built.network.eval()
 
 
 def per_class_scores(matrix: list[list[int]], names: list[str]) -> dict[str, dict[str, float]]:

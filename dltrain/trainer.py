@@ -233,6 +233,7 @@ class Trainer:
             "task": self.data.task,
             "input_shape": list(self.data.input_shape),
             "num_classes": self.data.num_classes,
+            "target_width": self.data.target_width,
             "class_names": self.data.class_names,
             "output_activation": self.network.output_activation,
             "preprocessing": self.data.preprocessing.state(),

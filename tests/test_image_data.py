@@ -99,6 +99,12 @@ def test_image_folder_trains_and_predicts_class_names_for_pngs(cli, tmp_path: Pa
     table = cli("predict", tmp_path / "run", files[0])
     assert table.exit_code == 0 and names[labels[0]] in table.output
 
+    (tmp_path / "shapes").rename(tmp_path / "gone")  # predict needs the checkpoint alone, not the training data
+    alone = cli("predict", tmp_path / "run", *files, "--json")
+    assert alone.exit_code == 0, alone.output
+    again = json.loads(alone.stdout)["predictions"]
+    assert [(p["input"], p["prediction"]) for p in again] == [(p["input"], p["prediction"]) for p in predictions]
+
 
 def test_image_folder_without_train_folder_is_one_clear_error(cli, tmp_path: Path) -> None:
     (tmp_path / "photos").mkdir()
