@@ -18,7 +18,7 @@ from . import checkpoint, transfer
 from .backbones import weights_from_checkpoint
 from .config import LoadedConfig, from_resolved, load_config, with_seed
 from .data import DataBundle, Preprocessing, load_data
-from .distributed import Context, resolve_device
+from .distributed import Context, open_context, resolve_device
 from .errors import UserError
 from .losses import loss_spec
 from .metrics import METRICS, build_metrics, class_scores
@@ -65,39 +65,57 @@ def fit(
     reporter: Reporter | None = None,
     write: bool = True,
 ) -> FitResult:
-    """Train a model from a YAML file, or continue the run a checkpoint belongs to."""
+    """Train a model from a YAML file, or continue the run a checkpoint belongs to.
+
+    Under torchrun each process calls this; rank 0 alone reports and writes the run.
+    """
+    loaded, payload = fit_config(config, overrides, resume)
+    with open_context(loaded.config.fit.device, loaded.config.fit.strategy) as ctx:
+        # A seed drawn by `with_seed` differs per process; every rank must shuffle alike.
+        loaded.config = loaded.config.model_copy(update={"seed": ctx.broadcast(loaded.config.seed)})
+        seed_everything(loaded.config.seed or 0)
+        shown = reporter if ctx.is_main else Reporter()
+        trainer, run = _fit_setup(loaded, payload, ctx, shown, run_dir, write)
+        try:
+            results = trainer.fit(run)
+        finally:
+            if run is not None:
+                run.close()
+        return FitResult(ctx.broadcast(run.path if run else None), trainer.history, results)
+
+
+def fit_config(config: str | Path | None, overrides: list[str] | None = None,
+               resume: str | Path | None = None) -> tuple[LoadedConfig, dict[str, Any] | None]:
+    """The validated config of a fit (and the checkpoint it resumes from, if any)."""
     overrides = list(overrides or [])
-    payload = None
     if resume is not None:
         payload = checkpoint.load(resume, "last.pt")
         loaded = from_resolved(payload["config"], overrides, source=Path(payload["path"]).name)
         if loaded.resolved()["model"] != payload["config"]["model"] or loaded.resolved()["data"] != payload["config"]["data"]:
             raise UserError("--resume cannot change model or data; only fit and compile settings (e.g. fit.epochs)")
-    elif config is not None:
-        loaded = with_seed(load_config(config, overrides))
-    else:
-        raise UserError("give a config file, or --resume RUN_DIR")
+        return loaded, payload
+    if config is not None:
+        return with_seed(load_config(config, overrides)), None
+    raise UserError("give a config file, or --resume RUN_DIR")
 
-    ctx = Context(resolve_device(loaded.config.fit.device))
-    seed_everything(loaded.config.seed or 0)
+
+def _fit_setup(loaded: LoadedConfig, payload: dict[str, Any] | None, ctx: Context, reporter: Reporter | None,
+               run_dir: str | Path | None, write: bool) -> tuple[Trainer, RunDir | None]:
+    """Data, model, trainer and (on the main process) the run directory."""
     prep = Preprocessing.from_state(payload["preprocessing"]) if payload else None
     with weights_from_checkpoint() if payload else nullcontext():
         data, built = prepare(loaded, prep)
     trainer = Trainer(loaded, data, built, ctx, reporter)
+    run = None
     if payload is not None:
         trainer.load_state(payload, resume=True)
-        run = RunDir(Path(payload["path"]).parent)
-    else:
-        run = RunDir.create(loaded.config.name or "run", run_dir) if write else None
+        run = RunDir(Path(payload["path"]).parent) if ctx.is_main else None
+    elif write and ctx.is_main:
+        run = RunDir.create(loaded.config.name or "run", run_dir)
     if run is not None:
         run.write_config(loaded.resolved())
         run.start_log()
-    try:
-        results = trainer.fit(run)
-    finally:
-        if run is not None:
-            run.close()
-    return FitResult(run.path if run else None, trainer.history, results)
+    return trainer, run
 
 
 def restore(path: str | Path, overrides: list[str] | None = None, device: str = "cpu") -> Trainer:

@@ -17,12 +17,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, api, presets
+from . import __version__, api, launch, presets
 from .export import export as export_model
 from .catalog import catalog
 from .config import json_schema
 from .display import RichReporter, predictions_table, report_table, summary_table
-from .errors import DltrainError
+from .errors import DltrainError, ReportedElsewhere
 
 app = typer.Typer(
     name="dltrain",
@@ -53,7 +53,8 @@ def handles_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except DltrainError as exc:
-            err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            if not isinstance(exc, ReportedElsewhere):
+                err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
@@ -83,6 +84,7 @@ def fit(
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N (overrides fit.device).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Write the run here instead of runs/<name>/<time>/.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run of this run directory or last.pt (no YAML needed).")] = None,
+    devices: Annotated[int, typer.Option("--devices", min=1, help="Train with DDP on N processes of this node (one per GPU, or N CPU processes).")] = 1,
 ) -> None:
     """Validate, build, train and checkpoint a model from a YAML config."""
     sets = list(overrides or [])
@@ -90,6 +92,13 @@ def fit(
         sets.append(f"fit.device={device}")
     if resume is not None and config is not None:
         raise typer.BadParameter("give either CONFIG or --resume, not both")
+    if devices > 1:
+        loaded, _ = api.fit_config(config, sets, resume)  # a bad config is reported once, before any rank starts
+        launch.check_devices(devices, loaded.config.fit.device)
+        args = [*([str(config)] if config else []), *(f"--set={s}" for s in sets),
+                *(["--run-dir", str(run_dir)] if run_dir else []), *(["--resume", str(resume)] if resume else [])]
+        launch.launch(devices, ["fit", *args])
+        return
     api.fit(config, sets, resume=resume, run_dir=run_dir, reporter=RichReporter(out_console))
 
 

@@ -62,6 +62,7 @@ class FitConfig(Params):
     validation_split: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     shuffle: bool = True
     device: str = "auto"
+    strategy: Literal["auto", "ddp", "single"] = "auto"  # auto: ddp when torchrun starts several processes
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     compile_model: bool = False
     deterministic: bool = False

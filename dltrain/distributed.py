@@ -2,16 +2,27 @@
 
 The trainer asks this context for `rank`, `world_size`, `is_main`, `device` and
 `all_reduce`; the single-process context is trivial, so a distributed run is a
-different context, not a second loop.
+different context, not a second loop. `open_context` picks one from torchrun's
+environment (RANK, LOCAL_RANK, WORLD_SIZE) and always tears the process group down.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Iterator, TypeVar
 
 import torch
+from torch import nn
 
-from .errors import UserError
+from .errors import DltrainError, ReportedElsewhere, RunError, UserError
+
+T = TypeVar("T")
+
+STORE_SECONDS = 30  # how long a failing rank waits on torchrun's store before reporting anyway
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,3 +59,144 @@ class Context:
 
     def barrier(self) -> None:
         """Wait for every process; a no-op for one process."""
+
+    def broadcast(self, value: T) -> T:
+        """Rank 0's `value` (any picklable object), on every rank."""
+        return value
+
+    def wrap(self, network: nn.Module) -> nn.Module:
+        """What the training step calls: the network itself, or its DDP wrapper."""
+        return network
+
+    def sync_buffers(self, network: nn.Module) -> None:
+        """Give every rank rank 0's buffers (BatchNorm statistics) before evaluating."""
+
+    def describe(self) -> str:
+        """Where training runs, as the progress header shows it."""
+        return str(self.device)
+
+
+@dataclass
+class DistributedContext(Context):
+    """One rank of a DistributedDataParallel run started by torchrun."""
+
+    local_rank: int = 0
+    backend: str = "gloo"
+    _wrapped: nn.parallel.DistributedDataParallel | None = field(default=None, repr=False)
+    _trainable: list[int] = field(default_factory=list, repr=False)
+
+    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        torch.distributed.all_reduce(tensor)
+        return tensor
+
+    def barrier(self) -> None:
+        torch.distributed.barrier()
+
+    def broadcast(self, value: T) -> T:
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def wrap(self, network: nn.Module) -> nn.Module:
+        """The DDP wrapper of `network`: built again only when what trains has changed.
+
+        DDP averages the gradients of the parameters that required grad when it was built
+        (construction broadcasts rank 0's weights), so a backbone unfrozen later needs a
+        new wrapper; every rank unfreezes at the same epoch, so all rebuild together.
+        """
+        trainable = [id(p) for p in network.parameters() if p.requires_grad]
+        if self._wrapped is None or self._wrapped.module is not network or self._trainable != trainable:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self._wrapped = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
+            self._trainable = trainable
+        return self._wrapped
+
+    def sync_buffers(self, network: nn.Module) -> None:
+        # DDP broadcasts buffers at the start of each training forward, so after the
+        # last step each rank holds its own update; evaluation must use rank 0's.
+        for buffer in network.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+
+    def describe(self) -> str:
+        return f"{self.device} × {self.world_size} processes (DDP, {self.backend})"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise UserError(f"environment variable {name} must be an integer (torchrun sets it); received {value!r}") from None
+
+
+def ddp_device(name: str, local_rank: int) -> torch.device:
+    """One device per process: `cuda:LOCAL_RANK` on GPUs, the CPU otherwise."""
+    device = resolve_device(name)
+    if device.type == "mps":
+        raise UserError("DistributedDataParallel does not run on MPS; use fit.device: cpu or a CUDA machine")
+    if device.type != "cuda":
+        return device
+    if device.index is not None:
+        raise UserError(f"fit.device: {name} names one GPU, but under DDP each process takes cuda:LOCAL_RANK; "
+                        "use fit.device: cuda (or auto)")
+    if local_rank >= torch.cuda.device_count():
+        raise UserError(f"LOCAL_RANK {local_rank} needs a GPU of that index, but only {torch.cuda.device_count()} "
+                        "are visible; start at most that many processes per node")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def _describe_failure(exc: BaseException, rank: int) -> str:
+    """`rank R failed: Type: message (at file:line in function)`, without a traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"rank {rank} failed: {type(exc).__name__}: {exc}{where}"
+
+
+@contextmanager
+def open_context(device: str, strategy: str = "auto") -> Iterator[Context]:
+    """The context this process trains in; under torchrun, a process group torn down on exit.
+
+    An unexpected exception in a rank becomes one line naming the rank (exit code 1),
+    printed by the first rank to fail only; torchrun stops the other ranks as soon as
+    one exits, so a failure never leaves them waiting.
+    """
+    world_size = _env_int("WORLD_SIZE", 1)
+    if world_size == 1:
+        yield Context(resolve_device(device))
+        return
+    if strategy == "single":
+        raise UserError(f"fit.strategy: single, but this process is one of {world_size} started by torchrun; "
+                        "use fit.strategy: ddp (or auto), or start one process")
+    rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
+    where = ddp_device(device, local_rank)
+    backend = "nccl" if where.type == "cuda" else "gloo"
+    torch.distributed.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(minutes=30),
+                                         device_id=where if where.type == "cuda" else None)
+    try:
+        yield DistributedContext(where, rank, world_size, local_rank, backend)
+    except Exception as exc:
+        failure = exc if isinstance(exc, DltrainError) else RunError(_describe_failure(exc, rank))
+        raise _first_to_report(failure) from exc
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _first_to_report(failure: DltrainError) -> DltrainError:
+    """`failure` for the first rank to fail; for the rest, a quiet exit with the same code.
+
+    A rank that fails registers in torchrun's store before it tears its process group
+    down, so the ranks that then see their collectives break (an echo of that failure,
+    not its cause) register later and stay quiet: the user reads one message.
+    """
+    try:
+        store = torch.distributed.PrefixStore(
+            f"dltrain/failure/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/",
+            torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                                       timeout=timedelta(seconds=STORE_SECONDS)))
+        if store.add("count", 1) == 1:
+            store.set("exit_code", str(failure.exit_code))
+            return failure
+        return ReportedElsewhere(int(store.get("exit_code")))
+    except (KeyError, ValueError, RuntimeError):  # no store to agree through: report it here
+        return failure

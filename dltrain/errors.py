@@ -37,6 +37,17 @@ class RunError(DltrainError):
     """A failure while training or evaluating (not the user's input)."""
 
 
+class ReportedElsewhere(DltrainError):
+    """A failure another process has already reported (another rank of a distributed run).
+
+    The CLI exits with its code and prints nothing, so the user reads the message once.
+    """
+
+    def __init__(self, exit_code: int) -> None:
+        self.exit_code = exit_code
+        super().__init__("")
+
+
 @dataclass(frozen=True)
 class Problem:
     """One config problem: its dotted path, where it is, and what is wrong."""

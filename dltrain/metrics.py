@@ -7,7 +7,7 @@ the end of an epoch. Sums, not means, so ranks can add theirs up under DDP.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import torch
 from pydantic import Field
@@ -278,6 +278,16 @@ class Tracker:
         for metric in self.updaters:
             metric.update(self.sums, outputs, targets)
         self.count += batch
+
+    def all_reduce(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Add up every rank's sums and count in one collective (identity in one process)."""
+        parts = [*self.sums.values(), torch.tensor(float(self.count), dtype=torch.float64, device=self.device)]
+        packed = reduce(torch.cat([part.reshape(-1).to(torch.float64) for part in parts]))
+        offset = 0
+        for name, value in self.sums.items():
+            self.sums[name] = packed[offset : offset + value.numel()].view_as(value).to(value.dtype)
+            offset += value.numel()
+        self.count = int(packed[offset].item())
 
     def compute(self) -> dict[str, float]:
         """Read the numbers (one host sync per value)."""

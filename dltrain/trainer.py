@@ -68,6 +68,7 @@ class Trainer:
             loaded, self.row_keys(), "val_loss" if "val" in self.splits else "loss")
         self.monitor = self.checkpointer.monitor.key  # type: ignore[union-attr]  # what best.pt is best at
         self.model: torch.nn.Module = self.network  # what training calls: `forward`, or its compiled form
+        self.wrapped: torch.nn.Module | None = None  # `forward` in its DDP wrapper (itself in one process)
         self.guard = NanGuard()
         self.stop = StopRequest()
         self.stop_training = False  # a callback sets it to end training after this epoch
@@ -89,17 +90,14 @@ class Trainer:
     def fit(self, run: RunDir | None) -> dict[str, Any]:
         """Train from `self.epoch` to `fit.epochs`, checkpointing every epoch."""
         fit = self.config.fit
-        self.reporter.fit_start(self.built, run.path if run else None, str(self.ctx.device), self.epoch, fit.epochs)
+        self.reporter.fit_start(self.built, run.path if run else None, self.ctx.describe(), self.epoch, fit.epochs)
         for note in self.built.notes:
             self.reporter.message(note)
         self.forward, self.splits = cache_features(self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter)
         batches = make_batches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0, self.ctx.device,
                                self.ctx.rank, self.ctx.world_size, augment=self.augment, workers=self.workers)
         self.lr.steps = len(batches)
-        self.model = self.forward
-        if fit.compile_model:
-            sample = first_inputs(self.splits["train"], fit.batch_size).to(self.ctx.device)
-            self.model = compile_network(self.forward, sample, self.reporter.message)
+        self.prepare_model()
         with self.stop, deterministic_mode(fit.deterministic), tidy_display(self.reporter):
             self.run_epochs(batches, run)
         for callback in self.callbacks:
@@ -117,10 +115,12 @@ class Trainer:
         for epoch in range(self.epoch + 1, fit.epochs + 1):
             started = time.perf_counter()
             unfreeze(self.network, epoch, self.reporter)
+            self.prepare_model()  # under DDP, a new wrapper when unfreezing changed what trains
             self.reporter.epoch_start(epoch, fit.epochs, len(batches))
             row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(batches, epoch, self.partial_step)}
             if self.partial_step:
                 self.interrupted(run, epoch)
+            self.ctx.sync_buffers(self.network)
             if "val" in self.splits:
                 row.update({f"val_{k}": v for k, v in self.evaluate(self.splits["val"]).items()})
             row["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -167,11 +167,28 @@ class Trainer:
             self.reporter.step(step, tracker)
             if guard.due():  # a few times a second: one host read
                 guard.check(tracker, epoch, step)
-            if self.stop.requested and step % every == 0 and step < steps:  # Ctrl-C: stop after this step
+            # Ctrl-C: stop after this step (under DDP at the epoch's end, so no rank waits in a collective)
+            if self.stop.requested and step % every == 0 and step < steps and self.ctx.world_size == 1:
                 self.partial_step = step
                 break
+        tracker.all_reduce(self.ctx.all_reduce)
         guard.check(tracker, epoch, step)
         return tracker.compute()
+
+    def prepare_model(self) -> None:
+        """Set `model`: `forward`, in its DDP wrapper under DDP, compiled when `fit.compile_model` asks.
+
+        Rebuilt only with the wrapper (under DDP, when unfreezing changed what trains), so
+        one process compiles once.
+        """
+        wrapped = self.ctx.wrap(self.forward)
+        if wrapped is self.wrapped:
+            return
+        self.wrapped = self.model = wrapped
+        fit = self.config.fit
+        if fit.compile_model:
+            sample = first_inputs(self.splits["train"], fit.batch_size).to(self.ctx.device)
+            self.model = compile_network(wrapped, sample, self.reporter.message)
 
     def interrupted(self, run: RunDir | None, epoch: int) -> None:
         """After the first Ctrl-C: save where training is, say how to continue, stop (exit 130)."""
@@ -200,9 +217,10 @@ class Trainer:
             if confusion and matrix is not None:
                 predicted = predicted_labels("classification", outputs)
                 matrix += torch.bincount(y * classes + predicted, minlength=classes * classes)
+        tracker.all_reduce(self.ctx.all_reduce)
         values: dict[str, Any] = tracker.compute()
         if confusion and matrix is not None:
-            values["confusion_matrix"] = matrix.view(classes, classes).cpu().tolist()
+            values["confusion_matrix"] = self.ctx.all_reduce(matrix).view(classes, classes).cpu().tolist()
         return values
 
     def final_results(self) -> dict[str, Any]:
