@@ -48,9 +48,11 @@ class Cli:
     def __call__(self, *args: str | Path) -> Any:
         return self.runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
-    def subprocess(self, *args: str | Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        return subprocess.run([sys.executable, "-m", "dltrain", *map(str, args)], cwd=cwd, env=env,
+    def subprocess(self, *args: str | Path, cwd: Path | None = None, timeout: float = 300,
+                   launcher: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`python [LAUNCHER...] -m dltrain ARGS` (e.g. launcher `-m torch.distributed.run ...`), with extra `env`."""
+        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
+        return subprocess.run([sys.executable, *launcher, "-m", "dltrain", *map(str, args)], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=timeout)
 
 
