@@ -118,7 +118,7 @@ class DistributedContext(Context):
             torch.distributed.broadcast(buffer, src=0)
 
     def describe(self) -> str:
-        return f"{self.device} × {self.world_size} processes (DDP, {self.backend})"
+        return f"{self.device} × {self.world_size} process{'es' if self.world_size > 1 else ''} (DDP, {self.backend})"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -162,24 +162,32 @@ def open_context(device: str, strategy: str = "auto") -> Iterator[Context]:
     one exits, so a failure never leaves them waiting.
     """
     world_size = _env_int("WORLD_SIZE", 1)
-    if world_size == 1:
+    # `ddp` under torchrun keeps a world of one distributed (e.g. to check NCCL on one GPU).
+    if world_size == 1 and not (strategy == "ddp" and "MASTER_ADDR" in os.environ):
         yield Context(resolve_device(device))
         return
-    if strategy == "single":
-        raise UserError(f"fit.strategy: single, but this process is one of {world_size} started by torchrun; "
-                        "use fit.strategy: ddp (or auto), or start one process")
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    where = ddp_device(device, local_rank)
-    backend = "nccl" if where.type == "cuda" else "gloo"
-    torch.distributed.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(minutes=30),
-                                         device_id=where if where.type == "cuda" else None)
     try:
+        if strategy == "single":
+            raise UserError(f"fit.strategy: single, but this process is one of {world_size} started by torchrun; "
+                            "use fit.strategy: ddp (or auto), or start one process")
+        where = ddp_device(device, local_rank)
+        backend = "nccl" if where.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend, rank=rank, world_size=world_size,
+                                             timeout=timedelta(minutes=30),
+                                             device_id=where if where.type == "cuda" else None)
         yield DistributedContext(where, rank, world_size, local_rank, backend)
+    except KeyboardInterrupt:
+        if rank == 0:
+            raise
+        raise ReportedElsewhere(130) from None  # Ctrl-C reaches every rank; rank 0 says so
     except Exception as exc:
+        # Registers the failure before `finally` tears the group down (see _first_to_report).
         failure = exc if isinstance(exc, DltrainError) else RunError(_describe_failure(exc, rank))
         raise _first_to_report(failure) from exc
     finally:
-        torch.distributed.destroy_process_group()
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def _first_to_report(failure: DltrainError) -> DltrainError:

@@ -33,6 +33,7 @@ def check_devices(devices: int, device: str) -> None:
 def launch(devices: int, args: list[str]) -> None:
     """Run `dltrain ARGS` as `devices` ranks of one node; raise with the first failure's exit code."""
     from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     # The agent's loggers (each with its own level) narrate starts and kills; the ranks
@@ -43,6 +44,8 @@ def launch(devices: int, args: list[str]) -> None:
     options = torchrun.parse_args(["--standalone", f"--nproc-per-node={devices}", "-m", "dltrain", *args])
     try:
         torchrun.run(options)
+    except SignalException as exc:  # Ctrl-C reached the ranks too: rank 0 says "interrupted"
+        raise ReportedElsewhere(128 + exc.sigval) from None
     except ChildFailedError as exc:
         rank, failure = min(exc.failures.items(), key=lambda item: (item[1].exitcode <= 0, item[1].timestamp))
         if failure.exitcode > 0:
