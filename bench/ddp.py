@@ -1,15 +1,14 @@
 """Epoch time of one process against N DDP processes on the same config.
 
-    python -m bench.ddp [--config configs/digits_cnn.yaml] [--devices 2] [--device cpu]
-                        [--epochs 4] [--repeats 3]
+    python -m bench.ddp [--config CONFIG] [--devices 2] [--device cpu] [--epochs 4] [--repeats 3]
 
-Three launches alternate so that a busy machine slows all alike: one process with
-PyTorch's default threads, one process with one thread, and N processes (torchrun
-gives each one thread);
-each run's epoch time is the median of its epochs after the first (warm-up), read
-from history.csv; the table gives the median over repeats, and the wall time of the
-whole command (start-up included). Under DDP each process takes 1/N of every epoch,
-with a global batch of batch_size × N.
+CONFIG defaults to configs/digits_cnn.yaml. Three launches alternate, so that a busy
+machine slows all alike: one process with PyTorch's default threads, one process with
+one thread, and N processes (torchrun gives each one thread). A run's epoch time is
+the median of its epochs after the first (warm-up), read from history.csv; the table
+gives the median over repeats, and the wall time of the whole command (start-up
+included). Under DDP each process takes 1/N of every epoch, with a global batch of
+batch_size × N, so it takes N times fewer steps.
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def one_run(config: str, devices: int, threads: str | None, device: str, epochs: int,
             run_dir: Path) -> tuple[float, float]:
@@ -31,6 +32,7 @@ def one_run(config: str, devices: int, threads: str | None, device: str, epochs:
     command = [sys.executable, "-m", "dltrain", "fit", config, "--device", device, "--run-dir", str(run_dir),
                "--set", f"fit.epochs={epochs}", "--devices", str(devices)]
     env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     if threads is not None:
         env["OMP_NUM_THREADS"] = threads
     started = time.perf_counter()
@@ -43,12 +45,12 @@ def one_run(config: str, devices: int, threads: str | None, device: str, epochs:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/digits_cnn.yaml")
+    parser.add_argument("--config", default=str(REPO / "configs" / "digits_cnn.yaml"))
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # `python -m bench ddp` passes the module name on
     setups = {"1 process, default threads": (1, None), "1 process, 1 thread": (1, "1"),
               f"{args.devices} processes, 1 thread each": (args.devices, None)}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
