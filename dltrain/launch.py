@@ -24,8 +24,8 @@ def check_devices(devices: int, device: str) -> None:
                         "(torchrun's --nproc-per-node says how many)")
     where = resolve_device(device)
     if where.type == "cuda" and devices > torch.cuda.device_count():
-        raise UserError(f"--devices {devices} asks for one GPU per process, but {torch.cuda.device_count()} "
-                        "are visible; lower --devices, or use --device cpu")
+        raise UserError(f"--devices {devices} asks for one GPU per process, but only {torch.cuda.device_count()} "
+                        "GPU(s) are visible; lower --devices, or use --device cpu")
     if where.type == "mps":
         raise UserError("--devices needs CUDA GPUs or the CPU (DDP does not run on MPS); use --device cpu")
 
@@ -50,5 +50,5 @@ def launch(devices: int, args: list[str]) -> None:
         rank, failure = min(exc.failures.items(), key=lambda item: (item[1].exitcode <= 0, item[1].timestamp))
         if failure.exitcode > 0:
             raise ReportedElsewhere(failure.exitcode) from None
-        raise RunError(f"rank {rank} was stopped by {failure.signal_name()} before it could report; "
-                       "out of memory is the usual cause") from None
+        cause = " (the system's out-of-memory killer sends this)" if failure.signal_name() == "SIGKILL" else ""
+        raise RunError(f"rank {rank} was stopped by {failure.signal_name()}{cause} before it could report") from None
