@@ -22,7 +22,7 @@ from conftest import REPO, tiny_digits_config, write_config
 from dltrain import api
 from dltrain.config import load_config
 from dltrain.data.batches import TensorBatches
-from dltrain.distributed import open_context
+from dltrain.distributed import DistributedContext, open_context
 from dltrain.errors import UserError
 
 PER_RANK = 32
@@ -156,3 +156,32 @@ def test_devices_and_strategy_refuse_what_cannot_run(cli, tmp_path: Path, monkey
 def test_strategy_key_is_validated(cli, tmp_path: Path) -> None:
     result = cli("check", write_config(tmp_path, tiny_digits_config(strategy="dp")))
     assert result.exit_code == 2 and "fit.strategy" in result.output
+
+
+def test_batchnorm_statistics_are_rank_0s_when_evaluating(cli, tmp_path: Path) -> None:
+    # Each rank updates its BatchNorm running statistics on its own shard; the checkpoint holds
+    # rank 0's, so the reduced evaluation must use rank 0's on every rank to report the same numbers.
+    config = tiny_digits_config(batch_size=PER_RANK)
+    config["model"]["layers"].insert(1, {"type": "BatchNormalization"})
+    result = cli.subprocess("fit", write_config(tmp_path, config), "--devices", "2", "--run-dir", tmp_path / "run",
+                            cwd=tmp_path, env=RANK_ENV)
+    assert result.returncode == 0, result.stderr
+    reported = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    evaluated = json.loads(cli("evaluate", tmp_path / "run" / "last.pt", "--json", "--device", "cpu").stdout)
+    assert evaluated["loss"] == pytest.approx(reported["loss"], rel=1e-6)
+
+
+def test_ddp_wrapper_is_rebuilt_when_unfreezing_changes_what_trains(tmp_path: Path) -> None:
+    # DDP syncs only the parameters that trained when it was built (a world of one in this process).
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        ctx = DistributedContext(torch.device("cpu"), 0, 1)
+        network = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+        network[0].requires_grad_(False)
+        first = ctx.wrap(network)
+        assert ctx.wrap(network) is first  # nothing changed: the same wrapper, no new broadcast
+        network[0].requires_grad_(True)
+        assert ctx.wrap(network) is not first
+    finally:
+        torch.distributed.destroy_process_group()
