@@ -76,6 +76,8 @@ def fit(
         seed_everything(loaded.config.seed or 0)
         shown = reporter if ctx.is_main else Reporter()
         trainer, run = _fit_setup(loaded, payload, ctx, shown, run_dir, write)
+        if ctx.rank > 0:  # dropout and augmentation must differ per rank; rank 0 keeps the 1-process stream
+            torch.manual_seed(int(torch.randint(2**62, ())) + ctx.rank)
         try:
             results = trainer.fit(run)
         finally:
