@@ -40,6 +40,7 @@ def build(device: str, cache: bool) -> tuple[Trainer, TensorBatches, float]:
     started = time.perf_counter()
     trainer.forward, trainer.splits = cache_features(trainer.network, trainer.splits, loaded.config.data, EVAL_BATCH,
                                                      Reporter())
+    trainer.prepare_model()  # training calls `model`: the head alone when features are cached
     sync(ctx.device)
     seconds = time.perf_counter() - started
     fit = loaded.config.fit

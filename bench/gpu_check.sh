@@ -17,30 +17,31 @@ check() {  # check NAME COMMAND...: run it with a time limit, keep its output, s
 }
 
 $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
-dl() { $py -m dltrain "$@"; }
+dl="$py -m dltrain"
 
-check fit_cuda dl fit configs/digits_mlp.yaml --device cuda --run-dir "$work/mlp"
+check fit_cuda $dl fit configs/digits_mlp.yaml --device cuda --run-dir "$work/mlp"
 grep -a "Final test" "$out/fit_cuda.log"
 check evaluate_cuda_and_cpu bash -c "$py -m dltrain evaluate $work/mlp/best.pt --device cuda --json > $work/gpu.json &&
   $py -m dltrain evaluate $work/mlp/best.pt --device cpu --json > $work/cpu.json &&
   $py -c \"import json; a, b = (json.load(open('$work/' + n + '.json')) for n in ('gpu', 'cpu'));
 print('test accuracy cuda', a['accuracy'], 'cpu', b['accuracy']); assert abs(a['accuracy'] - b['accuracy']) < 1e-9\""
 for precision in bf16-mixed 16-mixed; do
-  check "cnn_$precision" dl fit configs/digits_cnn.yaml --device cuda --set fit.precision=$precision --set fit.epochs=8 --run-dir "$work/cnn-$precision"
+  check "cnn_$precision" $dl fit configs/digits_cnn.yaml --device cuda --set fit.precision=$precision --set fit.epochs=8 --run-dir "$work/cnn-$precision"
   grep -a "Final test" "$out/cnn_$precision.log"
 done
-check compile_model dl fit configs/digits_cnn.yaml --device cuda --set fit.compile_model=true --set fit.epochs=3 --run-dir "$work/compiled"
+check compile_model $dl fit configs/digits_cnn.yaml --device cuda --set fit.compile_model=true --set fit.epochs=3 --run-dir "$work/compiled"
 grep -a -i "compile\|Final test" "$out/compile_model.log" | head -3
 check resume_cuda bash -c "$py -m dltrain fit configs/digits_mlp.yaml --device cuda --set fit.epochs=2 --run-dir $work/resume &&
   $py -m dltrain fit --resume $work/resume --set fit.epochs=4"
 check ddp_nccl $py -m torch.distributed.run --standalone --nproc-per-node 1 -m dltrain fit configs/digits_cnn.yaml \
   --device cuda --set fit.strategy=ddp --set fit.epochs=3 --run-dir "$work/ddp"
 grep -a "Final test\|nccl\|NCCL" "$out/ddp_nccl.log" | head -3
-check vgg16_cached dl fit configs/digits_vgg16.yaml --device cuda --set fit.epochs=3 --run-dir "$work/vgg"
+check vgg16_cached $dl fit configs/digits_vgg16.yaml --device cuda --set fit.epochs=3 --run-dir "$work/vgg"
 grep -a "computed once\|Final test" "$out/vgg16_cached.log" | head -2
-check export_onnx dl export "$work/mlp/best.pt" --format onnx -o "$work/mlp.onnx"
-check export_pt2 dl export "$work/cnn-bf16-mixed/best.pt" --format pt2 -o "$work/cnn.pt2"
-$py -m bench.digits_epoch --device cuda --epochs 15 2>&1 | tail -1
-$py -m bench.npz_dense --device cuda --repeats 3 2>&1 | tail -4
-$py -m bench.feature_cache --device cuda --epochs 3 2>&1 | tail -4
+check export_onnx $dl export "$work/mlp/best.pt" --format onnx -o "$work/mlp.onnx"
+check export_pt2 $dl export "$work/cnn-bf16-mixed/best.pt" --format pt2 -o "$work/cnn.pt2"
+benches=${BENCHES:-digits_epoch npz_dense feature_cache}  # which benchmarks to run after the checks
+[[ " $benches " == *" digits_epoch "* ]] && $py -m bench.digits_epoch --device cuda --epochs 15 2>&1 | tail -1
+[[ " $benches " == *" npz_dense "* ]] && $py -m bench.npz_dense --device cuda --repeats 3 2>&1 | tail -4
+[[ " $benches " == *" feature_cache "* ]] && $py -m bench.feature_cache --device cuda --epochs 3 2>&1 | tail -4
 exit $status

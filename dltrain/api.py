@@ -146,9 +146,10 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
     if task == "regression":
         wanted = [METRICS.get(name).params(type=name) for name in ("rmse", "r2")]  # type: ignore[misc]
         trainer.metrics = {**build_metrics(wanted, task, trainer.data.target_width), **trainer.metrics}
-    report = trainer.evaluate(trainer.data.split(split), confusion=True)
+    chosen = trainer.data.split(split)  # a clear error when the data has no such split
+    report = trainer.evaluate(trainer.splits[split], confusion=True)  # the copy on the trainer's device
     report["split"] = split
-    report["samples"] = len(trainer.data.split(split))
+    report["samples"] = len(chosen)
     if "confusion_matrix" in report:
         report["per_class"] = per_class_scores(report["confusion_matrix"], trainer.data.class_names or [])
         if plot is not None:

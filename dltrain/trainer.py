@@ -205,6 +205,8 @@ class Trainer:
     @torch.inference_mode()
     def evaluate(self, split: Split, confusion: bool = False) -> dict[str, Any]:
         """Loss and metrics over `split` (and the confusion matrix, when asked)."""
+        if isinstance(split, Split):  # in-memory data must be where the model is (a no-op when it is)
+            split = split.to(self.ctx.device)
         self.network.eval()
         tracker = Tracker(self.metrics, self.ctx.device)
         classes = self.data.num_classes or 0
