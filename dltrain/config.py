@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, PositiveInt, ValidationError, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 from . import backbones  # noqa: F401  (registers the VGG16 and Backbone layers)
 from ._params import Params, tagged_union
@@ -68,6 +68,7 @@ class FitConfig(Params):
     deterministic: bool = False
     gradient_clip: Annotated[float, Field(gt=0.0)] | None = None
     accumulate_grad_batches: PositiveInt = 1
+    num_workers: NonNegativeInt | None = None  # DataLoader workers for sources that decode files (image_folder)
     callbacks: list[CallbackConfig] = []  # type: ignore[valid-type]
 
     @field_validator("precision", mode="before")

@@ -73,7 +73,9 @@ class Trainer:
         self.stop = StopRequest()
         self.stop_training = False  # a callback sets it to end training after this epoch
         self.augment = build_augment(config.data.augment)
-        self.workers: int | None = getattr(config.data, "num_workers", None)  # sources that decode files
+        # DataLoader workers, for sources that decode files (in-memory data is batched by indexing)
+        self.workers: int | None = config.fit.num_workers if config.fit.num_workers is not None else \
+            getattr(config.data, "num_workers", None)
 
     def row_keys(self) -> list[str]:
         """The columns of an epoch's row that a callback may monitor."""

@@ -147,8 +147,9 @@ def test_flips_and_padded_crops_move_whole_pixels() -> None:
 
 def test_image_folder_model_exports_checked_on_decoded_images(cli, tmp_path: Path) -> None:
     write_image_folder(tmp_path / "shapes", ("a", "b"), {"train": 6, "test": 2}, size=8)
-    data = {"source": "image_folder", "path": "shapes", "image_size": 8, "normalize": "scale", "num_workers": 0}
+    data = {"source": "image_folder", "path": "shapes", "image_size": 8, "normalize": "scale"}
     config = image_config(data, CNN[:-1] + [{**CNN[-1], "units": 2}], epochs=1)
+    config["fit"]["num_workers"] = 0  # SPEC's spelling of the DataLoader workers
     assert cli("fit", write_config(tmp_path, config), "--run-dir", tmp_path / "run").exit_code == 0
     result = cli("export", tmp_path / "run", "--format", "torchscript", "-o", tmp_path / "model.ts")
     assert result.exit_code == 0, result.output
