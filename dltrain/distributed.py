@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import traceback
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Iterator, TypeVar
+from typing import ContextManager, Iterator, TypeVar
 
 import torch
 from torch import nn
@@ -68,6 +68,10 @@ class Context:
         """What the training step calls: the network itself, or its DDP wrapper."""
         return network
 
+    def no_sync(self, model: nn.Module | None) -> ContextManager[None]:
+        """Skip the gradient all-reduce of a step that only accumulates (a no-op in one process)."""
+        return nullcontext()
+
     def sync_buffers(self, network: nn.Module) -> None:
         """Give every rank rank 0's buffers (BatchNorm statistics) before evaluating."""
 
@@ -96,6 +100,12 @@ class DistributedContext(Context):
         box = [value]
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
+
+    def no_sync(self, model: nn.Module | None) -> ContextManager[None]:
+        """DDP's `no_sync`: gradients of accumulating steps stay local until the optimizer step."""
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            return model.no_sync()
+        return nullcontext()
 
     def wrap(self, network: nn.Module) -> nn.Module:
         """The DDP wrapper of `network`: built again only when what trains has changed.

@@ -8,6 +8,7 @@ at the end of an epoch.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from itertools import islice
 from typing import Any
 
@@ -157,13 +158,15 @@ class Trainer:
         for step, (x, y) in enumerate(islice(batches.epoch(epoch), start, None), start=start + 1):
             if lr.per_step:
                 tracker.lr = lr.update(epoch, step)
-            with precision.autocast():
-                outputs = model(x)
-                loss = loss_fn(outputs, y)
-                if network.has_penalty:
-                    loss = loss + network.penalty()
-            precision.backward(loss / every if every > 1 else loss)
-            if step % every == 0 or step == steps:
+            stepping = step % every == 0 or step == steps
+            with nullcontext() if stepping else self.ctx.no_sync(self.wrapped):  # accumulate locally
+                with precision.autocast():
+                    outputs = model(x)
+                    loss = loss_fn(outputs, y)
+                    if network.has_penalty:
+                        loss = loss + network.penalty()
+                precision.backward(loss / every if every > 1 else loss)
+            if stepping:
                 precision.step(optimizer, self.trainable, clip)
             tracker.update(loss, outputs, y)
             self.reporter.step(step, tracker)

@@ -95,6 +95,18 @@ def test_two_process_run_matches_one_process_and_resumes_across_world_sizes(cli,
     assert torch.load(tmp_path / "one-torchrun" / "last.pt", weights_only=True)["epoch"] == 3
 
 
+def test_gradient_accumulation_syncs_only_at_optimizer_steps_and_matches_one_process(cli, tmp_path: Path) -> None:
+    # Accumulating steps skip DDP's all-reduce (no_sync); the averaged gradient at each optimizer
+    # step must still equal the single process's, so the runs agree epoch by epoch.
+    single = write_config(tmp_path, tiny_digits_config(batch_size=2 * PER_RANK, accumulate_grad_batches=2), "single.yaml")
+    assert cli("fit", single, "--run-dir", tmp_path / "one").exit_code == 0
+    double = write_config(tmp_path, tiny_digits_config(batch_size=PER_RANK, accumulate_grad_batches=2), "double.yaml")
+    ddp = cli.subprocess("fit", double, "--devices", "2", "--device", "cpu", "--run-dir", tmp_path / "two",
+                         cwd=tmp_path, env=RANK_ENV)
+    assert ddp.returncode == 0, ddp.stderr
+    assert_same_epochs(history(tmp_path / "two"), history(tmp_path / "one"))
+
+
 def test_failure_in_one_rank_ends_all_ranks_with_one_message(cli, tmp_path: Path) -> None:
     # A fault injected into rank 1's forward pass (through PyTorch's global module hook) while
     # rank 0 goes on into the gradient all-reduce: rank 0 must be stopped, not left waiting.
