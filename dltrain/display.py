@@ -59,7 +59,7 @@ class RichReporter(Reporter):
         self.console.print(summary_table(model))
         where = f" → {run_dir}" if run_dir else ""
         first = f"epoch {start_epoch + 1}" if start_epoch else "the start"
-        self.console.print(f"Training on [bold]{device}[/bold] from {first} to epoch {epochs}{where}")
+        self.console.print(f"Training on [bold]{device}[/bold] from {first} to epoch {epochs}{where}", soft_wrap=True)
         log.info("training on %s, epochs %d..%d, run %s", device, start_epoch + 1, epochs, run_dir)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
@@ -108,7 +108,7 @@ class RichReporter(Reporter):
             if split in results:
                 self.console.print(f"Final {split}: {_format(results[split])}", highlight=False)
         if run_dir is not None:
-            self.console.print(f"Run directory: {run_dir}")
+            self.console.print(f"Run directory: {run_dir}", soft_wrap=True)  # one line: a path to copy
 
 
 def report_table(report: dict[str, Any], class_names: list[str]) -> list[Any]:
