@@ -68,6 +68,11 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def register_params(self, params: type[BaseModel], tag: str = "type") -> Callable[[T], T]:
+        """Decorator: register under the name fixed by the `Literal` of `params`'s `tag` field."""
+        name = params.model_fields[tag].annotation.__args__[0]  # type: ignore[union-attr]
+        return self.register(name, params)
+
     def canonical(self, name: str) -> str | None:
         """The registered spelling of `name`, or None when it is unknown."""
         key = name if self.case_sensitive else name.lower()

@@ -32,8 +32,7 @@ CALLBACKS: Registry[type["Callback"]] = Registry("callback", case_sensitive=Fals
 
 def register_callback(params: type[Params]):  # type: ignore[no-untyped-def]
     """Register a Callback class under the name in its params' `type` literal."""
-    name = params.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
-    return CALLBACKS.register(name, params)
+    return CALLBACKS.register_params(params)
 
 
 class Callback:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._files import atomic_path
 from .errors import CheckpointError
 
 FORMAT = "dltrain-checkpoint-1"
@@ -26,15 +27,10 @@ FORMAT = "dltrain-checkpoint-1"
 def save(path: Path, payload: dict[str, Any]) -> None:
     """Write `payload` to `path` atomically: a kill at any moment leaves the old file intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save({"format": FORMAT, "version": __version__, **payload}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save({"format": FORMAT, "version": __version__, **payload}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def resolve(path: str | Path, default_name: str = "best.pt") -> Path:

@@ -19,7 +19,6 @@ import contextlib
 import importlib
 import io
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from .data import DataBundle, Preprocessing
 from .data.batches import first_inputs
 from .errors import RunError, UserError
 from .model import Network
-from .rundir import _write_atomic
+from ._files import atomic_path, write_text_atomic
 
 # Exported and PyTorch outputs must agree elementwise: |export - torch| <= ATOL + RTOL * |torch|
 # (numpy.allclose). Measured differences are ~1e-7 (float32 rounding in a different kernel
@@ -150,7 +149,7 @@ def export(checkpoint: str | Path, fmt: str, output: str | Path | None = None) -
     diff = write_checked(name, module, module, sample, target)
     meta = target.with_name(target.name + ".json")
     info = metadata(trainer.data, trainer.network, name, target, width, diff, len(sample))
-    _write_atomic(meta, json.dumps(info, indent=2) + "\n")
+    write_text_atomic(meta, json.dumps(info, indent=2) + "\n")
     return ExportResult(target, meta, diff, len(sample))
 
 
@@ -162,13 +161,9 @@ def write_checked(fmt: str, module: nn.Module, reference: nn.Module, sample: tor
     `target` stays as it was. Returns the largest absolute difference seen.
     """
     exporter = _exporter(fmt)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{exporter.suffix}")
-    try:
+    with atomic_path(target, suffix=exporter.suffix) as tmp:
         _write(fmt, exporter, module, sample, tmp)
         diff = check_export(exporter, tmp, reference, sample)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return diff
 
 

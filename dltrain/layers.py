@@ -45,8 +45,7 @@ LAYERS: Registry[Builder] = Registry("layer")
 
 def register_layer(params: type[Params]) -> Callable[[Builder], Builder]:
     """Register a builder under the layer type named by its params' `type` literal."""
-    name = params.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
-    return LAYERS.register(name, params)
+    return LAYERS.register_params(params)
 
 
 # --- parameters shared by many layers -------------------------------------------------

@@ -45,8 +45,7 @@ METRICS: Registry[type[Metric]] = Registry("metric", case_sensitive=False)
 
 def register_metric(params: type[Params]):  # type: ignore[no-untyped-def]
     """Register a Metric class under the name in its params' `type` literal."""
-    name = params.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
-    return METRICS.register(name, params)
+    return METRICS.register_params(params)
 
 
 def predicted_labels(task: Task, outputs: torch.Tensor) -> torch.Tensor:

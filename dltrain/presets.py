@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._registry import did_you_mean
 from .errors import UserError
-from .rundir import _write_atomic
+from ._files import write_text_atomic
 
 PRESETS_DIR = Path(__file__).parent / "configs"
 
@@ -58,5 +58,5 @@ def write_preset(name: str, dest: str | Path | None = None, force: bool = False)
         lines[0] = lines[0].replace(shipped, written)
     else:
         lines.insert(0, f"# dltrain fit {written}\n")
-    _write_atomic(target, "".join(lines))
+    write_text_atomic(target, "".join(lines))
     return target

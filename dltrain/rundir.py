@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import logging
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,10 @@ from typing import Any
 import yaml
 
 from . import checkpoint
+from ._files import write_text_atomic
 from .errors import UserError
 
 log = logging.getLogger("dltrain")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], separator: str = ",") -> None:
@@ -39,7 +33,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]], separator: str = ",") -> N
     writer.writeheader()
     writer.writerows(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, out.getvalue())
+    write_text_atomic(path, out.getvalue())
 
 
 class RunDir:
@@ -81,13 +75,13 @@ class RunDir:
             self._handler = None
 
     def write_config(self, resolved: dict[str, Any]) -> None:
-        _write_atomic(self.path / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        write_text_atomic(self.path / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
         write_csv(self.path / "history.csv", rows)
 
     def write_metrics(self, results: dict[str, Any]) -> None:
-        _write_atomic(self.path / "metrics.json", json.dumps(results, indent=2) + "\n")
+        write_text_atomic(self.path / "metrics.json", json.dumps(results, indent=2) + "\n")
 
     def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None:
         checkpoint.save(self.path / name, payload)

@@ -89,8 +89,7 @@ SOURCES: Registry[Loader] = Registry("data source", case_sensitive=False)
 
 def register_source(params: type[DataParams]) -> Callable[[Loader], Loader]:
     """Register a loader under the name in its params' `source` literal."""
-    name = params.model_fields["source"].annotation.__args__[0]  # type: ignore[union-attr]
-    return SOURCES.register(name, params)
+    return SOURCES.register_params(params, tag="source")
 
 
 @dataclass

@@ -9,7 +9,6 @@ when they are not, the error names the folder and the files.
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import shutil
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 from torchvision import datasets
 
+from .._files import atomic_path
 from ..errors import DataError
 from .base import DataParams, RawData, register_source
 
@@ -82,10 +82,8 @@ def _gunzip_missing(folder: Path, files: tuple[str, ...]) -> None:
     for name in files:
         packed, plain = folder / f"{name}.gz", folder / name
         if packed.is_file() and not plain.is_file():
-            tmp = plain.with_name(f".{name}.{os.getpid()}.tmp")
-            with gzip.open(packed, "rb") as source, open(tmp, "wb") as target:
+            with atomic_path(plain) as tmp, gzip.open(packed, "rb") as source, open(tmp, "wb") as target:
                 shutil.copyfileobj(source, target)
-            os.replace(tmp, plain)
 
 
 def _missing_message(name: str, p: TorchvisionParams, family: Family) -> str:
