@@ -5,8 +5,17 @@
     report = evaluate(result.run_dir / "best.pt")
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
 
-from .api import check, evaluate, fit  # noqa: E402  (the version must exist first)
-
 __all__ = ["__version__", "check", "evaluate", "fit"]
+
+
+def __getattr__(name: str) -> Any:
+    """`fit`, `evaluate` and `check` load the library (torch) on first use, so `import dltrain` stays instant."""
+    if name in ("check", "evaluate", "fit"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'dltrain' has no attribute {name!r}")

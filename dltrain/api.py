@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, transfer
+from ._files import check_output_file
 from .backbones import weights_from_checkpoint
 from .config import LoadedConfig, from_resolved, load_config, with_seed
 from .data import DataBundle, Preprocessing, load_data
@@ -23,7 +24,7 @@ from .errors import UserError
 from .losses import loss_spec
 from .metrics import METRICS, build_metrics, class_scores
 from .model import BuiltModel, build_model
-from .plots import write_confusion
+from .plots import image_formats, write_confusion
 from .predict import predict_files
 from .reporting import Reporter
 from .rundir import RunDir
@@ -103,20 +104,26 @@ def fit_config(config: str | Path | None, overrides: list[str] | None = None,
 
 def _fit_setup(loaded: LoadedConfig, payload: dict[str, Any] | None, ctx: Context, reporter: Reporter | None,
                run_dir: str | Path | None, write: bool) -> tuple[Trainer, RunDir | None]:
-    """Data, model, trainer and (on the main process) the run directory."""
-    prep = Preprocessing.from_state(payload["preprocessing"]) if payload else None
-    with weights_from_checkpoint() if payload else nullcontext():
-        data, built = prepare(loaded, prep)
-    trainer = Trainer(loaded, data, built, ctx, reporter)
+    """The run directory (on the main process, locked first: a busy one fails fast), data, model, trainer."""
     run = None
-    if payload is not None:
-        trainer.load_state(payload, resume=True)
-        run = RunDir(Path(payload["path"]).parent) if ctx.is_main else None
-    elif write and ctx.is_main:
+    if payload is not None and ctx.is_main:
+        run = RunDir.open(Path(payload["path"]).parent)
+    elif payload is None and write and ctx.is_main:
         run = RunDir.create(loaded.config.name or "run", run_dir)
-    if run is not None:
-        run.write_config(loaded.resolved())
-        run.start_log()
+    try:
+        prep = Preprocessing.from_state(payload["preprocessing"]) if payload else None
+        with weights_from_checkpoint() if payload else nullcontext():
+            data, built = prepare(loaded, prep)
+        trainer = Trainer(loaded, data, built, ctx, reporter)
+        if payload is not None:
+            trainer.load_state(payload, resume=True)
+        if run is not None:
+            run.write_config(loaded.resolved())
+            run.start_log()
+    except BaseException:
+        if run is not None:
+            run.close()
+        raise
     return trainer, run
 
 
@@ -139,6 +146,8 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
     Regression reports always include RMSE and R²; `plot` writes the confusion matrix
     as an image (classification only).
     """
+    if plot is not None:
+        _check_plot(Path(plot))
     trainer = restore(path, overrides, device)
     task = trainer.data.task
     if plot is not None and task == "regression":
@@ -156,6 +165,15 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
             write_confusion(report["confusion_matrix"], list(report["per_class"]), Path(plot),
                             f"Confusion matrix ({split}, {report['samples']} samples)")
     return report
+
+
+def _check_plot(path: Path) -> None:
+    """`--plot` must name an image file that matplotlib can write, in a folder that can be written."""
+    check_output_file(path, "--plot")
+    formats = image_formats()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise UserError(f"--plot '{path}': cannot draw a '{path.suffix or 'file without extension'}'; "
+                        f"end the name with one of {', '.join('.' + f for f in formats)}")
 
 
 def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: str = "auto") -> dict[str, Any]:

@@ -195,23 +195,58 @@ def _imagenet_weights(spec: BackboneSpec) -> Path:
     return path
 
 
+def sniff_weights(path: Path) -> str:
+    """What a weights file holds, from its first bytes: 'safetensors', 'torch' (a torch.save zip),
+    'pickle' (a bare pickle: code could run on loading) or 'unknown'. Nothing is loaded."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+        size = handle.seek(0, 2)
+    if head[:4] == b"PK\x03\x04":
+        return "torch"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # PROTO opcode, protocols 2-5
+        return "pickle"
+    header = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
+    if len(head) == 9 and 2 <= header <= size - 8 and head[8:9] == b"{":
+        return "safetensors"
+    return "unknown"
+
+
+_WEIGHT_KINDS = {"torch": "a torch.save file (.pth)", "safetensors": "a safetensors file",
+                 "pickle": "a bare Python pickle, which could run code when loaded",
+                 "unknown": "neither a torch.save file nor a safetensors file"}
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from `.safetensors`, or from `.pth`/`.pt` without unpickling code."""
+    """A state dict from `.safetensors`, or from `.pth`/`.pt` without unpickling code.
+
+    The file's first bytes must say what its extension says, so a pickle named
+    `.safetensors` (or random bytes named `.pth`) is refused before any loader sees it.
+    """
     if not path.is_file():
         raise LayerError(f"weights file '{path}' not found; give a .pth or .safetensors state dict, "
                          f"`weights: imagenet`, or `weights: null`")
+    expected = "safetensors" if path.suffix == ".safetensors" else "torch"
+    kind = sniff_weights(path)
+    if kind != expected:
+        hint = {"safetensors": "rename it to end in .safetensors", "torch": "rename it to end in .pth"}.get(
+            kind, "save the weights with safetensors.torch.save_file or torch.save(model.state_dict(), path)")
+        raise LayerError(f"weights file '{path}' is {_WEIGHT_KINDS[kind]}, not {_WEIGHT_KINDS[expected]} as its "
+                         f"name says; it was not loaded. If you trust it, {hint}")
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
         except ImportError:
             raise LayerError(f"reading '{path}' needs the safetensors package: pip install safetensors") from None
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001  (safetensors raises its own SafetensorsError)
+            raise LayerError(f"'{path}' is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise LayerError(f"'{path}' holds more than tensors; dltrain loads weights with weights_only=True. "
                          f"Save a plain state dict: torch.save(model.state_dict(), path)") from None
-    except (RuntimeError, EOFError, OSError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise LayerError(f"'{path}' is not a readable state dict ({str(exc).splitlines()[0]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise LayerError(f"'{path}' is not a state dict (a mapping of names to tensors)")

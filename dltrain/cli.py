@@ -22,7 +22,8 @@ from .export import export as export_model
 from .catalog import catalog
 from .config import json_schema
 from .display import RichReporter, predictions_table, report_table, summary_table
-from .errors import DltrainError, ReportedElsewhere
+from .errors import DltrainError, Interrupted, ReportedElsewhere
+from .safety import terminated_as_interrupt
 
 app = typer.Typer(
     name="dltrain",
@@ -51,14 +52,21 @@ def handles_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with terminated_as_interrupt():
+                return command(*args, **kwargs)
         except DltrainError as exc:
             if not isinstance(exc, ReportedElsewhere):
                 err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            raise typer.Exit(130) from None
+        except OSError as exc:  # a failure of the machine (a full disk, a vanished file) that nothing above named
+            where = f" ('{exc.filename}')" if exc.filename else ""
+            err_console.print(f"[bold red]error:[/bold red] {escape(str(exc.strerror or exc) + where)}",
+                              highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt as exc:
+            code = exc.exit_code if isinstance(exc, Interrupted) else 130
+            err_console.print("terminated (SIGTERM)" if code == 143 else "interrupted", highlight=False)
+            raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -82,7 +90,7 @@ def fit(
     config: Annotated[Optional[Path], typer.Argument(help="The YAML config to train.")] = None,
     overrides: SetOption = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N (overrides fit.device).")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Write the run here instead of runs/<name>/<time>/.")] = None,
+    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Write the run here instead of runs/<name>/<time>/.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run of this run directory or last.pt (no YAML needed).")] = None,
     devices: Annotated[int, typer.Option("--devices", min=1, help="Train with DDP on N processes of this node (one per GPU, or N CPU processes).")] = 1,
 ) -> None:
@@ -96,7 +104,7 @@ def fit(
         loaded, _ = api.fit_config(config, sets, resume)  # a bad config is reported once, before any rank starts
         launch.check_devices(devices, loaded.config.fit.device)
         args = [*([str(config)] if config else []), *(f"--set={s}" for s in sets),
-                *(["--run-dir", str(run_dir)] if run_dir else []), *(["--resume", str(resume)] if resume else [])]
+                *(["--run-dir", run_dir] if run_dir is not None else []), *(["--resume", str(resume)] if resume else [])]
         launch.launch(devices, ["fit", *args])
         return
     api.fit(config, sets, resume=resume, run_dir=run_dir, reporter=RichReporter(out_console))

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_validator, model_validator
 
 from . import backbones  # noqa: F401  (registers the VGG16 and Backbone layers)
+from ._files import check_run_name
 from ._params import Params, tagged_union
 from .data import SOURCES
 from .errors import ConfigError, Problem, UserError
@@ -54,6 +55,23 @@ class CompileConfig(Params):
     lr_schedule: ScheduleConfig | None = None  # type: ignore[valid-type]
 
 
+class CheckpointEvery(Params):
+    """`fit.checkpoint_every`: write last.pt inside an epoch too, every `steps` steps or `minutes` minutes.
+
+    A preempted or killed run then loses at most that much work; `--resume` continues
+    mid-epoch to the same result as a run never stopped.
+    """
+
+    steps: PositiveInt | None = None
+    minutes: Annotated[float, Field(gt=0.0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "CheckpointEvery":
+        if (self.steps is None) == (self.minutes is None):
+            raise ValueError("give one of steps: N or minutes: M, e.g. checkpoint_every: {minutes: 30}")
+        return self
+
+
 class FitConfig(Params):
     """`fit:` how to train, as Keras's `model.fit`."""
 
@@ -70,6 +88,7 @@ class FitConfig(Params):
     accumulate_grad_batches: PositiveInt = 1
     num_workers: NonNegativeInt | None = None  # DataLoader workers for sources that decode files (image_folder)
     callbacks: list[CallbackConfig] = []  # type: ignore[valid-type]
+    checkpoint_every: CheckpointEvery | None = None  # last.pt inside an epoch too (preemption)
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -93,6 +112,13 @@ class Config(Params):
     model: ModelConfig
     compile: CompileConfig
     fit: FitConfig = FitConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_run_name(value)  # runs/<name>/ must stay inside runs/
+        return value
 
 
 # --- YAML with line numbers -----------------------------------------------------------

@@ -6,6 +6,7 @@ it), and a `RunError` into exit code 1 (something failed while running).
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 
@@ -46,6 +47,18 @@ class ReportedElsewhere(DltrainError):
     def __init__(self, exit_code: int) -> None:
         self.exit_code = exit_code
         super().__init__("")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop asked for by a signal, after saving: Ctrl-C (SIGINT) exits 130, SIGTERM 143 (128 + its number).
+
+    A KeyboardInterrupt, so code that handles Ctrl-C handles a scheduler's SIGTERM alike.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__()
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 @dataclass(frozen=True)

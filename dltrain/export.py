@@ -36,7 +36,7 @@ from .data import DataBundle, Preprocessing
 from .data.batches import first_inputs
 from .errors import RunError, UserError
 from .model import Network
-from ._files import atomic_path, write_text_atomic
+from ._files import atomic_path, check_output_file, write_text_atomic
 
 # Exported and PyTorch outputs must agree elementwise: |export - torch| <= ATOL + RTOL * |torch|
 # (numpy.allclose). Measured differences are ~1e-7 (float32 rounding in a different kernel
@@ -141,8 +141,7 @@ def export(checkpoint: str | Path, fmt: str, output: str | Path | None = None) -
     target = Path(output) if output is not None else source.with_suffix(exporter.suffix)
     if target.resolve() == source.resolve():
         raise UserError(f"-o '{target}' is the checkpoint itself; choose another file name")
-    if not target.parent.is_dir():
-        raise UserError(f"cannot write '{target}': the folder '{target.parent}' does not exist")
+    check_output_file(target, "-o")
     width = trainer.built.summary[-1].output_shape[0]
     module = Deployable(trainer.network, width).eval()
     sample = check_batch(trainer.data)

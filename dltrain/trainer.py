@@ -7,10 +7,11 @@ at the end of an epoch.
 
 from __future__ import annotations
 
+import signal
 import time
 from contextlib import nullcontext
 from itertools import islice
-from typing import Any
+from typing import Any, ContextManager
 
 import torch
 
@@ -30,12 +31,17 @@ from .precision import Precision
 from .reporting import Reporter
 from .rundir import RunDir
 from .runtime import compile_network, deterministic_mode
-from .safety import NanGuard, StopRequest, tidy_display
+from .safety import CheckpointClock, NanGuard, StopRequest, tidy_display
 from .schedules import LearningRate
 from .transfer import param_groups, unfreeze
 from . import checkpoint
 
 EVAL_BATCH = 1024  # evaluation holds no graph, so larger batches are free speed
+
+
+def _writing(run: RunDir | None) -> ContextManager[None]:
+    """A failed write into the run directory as one RunError (nothing to guard without one)."""
+    return run.writing() if run is not None else nullcontext()
 
 
 class Trainer:
@@ -61,7 +67,7 @@ class Trainer:
         self.metrics = build_metrics(config.compile.metrics, data.task, data.target_width)
         self.tracker = Tracker(self.metrics, ctx.device)
         self.epoch = 0  # epochs completed
-        self.partial_step = 0  # steps of epoch `epoch + 1` done when a Ctrl-C stopped it
+        self.partial_step = 0  # steps of epoch `epoch + 1` done when a Ctrl-C or SIGTERM stopped it
         self.history: list[dict[str, Any]] = []
         self.lr = LearningRate(self.optimizer, config.compile.lr_schedule, config.fit.epochs)
         self.precision = Precision(config.fit.precision, ctx.device)
@@ -72,6 +78,9 @@ class Trainer:
         self.wrapped: torch.nn.Module | None = None  # `forward` in its DDP wrapper (itself in one process)
         self.guard = NanGuard()
         self.stop = StopRequest()
+        every = config.fit.checkpoint_every
+        self.clock = CheckpointClock(every.steps, every.minutes) if every else CheckpointClock()
+        self.run: RunDir | None = None  # where checkpoints go (set by `fit`)
         self.stop_training = False  # a callback sets it to end training after this epoch
         self.augment = build_augment(config.data.augment)
         # DataLoader workers, for sources that decode files (in-memory data is batched by indexing)
@@ -93,6 +102,7 @@ class Trainer:
     def fit(self, run: RunDir | None) -> dict[str, Any]:
         """Train from `self.epoch` to `fit.epochs`, checkpointing every epoch."""
         fit = self.config.fit
+        self.run = run
         self.reporter.fit_start(self.built, run.path if run else None, self.ctx.describe(), self.epoch, fit.epochs)
         for note in self.built.notes:
             self.reporter.message(note)
@@ -101,19 +111,20 @@ class Trainer:
                                self.ctx.rank, self.ctx.world_size, augment=self.augment, workers=self.workers)
         self.lr.steps = len(batches)
         self.prepare_model()
-        with self.stop, deterministic_mode(fit.deterministic), tidy_display(self.reporter):
+        with self.stop, deterministic_mode(fit.deterministic), _writing(run), tidy_display(self.reporter):
             self.run_epochs(batches, run)
         for callback in self.callbacks:
             callback.on_fit_end(self)
         results = self.final_results()
         if run is not None and self.ctx.is_main:
-            run.write_metrics(results)
-            write_curves(self.history, run.path / "curves.png")
+            with run.writing():
+                run.write_metrics(results)
+                write_curves(self.history, run.path / "curves.png")
         self.reporter.fit_end(run.path if run else None, results)
         return results
 
     def run_epochs(self, batches: Batches, run: RunDir | None) -> None:
-        """Epoch after epoch, until `fit.epochs`, a callback's stop, or a Ctrl-C."""
+        """Epoch after epoch, until `fit.epochs`, a callback's stop, or a Ctrl-C or SIGTERM."""
         fit = self.config.fit
         for epoch in range(self.epoch + 1, fit.epochs + 1):
             started = time.perf_counter()
@@ -137,6 +148,7 @@ class Trainer:
                 run.save_checkpoint("last.pt", self.state())
                 for callback in self.callbacks:
                     callback.write(self, run)
+            self.clock.saved()
             self.reporter.epoch_end(epoch, row)
             if self.stop.requested:
                 self.interrupted(run, epoch)
@@ -172,10 +184,12 @@ class Trainer:
             self.reporter.step(step, tracker)
             if guard.due():  # a few times a second: one host read
                 guard.check(tracker, epoch, step)
-            # Ctrl-C: stop after this step (under DDP at the epoch's end, so no rank waits in a collective)
+            # Ctrl-C or SIGTERM: stop after this step (under DDP at the epoch's end, so no rank waits in a collective)
             if self.stop.requested and step % every == 0 and step < steps and self.ctx.world_size == 1:
                 self.partial_step = step
                 break
+            if self.clock.tick() and step % every == 0 and step < steps:  # fit.checkpoint_every
+                self.save_mid_epoch(step)
         tracker.all_reduce(self.ctx.all_reduce)
         guard.check(tracker, epoch, step)
         return tracker.compute()
@@ -195,17 +209,27 @@ class Trainer:
             sample = first_inputs(self.splits["train"], fit.batch_size).to(self.ctx.device)
             self.model = compile_network(wrapped, sample, self.reporter.message)
 
+    def save_mid_epoch(self, step: int) -> None:
+        """`fit.checkpoint_every`: last.pt after `step` steps of this epoch, which `--resume` continues exactly.
+
+        One process only: under DDP each rank's running metrics and random streams differ,
+        so a mid-epoch state would not resume exactly; the epoch-end checkpoint does.
+        """
+        if self.run is not None and self.ctx.world_size == 1:
+            self.run.save_checkpoint("last.pt", self.state(step))
+        self.clock.saved()
+
     def interrupted(self, run: RunDir | None, epoch: int) -> None:
-        """After the first Ctrl-C: save where training is, say how to continue, stop (exit 130)."""
+        """After the first Ctrl-C or SIGTERM: save where training is, say how to continue, stop (exit 130 or 143)."""
         self.reporter.abort()
         where = f"epoch {epoch}, step {self.partial_step}" if self.partial_step else f"the end of epoch {epoch}"
-        text = f"Interrupted at {where}."
+        text = f"{'Terminated (SIGTERM)' if self.stop.signum == signal.SIGTERM else 'Interrupted'} at {where}."
         if run is not None and self.ctx.is_main:
             if self.partial_step:
                 run.save_checkpoint("last.pt", self.state())
             text += f" Saved {run.path / 'last.pt'}; continue with: dltrain fit --resume {run.path}"
         self.reporter.message(text)
-        raise KeyboardInterrupt
+        raise self.stop.stop()
 
     @torch.inference_mode()
     def evaluate(self, split: Split, confusion: bool = False) -> dict[str, Any]:
@@ -240,8 +264,9 @@ class Trainer:
 
     # --- checkpoint state -----------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
-        """The checkpoint payload: plain data only."""
+    def state(self, step: int | None = None) -> dict[str, Any]:
+        """The checkpoint payload, plain data only (mid-epoch after `step` steps, or `partial_step`)."""
+        step = self.partial_step if step is None else step
         return {
             "config": self.loaded.resolved(),
             "model": self.network.state_dict(),
@@ -250,7 +275,7 @@ class Trainer:
             "scaler": self.precision.state(),
             "callbacks": [{"type": type(c).__name__, "state": c.state()} for c in self.callbacks],
             "epoch": self.epoch,
-            "partial": {"step": self.partial_step, "tracker": self.tracker.state()} if self.partial_step else None,
+            "partial": {"step": step, "tracker": self.tracker.state()} if step else None,
             "rng": checkpoint.rng_state(),
             "history": self.history,
             "best": self.best,
