@@ -80,13 +80,12 @@ class RunLock:
             self.handle = None
 
 
-def _cannot_use(path: Path, exc: OSError | ValueError) -> UserError:
+def _cannot_use(path: Path, exc: OSError | ValueError, hint: str = "Choose another --run-dir") -> UserError:
     """The UserError for a run directory that cannot be created or written."""
     reasons = {FileExistsError: "it is a file, not a folder", NotADirectoryError: "a part of the path is a file",
                ValueError: "the path holds a NUL character"}
     reason = reasons.get(type(exc)) or (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
-    return UserError(f"cannot write the run to '{path}': {reason}. Choose another --run-dir "
-                     f"(or run where the runs/ folder can be written)")
+    return UserError(f"cannot write the run to '{path}': {reason}. {hint}")
 
 
 class RunDir:
@@ -123,7 +122,9 @@ class RunDir:
             run._lock.acquire()
         except (OSError, ValueError) as exc:
             run.close()
-            raise _cannot_use(path, exc) from None
+            hint = "Choose another --run-dir" if run_dir is not None else \
+                "Give --run-dir, or run where a runs/ folder can be written"
+            raise _cannot_use(path, exc, hint) from None
         if (path / "last.pt").exists():
             run._lock.release()
             raise UserError(f"'{path}' already holds a run (last.pt); continue it with "
@@ -137,7 +138,7 @@ class RunDir:
         try:
             run._lock.acquire()
         except OSError as exc:
-            raise _cannot_use(path, exc) from None
+            raise _cannot_use(path, exc, "A run is resumed in its own folder, which must be writable") from None
         return run
 
     def start_log(self) -> None:

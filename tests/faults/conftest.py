@@ -119,6 +119,27 @@ class Process:
         read = lambda name: (self.folder / name).read_text(errors="replace") if (self.folder / name).exists() else ""  # noqa: E731
         return read("out"), read("err")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the process has used (a forked one starts from zero)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_busy(self, seconds: float = 0.3, timeout: float = 120) -> None:
+        """Until the process has computed for `seconds`: well inside its command, past parsing the arguments."""
+        deadline = time.monotonic() + timeout
+        while self.cpu_seconds() < seconds:
+            assert not self.done(), f"dltrain ended before it was busy\n{self.wait()}"
+            assert time.monotonic() < deadline, "dltrain never got busy"
+            time.sleep(0.005)
+
+    def wait_for_library(self, name: str, timeout: float = 120) -> None:
+        """Until the process has loaded a shared library whose path holds `name` (e.g. importing torch)."""
+        deadline = time.monotonic() + timeout
+        while name not in Path(f"/proc/{self.pid}/maps").read_text():
+            assert not self.done(), f"dltrain ended before loading {name}\n{self.wait()}"
+            assert time.monotonic() < deadline, f"{name} was never loaded"
+            time.sleep(0.005)
+
     def wait_for(self, path: Path, timeout: float = 120) -> None:
         """Until `path` exists (the process must still be running)."""
         deadline = time.monotonic() + timeout
