@@ -82,9 +82,17 @@ def _load_onnx(path: Path) -> Run:
     return lambda x: session.run(None, {INPUT_NAME: x.numpy()})[0]
 
 
+def _write_bytes(path: Path, save: Callable[[io.BytesIO], None]) -> None:
+    """Serialize in memory, then write with Python's file: on a full disk torch's own file writer
+    aborts the process from a C++ destructor; this way it is an OSError."""
+    buffer = io.BytesIO()
+    save(buffer)
+    path.write_bytes(buffer.getvalue())
+
+
 def _write_pt2(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
     program = torch.export.export(module, (sample,), dynamic_shapes=(_batch_dim(),))
-    torch.export.save(program, str(path))
+    _write_bytes(path, lambda buffer: torch.export.save(program, buffer))
 
 
 def _load_pt2(path: Path) -> Run:
@@ -93,7 +101,8 @@ def _load_pt2(path: Path) -> Run:
 
 
 def _write_torchscript(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
-    torch.jit.script(module).save(str(path))  # scripted, not traced: no control flow is frozen
+    scripted = torch.jit.script(module)  # scripted, not traced: no control flow is frozen
+    _write_bytes(path, lambda buffer: torch.jit.save(scripted, buffer))
 
 
 def _load_torchscript(path: Path) -> Run:
@@ -203,6 +212,8 @@ def _write(name: str, exporter: Exporter, module: nn.Module, sample: torch.Tenso
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # deprecation chatter; the check below is what counts
             exporter.write(module, sample, path)
+    except OSError:
+        raise  # the machine (a full disk), not the model
     except Exception as exc:  # exporters raise many unrelated types for an unsupported layer
         reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         others = ", ".join(n for n in EXPORTERS.names() if n != name)

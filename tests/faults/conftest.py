@@ -259,6 +259,15 @@ def faults(_zygote: Zygote, tmp_path: Path) -> Iterator[Faults]:
     helper.stop_all()
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.pt of the tiny digits MLP, trained once for the session (in this process: it is not under test)."""
+    from dltrain import api
+
+    folder = tmp_path_factory.mktemp("tiny_run")
+    return api.fit(write_yaml(folder / "tiny.yaml", tiny_config()), run_dir=folder / "run").run_dir / "best.pt"
+
+
 def _can_mount() -> str:
     """Why this process cannot mount a tmpfs ('' when it can)."""
     if os.geteuid() != 0:
