@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 import torch
-
 from conftest import write_config
+from test_resume import _assert_same_run, _config
+
 from dltrain import api, checkpoint
 from dltrain.errors import ConfigError, Interrupted
 from dltrain.reporting import Reporter
-from test_resume import _assert_same_run, _config
 
 
 class At(Reporter):

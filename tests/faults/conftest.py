@@ -116,7 +116,7 @@ class Process:
         if self.fresh is not None and self.fresh.poll() is not None:
             out, err = self.fresh.communicate()
             return out.decode(errors="replace"), err.decode(errors="replace")
-        read = lambda name: (self.folder / name).read_text(errors="replace") if (self.folder / name).exists() else ""  # noqa: E731
+        read = lambda name: (self.folder / name).read_text(errors="replace") if (self.folder / name).exists() else ""
         return read("out"), read("err")
 
     def cpu_seconds(self) -> float:
