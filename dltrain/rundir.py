@@ -88,6 +88,16 @@ def _cannot_use(path: Path, exc: OSError | ValueError, hint: str = "Choose anoth
     return UserError(f"cannot write the run to '{path}': {reason}. {hint}")
 
 
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (None: `path` exists)."""
+    missing = None
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
 class RunDir:
     """One run's folder, locked while a fit writes it. Only the main process creates or writes one."""
 
@@ -95,7 +105,7 @@ class RunDir:
         self.path = path
         self._handler: logging.Handler | None = None
         self._lock = RunLock(path)
-        self._created = False  # made by this fit: removed again if the fit ends before writing anything
+        self._created: Path | None = None  # the top folder this fit made: removed again if it wrote nothing
 
     @classmethod
     def create(cls, name: str, run_dir: str | Path | None = None, root: Path = Path("runs")) -> "RunDir":
@@ -117,7 +127,7 @@ class RunDir:
                 suffix += 1
         run = cls(path)
         try:
-            run._created = not path.is_dir()
+            run._created = _first_missing(path)
             path.mkdir(parents=True, exist_ok=True)
             run._lock.acquire()
         except (OSError, ValueError) as exc:
@@ -156,9 +166,12 @@ class RunDir:
             self._handler = None
         self._lock.release()
         with contextlib.suppress(OSError):
-            if self._created and {p.name for p in self.path.iterdir()} <= {LOCK_NAME}:
+            if self._created is not None and {p.name for p in self.path.iterdir()} <= {LOCK_NAME}:
                 (self.path / LOCK_NAME).unlink(missing_ok=True)
-                self.path.rmdir()
+                for folder in [self.path, *self.path.parents]:  # up to the first folder that was made
+                    folder.rmdir()
+                    if folder == self._created:
+                        break
 
     def write_config(self, resolved: dict[str, Any]) -> None:
         try:
@@ -184,7 +197,8 @@ class RunDir:
             kept = [name for name in ("last.pt", "best.pt") if (self.path / name).exists()]
             intact = (f"{' and '.join(kept)} keep what was saved before, intact; when there is room again, "
                       f"continue with: dltrain fit --resume {self.path}") if kept else "no checkpoint was saved yet"
-            raise RunError(f"training stopped: {exc.strerror or exc} while writing to '{self.path}'. {intact}") from None
+            where = f"'{exc.filename}'" if exc.filename else f"the run directory '{self.path}'"
+            raise RunError(f"training stopped: {exc.strerror or exc} ({where}). {intact}") from None
 
 
 class _QuietFileHandler(logging.FileHandler):
