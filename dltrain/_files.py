@@ -50,13 +50,18 @@ def check_run_name(name: str) -> None:
         raise ValueError(f"a run name is a folder name, at most 255 bytes; received {len(name.encode('utf-8'))}")
 
 
-def check_output_file(path: Path, option: str) -> None:
-    """Refuse, before any work, an output file that cannot be written: a folder, a missing or read-only folder."""
+def check_output_file(path: Path, option: str, make_folder: bool = False) -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder, a missing or read-only
+    folder (`make_folder`: a missing folder is made later, so its nearest existing parent must be writable)."""
     if path.is_dir():
         raise UserError(f"{option} '{path}' is a folder; give a file name (e.g. '{path / 'out'}' with its extension)")
     folder = path.parent
+    if make_folder:
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
     if not folder.is_dir():
-        raise UserError(f"cannot write '{path}': the folder '{folder}' does not exist")
+        what = "is a file" if folder.exists() else "does not exist"
+        raise UserError(f"cannot write '{path}': '{folder}' {what}")
     if not os.access(folder, os.W_OK):  # for root too, this sees a read-only filesystem (EROFS)
         raise UserError(f"cannot write '{path}': the folder '{folder}' is read-only (or not yours to write); "
                         f"choose another place for {option}")

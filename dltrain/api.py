@@ -169,7 +169,7 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
 
 def _check_plot(path: Path) -> None:
     """`--plot` must name an image file that matplotlib can write, in a folder that can be written."""
-    check_output_file(path, "--plot")
+    check_output_file(path, "--plot", make_folder=True)
     formats = image_formats()
     if path.suffix.lstrip(".").lower() not in formats:
         raise UserError(f"--plot '{path}': cannot draw a '{path.suffix or 'file without extension'}'; "

@@ -13,7 +13,8 @@ def test_plot_into_a_folder_or_an_unknown_type_is_refused(faults, tiny_run: Path
     faults.run("evaluate", tiny_run, "--plot", tmp_path / "plots").failed(2, "is a folder", "give a file name")
     faults.run("evaluate", tiny_run, "--plot", "matrix.xyz").failed(2, "cannot draw a '.xyz'", ".png")
     faults.run("evaluate", tiny_run, "--plot", "matrix").failed(2, "file without extension", ".png")
-    faults.run("evaluate", tiny_run, "--plot", tmp_path / "none" / "m.png").failed(2, "does not exist")
+    (tmp_path / "notes.txt").write_text("mine\n")
+    faults.run("evaluate", tiny_run, "--plot", tmp_path / "notes.txt" / "m.png").failed(2, "notes.txt' is a file")
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == []
 
 
