@@ -40,7 +40,7 @@ def _kill() -> None:
 
 
 def test_sigterm_mid_epoch_saves_and_resume_is_exact(tmp_path: Path) -> None:
-    config = write_config(tmp_path, _config(epochs=3, batch_size=32))
+    config = write_config(tmp_path, _config(epochs=2, batch_size=32))
     with pytest.raises(Interrupted) as stopped:
         api.fit(config, run_dir="cut", reporter=At(2, 10, lambda: os.kill(os.getpid(), signal.SIGTERM)))
     assert stopped.value.exit_code == 143
