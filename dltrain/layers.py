@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
@@ -85,8 +86,62 @@ def _expect_rank(shape: Shape, rank: int, what: str, hint: str) -> None:
         raise ShapeError(f"expects an input of shape {what}, received {list(shape)}. {hint}")
 
 
-def _with_activation(module: nn.Module, name: str, shape: Shape) -> nn.Module:
-    return module if name == "linear" else nn.Sequential(module, activation(name, shape))
+def _activation_or_none(name: str, shape: Shape) -> nn.Module | None:
+    return None if name == "linear" else activation(name, shape)
+
+
+class _Dense(nn.Linear):
+    """`nn.Linear` with its activation applied in the same call.
+
+    One module per layer, not a `Sequential(linear, activation)`: the nesting cost a
+    measurable share of a small model's step, and it keeps parameter names flat
+    (`layers.3.weight`).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, act: nn.Module | None) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self.activation = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.linear(x, self.weight, self.bias)
+        return x if self.activation is None else self.activation(x)
+
+
+class _Conv2d(nn.Conv2d):
+    """`nn.Conv2d` with TensorFlow's asymmetric 'same' padding and its activation, in one module."""
+
+    def __init__(self, channels: int, filters: int, kernel: tuple[int, int], strides: tuple[int, int], bias: bool,
+                 pad: tuple[int, int, int, int], act: nn.Module | None) -> None:
+        super().__init__(channels, filters, kernel, strides, bias=bias)
+        self.pad = pad  # (left, right, top, bottom), as F.pad takes it
+        self.padded = any(pad)
+        self.activation = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padded:
+            x = F.pad(x, self.pad)
+        x = self._conv_forward(x, self.weight, self.bias)
+        return x if self.activation is None else self.activation(x)
+
+
+class _Conv1d(nn.Conv1d):
+    """`nn.Conv1d` on `[B, T, F]` (channels moved to axis 1 and back), its padding and activation in one module."""
+
+    def __init__(self, features: int, filters: int, kernel: int, strides: int, bias: bool,
+                 pad: tuple[int, int], act: nn.Module | None) -> None:
+        super().__init__(features, filters, kernel, strides, bias=bias)
+        self.pad = pad
+        self.padded = any(pad)
+        self.activation = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)  # (B, F, T)
+        if self.padded:
+            x = F.pad(x, self.pad)
+        x = self._conv_forward(x, self.weight, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x.transpose(1, 2)  # (B, T', filters)
 
 
 def _init_kernel(p: KernelParams, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -123,10 +178,12 @@ class DenseParams(KernelParams):
 @register_layer(DenseParams)
 def dense(p: DenseParams, shape: Shape) -> Built:
     """Fully connected layer on the last axis (as Keras: `[T, F]` stays a sequence)."""
-    linear = nn.Linear(shape[-1], p.units, bias=p.use_bias)
-    _init_kernel(p, linear.weight, linear.bias)
     out = (*shape[:-1], p.units)
-    return Built(_with_activation(linear, p.activation, out), out, _penalties(p, linear.weight))
+    act = _activation_or_none(p.activation, out)
+    linear = nn.Linear(shape[-1], p.units, bias=p.use_bias) if act is None else \
+        _Dense(shape[-1], p.units, p.use_bias, act)
+    _init_kernel(p, linear.weight, linear.bias)
+    return Built(linear, out, _penalties(p, linear.weight))
 
 
 class FlattenParams(LayerParams):
@@ -259,18 +316,18 @@ def conv2d(p: Conv2DParams, shape: Shape) -> Built:
     _expect_rank(shape, 3, "[C, H, W]", _IMAGE_HINT)
     channels, height, width = shape
     (kh, kw), (sh, sw) = _pair(p.kernel_size), _pair(p.strides)
-    conv = nn.Conv2d(channels, p.filters, (kh, kw), (sh, sw), bias=p.use_bias)
-    _init_kernel(p, conv.weight, conv.bias)
-    module: nn.Module = conv
+    top = bottom = left = right = 0
     if p.padding == "same":
         top, bottom = _same_padding(height, kh, sh)
         left, right = _same_padding(width, kw, sw)
         height, width = height + top + bottom, width + left + right
-        module = nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), conv)
     out = (p.filters, _conv_out(height, kh, sh), _conv_out(width, kw, sw))
     if min(out) < 1:
         raise ShapeError(f"kernel {kh}x{kw} does not fit the input {list(shape)}; use padding: same")
-    return Built(_with_activation(module, p.activation, out), out, _penalties(p, conv.weight))
+    conv = _Conv2d(channels, p.filters, (kh, kw), (sh, sw), p.use_bias, (left, right, top, bottom),
+                   _activation_or_none(p.activation, out))
+    _init_kernel(p, conv.weight, conv.bias)
+    return Built(conv, out, _penalties(p, conv.weight))
 
 
 class Conv1DParams(KernelParams):
@@ -287,19 +344,16 @@ def conv1d(p: Conv1DParams, shape: Shape) -> Built:
     """1-D convolution over time: `[T, F]` → `[T', filters]`."""
     _expect_rank(shape, 2, "[T, F]", _SEQUENCE_HINT)
     steps, features = shape
-    conv = nn.Conv1d(features, p.filters, p.kernel_size, p.strides, bias=p.use_bias)
-    _init_kernel(p, conv.weight, conv.bias)
-    module: nn.Module = conv
     pad = {"valid": (0, 0), "same": _same_padding(steps, p.kernel_size, p.strides),
            "causal": (p.kernel_size - 1, 0)}[p.padding]
-    if pad != (0, 0):
-        module = nn.Sequential(nn.ConstantPad1d(pad, 0.0), conv)
     out_steps = _conv_out(steps + sum(pad), p.kernel_size, p.strides)
     if out_steps < 1:
         raise ShapeError(f"kernel {p.kernel_size} is longer than the sequence {list(shape)}")
     out = (out_steps, p.filters)
-    return Built(_ChannelsLast(_with_activation(module, p.activation, (p.filters, out_steps))), out,
-                 _penalties(p, conv.weight))
+    conv = _Conv1d(features, p.filters, p.kernel_size, p.strides, p.use_bias, pad,
+                   _activation_or_none(p.activation, (p.filters, out_steps)))
+    _init_kernel(p, conv.weight, conv.bias)
+    return Built(conv, out, _penalties(p, conv.weight))
 
 
 class Pooling2DParams(LayerParams):
