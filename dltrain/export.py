@@ -137,7 +137,8 @@ def export(checkpoint: str | Path, fmt: str, output: str | Path | None = None) -
     name = EXPORTERS.canonical(fmt) or fmt
     _require(name, exporter)
     trainer = restore(checkpoint, device="cpu")
-    source = Path(trainer.checkpoint["path"])  # type: ignore[attr-defined]
+    assert trainer.restored is not None and trainer.restored.path is not None
+    source = trainer.restored.path
     target = Path(output) if output is not None else source.with_suffix(exporter.suffix)
     if target.resolve() == source.resolve():
         raise UserError(f"-o '{target}' is the checkpoint itself; choose another file name")

@@ -83,5 +83,5 @@ class RunDir:
     def write_metrics(self, results: dict[str, Any]) -> None:
         write_text_atomic(self.path / "metrics.json", json.dumps(results, indent=2) + "\n")
 
-    def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None:
-        checkpoint.save(self.path / name, payload)
+    def save_checkpoint(self, name: str, saved: "checkpoint.Checkpoint") -> None:
+        checkpoint.save(self.path / name, saved)
