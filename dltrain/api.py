@@ -153,7 +153,7 @@ def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: 
 def restore_network(saved: Checkpoint) -> torch.nn.Module:
     """The trained network from a loaded checkpoint alone: no data is read (for predict)."""
     loaded = _stored_config(saved)
-    checkpoint.check_classes(saved)
+    checkpoint.check_consistent(saved)
     with weights_from_checkpoint():
         built = build_model(loaded, tuple(saved.input_shape), saved.target_width)
     built.network.load_state_dict(saved.weights_for(built.network))

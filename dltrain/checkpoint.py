@@ -17,6 +17,7 @@ their nested `layers.N.0.weight` names are read as today's flat `layers.N.weight
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import pickle
 import random
@@ -229,9 +230,20 @@ def check_weights(state: State, expected: State, file: Path, hint: str = "") -> 
         raise _damaged(file, f"non-finite (NaN or infinite) weights in {_names(bad)}")
 
 
-def check_classes(saved: Checkpoint) -> None:
-    """Class names, class count and output width must agree (a short list would mislabel predictions)."""
+def check_consistent(saved: Checkpoint) -> None:
+    """What a checkpoint says about its inputs and classes must agree with itself.
+
+    Its input shape must be what its stored preprocessing makes of a raw sample, and
+    class names, class count and output width must agree (a short list would mislabel
+    predictions).
+    """
     file = saved.path or Path("checkpoint")
+    raw, flatten = saved.preprocessing.get("raw_shape"), saved.preprocessing.get("flatten")
+    if raw and not saved.preprocessing.get("table"):
+        made = [math.prod(raw)] if flatten else list(raw)
+        if made != saved.input_shape:
+            raise _damaged(file, f"it says the model takes inputs of {saved.input_shape}, but its preprocessing "
+                                 f"makes {made} of a raw sample {list(raw)}")
     count, names, width = saved.num_classes, saved.class_names, saved.target_width
     if saved.task != "classification":
         return

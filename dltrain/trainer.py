@@ -325,8 +325,8 @@ def frozen_keys(network: torch.nn.Module) -> set[str]:
 
 def check_fits_data(saved: checkpoint.Checkpoint, data: DataBundle) -> None:
     """The checkpoint's description of its inputs and classes must match the data it is used with."""
+    checkpoint.check_consistent(saved)
     where = saved.path or "checkpoint"
     if list(data.input_shape) != list(saved.input_shape):
         raise CheckpointError(f"'{where}' says its inputs are {saved.input_shape}, but its data config gives "
                               f"samples of {list(data.input_shape)}: the checkpoint is damaged or its data changed")
-    checkpoint.check_classes(saved)
