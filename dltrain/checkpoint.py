@@ -21,6 +21,7 @@ import math
 import os
 import pickle
 import random
+import threading
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -308,6 +309,84 @@ def save(path: Path, saved: Checkpoint) -> None:
     """Write `saved` to `path` atomically (a kill at any moment leaves the old file intact), with its checksum."""
     saved.checksum = checksum(saved.model)
     _write(path, saved.to_plain())
+
+
+def detached(value: Any) -> Any:
+    """A copy of plain data whose tensors training can no longer change (cloned; CPU tensors stay put)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: detached(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(detached(v) for v in value)
+    return value
+
+
+class Writer:
+    """Writes checkpoints on a background thread, so an epoch does not wait for serialization and fsync.
+
+    Each job is a `Checkpoint` already detached from training (see `detached`), written
+    atomically as `save` writes it. A second file of the same snapshot (best.pt after
+    last.pt) is a hard link to the first, not a second serialization. A newer snapshot
+    for a file replaces one still waiting. `flush` waits for every write; a write that
+    failed re-raises its error there (or at the next `submit`).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[Path, Checkpoint] = {}
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._last: tuple[Checkpoint, Path] | None = None  # the last snapshot written, and where
+
+    def submit(self, path: Path, saved: Checkpoint) -> None:
+        self._raise()
+        with self._lock:
+            self._pending.pop(path, None)
+            self._pending[path] = saved  # dicts keep order: files are written in the order asked
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="dltrain-checkpoint", daemon=False)
+                self._thread.start()
+
+    def flush(self) -> None:
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._thread = None
+                    return
+                path = next(iter(self._pending))
+                saved = self._pending.pop(path)
+            try:
+                self._write_one(path, saved)
+            except BaseException as exc:  # re-raised in the training thread
+                with self._lock:
+                    self._error = exc
+                    self._pending.clear()
+                    self._thread = None
+                return
+
+    def _write_one(self, path: Path, saved: Checkpoint) -> None:
+        last = self._last
+        if last is not None and last[0] is saved and last[1].is_file():
+            try:
+                with atomic_path(path) as tmp:
+                    os.link(last[1], tmp)
+                return
+            except OSError:  # no hard links on this filesystem: write it out
+                pass
+        save(path, saved)
+        self._last = (saved, path)
 
 
 def resolve(path: str | Path, default_name: str = "best.pt") -> Path:

@@ -75,6 +75,7 @@ class Trainer:
         self.run: RunDir | None = None  # the run directory `fit` writes (None in evaluate, check, the API without one)
         self.restored: checkpoint.Checkpoint | None = None  # the checkpoint the weights came from
         self._frozen_ref: Any = None  # ((folder, keys), FrozenRef) of the frozen weights written this run
+        self._snapshot: Any = None  # ((epoch, step, run), Checkpoint): the last `state()`, until training moves on
         self.guard = NanGuard()
         self.stop = StopRequest()
         self.stop_training = False  # a callback sets it to end training after this epoch
@@ -111,6 +112,7 @@ class Trainer:
             self.run_epochs(batches, run)
         for callback in self.callbacks:
             callback.on_fit_end(self)
+        self._snapshot = None  # on_fit_end may have restored other weights
         results = self.final_results()
         if run is not None and self.ctx.is_main:
             run.write_metrics(results)
@@ -155,6 +157,7 @@ class Trainer:
         precision, lr, guard, clip = self.precision, self.lr, self.guard, self.config.fit.gradient_clip
         every, steps = self.config.fit.accumulate_grad_batches, len(batches)
         network.train()
+        self._snapshot = None
         if start == 0:
             tracker.reset()
         self.partial_step = 0
@@ -209,6 +212,7 @@ class Trainer:
         if run is not None and self.ctx.is_main:
             if self.partial_step:
                 run.save_checkpoint("last.pt", self.state())
+            run.flush()
             text += f" Saved {run.path / 'last.pt'}; continue with: dltrain fit --resume {run.path}"
         self.reporter.message(text)
         raise KeyboardInterrupt
@@ -247,11 +251,23 @@ class Trainer:
     # --- checkpoint state -----------------------------------------------------------
 
     def state(self) -> checkpoint.Checkpoint:
-        """This run as a checkpoint; in a run directory, frozen backbone weights are referenced, not copied."""
+        """This run as a checkpoint, detached from training (so it can be written in the background).
+
+        In a run directory, frozen backbone weights are referenced, not copied. Asked
+        again before training moves on (best.pt after last.pt), it is the same snapshot,
+        which the writer links instead of writing twice.
+        """
+        if self._snapshot is not None and self._snapshot[0] == (self.epoch, self.partial_step, self.run):
+            return self._snapshot[1]
         model = self.network.state_dict()
         frozen = None
         if self.run is not None:
             model, frozen = self.split_frozen(model, self.run.path)
+        snapshot = self._checkpoint(checkpoint.detached(model), frozen)
+        self._snapshot = ((self.epoch, self.partial_step, self.run), snapshot)
+        return snapshot
+
+    def _checkpoint(self, model: dict[str, torch.Tensor], frozen: Any) -> checkpoint.Checkpoint:
         return checkpoint.Checkpoint(
             config=self.loaded.resolved(),
             model=model,
@@ -263,14 +279,15 @@ class Trainer:
             output_activation=self.network.output_activation,
             preprocessing=self.data.preprocessing.state(),
             epoch=self.epoch,
-            history=self.history,
+            history=[dict(row) for row in self.history],
             best=self.best,
             monitor=self.monitor,
-            optimizer=self.optimizer.state_dict(),
+            optimizer=checkpoint.detached(self.optimizer.state_dict()),
             scheduler=self.lr.state(),
             scaler=self.precision.state(),
-            callbacks=[{"type": type(c).__name__, "state": c.state()} for c in self.callbacks],
-            partial={"step": self.partial_step, "tracker": self.tracker.state()} if self.partial_step else None,
+            callbacks=checkpoint.detached([{"type": type(c).__name__, "state": c.state()} for c in self.callbacks]),
+            partial=checkpoint.detached({"step": self.partial_step, "tracker": self.tracker.state()})
+            if self.partial_step else None,
             rng=checkpoint.rng_state(),
             frozen=frozen,
         )
@@ -293,6 +310,7 @@ class Trainer:
         check_fits_data(saved, self.data)
         self.network.load_state_dict(saved.weights_for(self.network, hint))
         self.restored = saved
+        self._snapshot = None
         if resume:
             if saved.optimizer is None or saved.rng is None:
                 raise CheckpointError(f"'{saved.path}' holds weights only (no optimizer state); it cannot be resumed")
