@@ -18,6 +18,7 @@ from torch import nn
 
 from .backbones import BackboneModule
 from .data import Split
+from .data.augment import build_augment
 from .data.batches import first_inputs, input_batches
 from .reporting import Reporter
 
@@ -33,7 +34,7 @@ def cacheable(network: nn.Module, data_config: Any) -> BackboneModule | None:
         return None
     if not first.is_frozen or first.unfreeze_at_epoch is not None:
         return None
-    if getattr(data_config, "augment", None):  # random augmentation changes every epoch's inputs
+    if build_augment(getattr(data_config, "augment", None)) is not None:  # random augmentation changes every epoch's inputs
         return None
     return first
 

@@ -52,3 +52,15 @@ def test_resume_reuses_the_frozen_file(cli, tmp_path: Path) -> None:
     assert resumed.exit_code == 0, resumed.output
     assert list(run.glob("frozen-*.pt")) == before
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_an_empty_augment_keeps_features_cached(tmp_path: Path) -> None:
+    """`augment: {}` asks for no augmentation, so the frozen backbone's outputs are still computed once."""
+    from dltrain.build import build_trainer
+    from dltrain.config import load_config
+    from dltrain.feature_cache import cacheable
+
+    for augment, cached in (({}, True), ({"random_flip": "horizontal"}, False)):
+        data = {**CONFIG["data"], "augment": augment}
+        trainer = build_trainer(load_config(write_config(tmp_path, {**CONFIG, "data": data})))
+        assert (cacheable(trainer.network, trainer.config.data) is not None) == cached, augment
