@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="blocks of each kind (the fastest counts)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--configs", nargs="+", default=["digits_cnn", "digits_vgg16"])
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()
     torch.set_num_threads(args.threads)
     print(f"cpu, {torch.get_num_threads()} threads, fastest of {args.rounds} blocks of {args.epochs} epochs")
     for name in args.configs:
