@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from ._version import __version__
 from ._files import atomic_path
 from .errors import CheckpointError
 

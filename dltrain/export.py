@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from ._registry import Registry
 from .activations import activation
 from .api import restore

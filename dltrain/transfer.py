@@ -15,7 +15,8 @@ from typing import Any
 
 from torch import nn
 
-from .backbones import BackboneModule, PretrainedParams
+from .backbones import BackboneModule
+from .schema.backbones import PretrainedParams
 from .config import LoadedConfig
 from .reporting import Reporter
 
@@ -56,7 +57,7 @@ def image_defaults(loaded: LoadedConfig, shape: Shape) -> list[str]:
     if shape[0] == 1 and data.channels is None:
         changes["channels"] = 3
         notes.append(f"data.channels: 3 applied by default: {first.label} takes RGB images")
-    height, width = first.spec.min_size
+    height, width = first.min_size
     if data.resize is None and (shape[1] < height or shape[2] < width):
         changes["resize"] = [max(shape[1], height), max(shape[2], width)]
         notes.append(f"data.resize: {changes['resize']} applied by default: {first.label} needs at least "

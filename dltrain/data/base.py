@@ -8,40 +8,20 @@ statistics from the training split only, and tensors ready for the device.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Callable, Literal, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
-from pydantic import Field, PositiveInt
 
-from .._params import Params
-from .._registry import Registry
+from .._registry import tag_value
 from ..errors import DataError
-from ..losses import Task
-from .augment import AugmentParams
+from ..schema.data import SOURCES, DataParams
+from ..schema.losses import Task
 
 Shape = tuple[int, ...]
 
 # Independent of the run's seed, so every run (and `evaluate`) sees the same test set.
 SPLIT_SEED = 20240101
-
-
-class DataParams(Params):
-    """Keys every source accepts."""
-
-    test_split: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
-    normalize: Literal["scale", "standardize", "imagenet"] | None = None
-    flatten: bool = False
-    resize: PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
-    channels: Literal[1, 3] | None = None
-    augment: AugmentParams | None = None
-
-    @property
-    def resize_to(self) -> tuple[int, int] | None:
-        """`resize` as (height, width)."""
-        if self.resize is None:
-            return None
-        return (self.resize, self.resize) if isinstance(self.resize, int) else (self.resize[0], self.resize[1])
 
 
 @dataclass
@@ -84,12 +64,11 @@ class LazyInputs:
 
 
 Loader = Callable[[Any], RawData]
-SOURCES: Registry[Loader] = Registry("data source", case_sensitive=False)
 
 
 def register_source(params: type[DataParams]) -> Callable[[Loader], Loader]:
-    """Register a loader under the name in its params' `source` literal."""
-    return SOURCES.register_params(params, tag="source")
+    """Attach a loader to the name in its params' `source` literal."""
+    return SOURCES.implement(tag_value(params, "source"))
 
 
 @dataclass

@@ -17,17 +17,9 @@ import numpy as np
 from pydantic import Field, PositiveInt
 
 from ..errors import DataError
-from .base import DataParams, RawData, register_source
+from ..schema.data import TimeseriesParams
+from .base import RawData, register_source
 from .tabular import MISSING, Table, read_table
-
-
-class TimeseriesParams(DataParams):
-    source: Literal["timeseries_csv"]
-    path: Path
-    target: str
-    columns: Annotated[list[str], Field(min_length=1)] | None = None  # default: every numeric column
-    window: PositiveInt = 10
-    horizon: PositiveInt = 1
 
 
 class WindowColumns:
