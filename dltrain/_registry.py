@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar, get_args
 
 from pydantic import BaseModel
 
@@ -55,8 +55,7 @@ class Entry(Generic[T]):
 
 def tag_value(params: type[BaseModel], tag: str = "type") -> str:
     """The name fixed by the `Literal` annotation of `params`'s `tag` field."""
-    annotation = params.model_fields[tag].annotation
-    return str(getattr(annotation, "__args__")[0])
+    return str(get_args(params.model_fields[tag].annotation)[0])
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -63,7 +63,7 @@ def _variance_scaling(scale: float, mode: str, distribution: str) -> Callable[[t
     return init
 
 
-INITIALIZERS: dict[str, Callable[[torch.Tensor], None] | None] = {
+INITIALIZERS: dict[str, Callable[[torch.Tensor], Any] | None] = {
     "glorot_uniform": _variance_scaling(1.0, "fan_avg", "uniform"),
     "glorot_normal": _variance_scaling(1.0, "fan_avg", "normal"),
     "he_uniform": _variance_scaling(2.0, "fan_in", "uniform"),

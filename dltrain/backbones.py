@@ -53,22 +53,23 @@ class BackboneSpec:
 
     @property
     def min_size(self) -> tuple[int, int]:
-        return tuple(self.imagenet.meta.get("min_size", (1, 1)))  # type: ignore[return-value]
+        height, width = self.imagenet.meta.get("min_size", (1, 1))
+        return int(height), int(width)
 
 
 def _features(model: nn.Module) -> dict[str, nn.Module]:
-    return {"features": model.features}
+    return {"features": model.get_submodule("features")}
 
 
 def _resnet_parts(model: nn.Module) -> dict[str, nn.Module]:
     names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-    return {name: getattr(model, name) for name in names}
+    return {name: model.get_submodule(name) for name in names}
 
 
 def _pool_blocks(body: nn.Module) -> Blocks:
     """VGG's five conv blocks: the modules up to and including each max-pool."""
     blocks: Blocks = [[]]
-    for module in body.features:
+    for module in body.get_submodule("features").children():
         blocks[-1].append(module)
         if isinstance(module, nn.MaxPool2d):
             blocks.append([])
@@ -76,12 +77,12 @@ def _pool_blocks(body: nn.Module) -> Blocks:
 
 
 def _stage_blocks(body: nn.Module) -> Blocks:
-    return [[stage] for stage in body.features]
+    return [[stage] for stage in body.get_submodule("features").children()]
 
 
 def _resnet_blocks(body: nn.Module) -> Blocks:
-    return [[body.conv1, body.bn1, body.relu, body.maxpool], [body.layer1], [body.layer2], [body.layer3],
-            [body.layer4]]
+    stem = [body.get_submodule(name) for name in ("conv1", "bn1", "relu", "maxpool")]
+    return [stem] + [[body.get_submodule(f"layer{i}")] for i in range(1, 5)]
 
 
 def _register(name: str, parts: Callable[[nn.Module], dict[str, nn.Module]], blocks: Callable[[nn.Module], Blocks]) -> None:
@@ -244,8 +245,8 @@ def _init_random(body: nn.Module) -> None:
         elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0, 0.01)
             nn.init.zeros_(module.bias)
-        elif hasattr(module, "reset_parameters"):  # norm layers: weight 1, bias 0, fresh running statistics
-            module.reset_parameters()
+        elif callable(reset := getattr(module, "reset_parameters", None)):  # norm layers: weight 1, bias 0, fresh statistics
+            reset()
 
 
 # --- the layers ---------------------------------------------------------------------

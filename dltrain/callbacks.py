@@ -47,14 +47,34 @@ class LearningRateControl(Protocol):
 
 
 class Training(Protocol):
-    """What a callback may see and touch of the run in progress."""
+    """What a callback may see and touch of the run in progress: read-only, except `stop_training`."""
 
-    network: nn.Module  # the model being trained (Keras's `callback.model`)
-    history: list[dict[str, Any]]  # one row per completed epoch (Keras's `logs`, all of them)
-    epoch: int  # epochs completed
     stop_training: bool  # set True to end training after this epoch
-    lr: LearningRateControl
-    reporter: Reporter
+
+    @property
+    def network(self) -> nn.Module:
+        """The model being trained (Keras's `callback.model`)."""
+        ...
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One row per completed epoch (Keras's `logs`, all of them)."""
+        ...
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed."""
+        ...
+
+    @property
+    def lr(self) -> LearningRateControl:
+        """The learning rate, to reduce on a plateau."""
+        ...
+
+    @property
+    def reporter(self) -> Reporter:
+        """Where messages go (`reporter.message(text)`)."""
+        ...
 
     def state(self) -> dict[str, Any]:
         """The checkpoint payload of the run as it is now."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from .errors import ConfigError, Problem, UserError
 from .schema.config import Config
@@ -96,7 +97,8 @@ def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[PathKey, in
         raise ConfigError([Problem("", source, "expected a mapping of keys (data:, model:, compile:, fit:)")], source)
     lines: dict[PathKey, int] = {}
     problems: list[Problem] = []
-    _lines(node, (), lines, problems, source)
+    if node is not None:
+        _lines(node, (), lines, problems, source)
     if problems:
         raise ConfigError(problems, source)
     return data, lines
@@ -183,7 +185,7 @@ def _raw_path(raw: Any, loc: tuple[Any, ...]) -> PathKey:
     return tuple(path)
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, msg, value = err["type"], err["msg"], err.get("input")
     if kind in ("unknown_key", "unknown_name", "missing_tag"):
         return msg
@@ -218,7 +220,7 @@ def validate(raw: dict[str, Any], source: str, lines: dict[PathKey, int] | None 
     return LoadedConfig(config, source, lines, overridden)
 
 
-def _explained_by_typo(path: PathKey, errors: list[tuple[PathKey, dict[str, Any]]]) -> bool:
+def _explained_by_typo(path: PathKey, errors: list[tuple[PathKey, ErrorDetails]]) -> bool:
     """A missing key that a misspelled sibling already points to (`unit` → 'units')."""
     hint = f"Did you mean '{path[-1]}'?"
     return any(p[:-1] == path[:-1] and e["type"] == "unknown_key" and hint in e["msg"] for p, e in errors)

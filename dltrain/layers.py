@@ -61,7 +61,7 @@ class Built:
 
     module: nn.Module
     shape: Shape
-    penalties: list[tuple[nn.Parameter, float, float]] = field(default_factory=list)
+    penalties: list[tuple[torch.Tensor, float, float]] = field(default_factory=list)
 
 
 Builder = Callable[[Any, Shape], Built]
@@ -90,7 +90,7 @@ def _init_kernel(p: KernelParams, weight: torch.Tensor, bias: torch.Tensor | Non
     initialize(bias, p.bias_initializer)
 
 
-def _penalties(p: KernelParams, *weights: nn.Parameter) -> list[tuple[nn.Parameter, float, float]]:
+def _penalties(p: KernelParams, *weights: torch.Tensor) -> list[tuple[torch.Tensor, float, float]]:
     reg = p.kernel_regularizer
     if reg is None or (reg.l1 == 0 and reg.l2 == 0):
         return []
@@ -182,13 +182,13 @@ def batch_normalization(p: BatchNormalizationParams, shape: Shape) -> Built:
 
     `momentum` is Keras's (weight of the old running average): PyTorch's is 1 - it.
     """
-    kwargs = {"eps": p.epsilon, "momentum": 1.0 - p.momentum}
+    eps, momentum = p.epsilon, 1.0 - p.momentum
     if len(shape) == 3:
-        return Built(nn.BatchNorm2d(shape[0], **kwargs), shape)
+        return Built(nn.BatchNorm2d(shape[0], eps=eps, momentum=momentum), shape)
     if len(shape) == 2:
-        return Built(_ChannelsLast(nn.BatchNorm1d(shape[1], **kwargs)), shape)
+        return Built(_ChannelsLast(nn.BatchNorm1d(shape[1], eps=eps, momentum=momentum)), shape)
     if len(shape) == 1:
-        return Built(nn.BatchNorm1d(shape[0], **kwargs), shape)
+        return Built(nn.BatchNorm1d(shape[0], eps=eps, momentum=momentum), shape)
     raise ShapeError(f"expects [F], [T, F] or [C, H, W], received {list(shape)}")
 
 
@@ -325,7 +325,7 @@ class _Recurrent(nn.Module):
         return torch.cat([out[:, -1, :hidden], out[:, 0, hidden:]], dim=-1)
 
 
-def _recurrent(p: RecurrentParams, shape: Shape, rnn_cls: type[nn.RNNBase], **kwargs: Any) -> Built:
+def _recurrent(p: RecurrentParams, shape: Shape, rnn_cls: Callable[..., nn.RNNBase], **kwargs: Any) -> Built:
     _expect_rank(shape, 2, "[T, F]", _SEQUENCE_HINT)
     steps, features = shape
     rnn = rnn_cls(features, p.units, batch_first=True, bias=p.use_bias, bidirectional=p.bidirectional, **kwargs)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from pydantic import BaseModel
 from torch import nn
 
 from .schema.losses import LOSSES, CategoricalParams, SparseCategoricalParams, Task
@@ -51,7 +50,7 @@ LOSSES.implement("mae")(LossSpec("regression", lambda p: nn.L1Loss(), None))
 LOSSES.implement("huber")(LossSpec("regression", lambda p: nn.HuberLoss(delta=p.delta), None))
 
 
-def loss_spec(params: BaseModel) -> LossSpec:
-    """The spec of a validated loss config."""
-    spec: LossSpec = LOSSES.get(getattr(params, "type")).obj
+def loss_spec(params: Any) -> LossSpec:
+    """The spec of a validated loss config (a params model of `dltrain.schema.losses`)."""
+    spec: LossSpec = LOSSES.get(params.type).obj
     return spec

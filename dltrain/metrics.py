@@ -72,10 +72,10 @@ class Accuracy(Metric):
     sums = ("correct",)
     greater_is_better = True
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["correct"] += (predicted_labels(self.task, outputs) == targets).sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         per_sample = 1 if self.task == "classification" else self.width
         return sums["correct"].item() / max(count * per_sample, 1)
 
@@ -87,10 +87,10 @@ class MeanAbsoluteError(Metric):
     tasks = ("regression",)
     sums = ("abs_error",)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["abs_error"] += (outputs.detach() - targets).abs().sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return sums["abs_error"].item() / max(count * self.width, 1)
 
 
@@ -101,10 +101,10 @@ class MeanSquaredError(Metric):
     tasks = ("regression",)
     sums = ("squared_error",)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["squared_error"] += (outputs.detach() - targets).square().sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return sums["squared_error"].item() / max(count * self.width, 1)
 
 
@@ -112,7 +112,7 @@ class MeanSquaredError(Metric):
 class RootMeanSquaredError(MeanSquaredError):
     """Root mean squared error (shares the squared-error sum with `mse`)."""
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return super().compute(sums, count) ** 0.5
 
 
@@ -127,12 +127,12 @@ class RSquared(Metric):
     def shape(self, name: str) -> tuple[int, ...]:
         return (self.width,)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["r2_sse"] += (outputs - targets).square().sum(dim=0)
         sums["r2_sum"] += targets.sum(dim=0)
         sums["r2_sumsq"] += targets.square().sum(dim=0)
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         n = max(count, 1)
         total = sums["r2_sumsq"] - sums["r2_sum"].square() / n  # (width,) sum of squares about the mean
         r2 = torch.where(total > 0, 1 - sums["r2_sse"] / total.clamp_min(1e-300), torch.zeros_like(total))
@@ -147,12 +147,12 @@ class TopKAccuracy(Metric):
     sums = ("top_k_correct",)
     greater_is_better = True
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
-        k = min(self.params.k, outputs.shape[-1])  # type: ignore[attr-defined]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        k = min(self.params.k, outputs.shape[-1])
         top = outputs.topk(k, dim=-1).indices  # (B, k)
         sums["top_k_correct"] += (top == targets.unsqueeze(-1)).any(dim=-1).sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return sums["top_k_correct"].item() / max(count, 1)
 
 
@@ -187,12 +187,12 @@ class ConfusionMetric(Metric):
     def shape(self, name: str) -> tuple[int, ...]:
         return (self.classes * self.classes,)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         predicted = predicted_labels(self.task, outputs).long().reshape(-1)
         cells = targets.long().reshape(-1) * self.classes + predicted
         sums["confusion"] += torch.bincount(cells, minlength=self.classes * self.classes)
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         scores = class_scores(sums["confusion"].view(self.classes, self.classes))[self.score]
         return (scores.mean() if self.task == "classification" else scores[1]).item()
 

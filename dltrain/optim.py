@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
+from torch.optim.optimizer import ParamsT
 
 from .schema.optim import OPTIMIZERS, AdagradParams, AdamParams, AdamWParams, RmspropParams, SgdParams
 
-OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], Any], torch.optim.Optimizer]
+OptimizerFactory = Callable[[ParamsT, Any], torch.optim.Optimizer]
 
 
 @OPTIMIZERS.implement("sgd")
-def sgd(params: Iterable[torch.nn.Parameter], p: SgdParams) -> torch.optim.Optimizer:
+def sgd(params: ParamsT, p: SgdParams) -> torch.optim.Optimizer:
     """Stochastic gradient descent, with optional (Nesterov) momentum."""
     return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov, weight_decay=p.weight_decay)
 
 
 @OPTIMIZERS.implement("adam")
-def adam(params: Iterable[torch.nn.Parameter], p: AdamParams) -> torch.optim.Optimizer:
+def adam(params: ParamsT, p: AdamParams) -> torch.optim.Optimizer:
     """Adam (weight_decay as an L2 term in the gradient, as torch.optim.Adam)."""
     return torch.optim.Adam(
         params, lr=p.lr, betas=(p.beta_1, p.beta_2), eps=p.epsilon, weight_decay=p.weight_decay, amsgrad=p.amsgrad
@@ -26,7 +27,7 @@ def adam(params: Iterable[torch.nn.Parameter], p: AdamParams) -> torch.optim.Opt
 
 
 @OPTIMIZERS.implement("adamw")
-def adamw(params: Iterable[torch.nn.Parameter], p: AdamWParams) -> torch.optim.Optimizer:
+def adamw(params: ParamsT, p: AdamWParams) -> torch.optim.Optimizer:
     """Adam with decoupled weight decay."""
     return torch.optim.AdamW(
         params, lr=p.lr, betas=(p.beta_1, p.beta_2), eps=p.epsilon, weight_decay=p.weight_decay, amsgrad=p.amsgrad
@@ -34,7 +35,7 @@ def adamw(params: Iterable[torch.nn.Parameter], p: AdamWParams) -> torch.optim.O
 
 
 @OPTIMIZERS.implement("rmsprop")
-def rmsprop(params: Iterable[torch.nn.Parameter], p: RmspropParams) -> torch.optim.Optimizer:
+def rmsprop(params: ParamsT, p: RmspropParams) -> torch.optim.Optimizer:
     """RMSprop."""
     return torch.optim.RMSprop(
         params, lr=p.lr, alpha=p.rho, eps=p.epsilon, momentum=p.momentum, centered=p.centered,
@@ -43,7 +44,7 @@ def rmsprop(params: Iterable[torch.nn.Parameter], p: RmspropParams) -> torch.opt
 
 
 @OPTIMIZERS.implement("adagrad")
-def adagrad(params: Iterable[torch.nn.Parameter], p: AdagradParams) -> torch.optim.Optimizer:
+def adagrad(params: ParamsT, p: AdagradParams) -> torch.optim.Optimizer:
     """Adagrad."""
     return torch.optim.Adagrad(
         params, lr=p.lr, initial_accumulator_value=p.initial_accumulator_value, eps=p.epsilon,
@@ -51,7 +52,7 @@ def adagrad(params: Iterable[torch.nn.Parameter], p: AdagradParams) -> torch.opt
     )
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], config: Any) -> torch.optim.Optimizer:
+def build_optimizer(params: ParamsT, config: Any) -> torch.optim.Optimizer:
     """The optimizer a validated `compile.optimizer` names, over `params`."""
     factory: OptimizerFactory = OPTIMIZERS.get(config.type).obj
     return factory(params, config)

@@ -15,7 +15,14 @@ from typing import Any, Callable
 
 import torch
 
-from .schema.schedules import SCHEDULES, CosineParams, ExponentialParams, OneCycleParams, PlateauScheduleParams, StepParams
+from .schema.schedules import (
+    SCHEDULES,
+    CosineParams,
+    ExponentialParams,
+    OneCycleParams,
+    PlateauScheduleParams,
+    StepParams,
+)
 
 Factor = Callable[[float], float]  # epochs into the schedule -> lr factor
 

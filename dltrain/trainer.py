@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from . import checkpoint
 from .callbacks import build_callbacks
 from .config import LoadedConfig
 from .data import DataBundle, Split
@@ -33,7 +34,6 @@ from .runtime import compile_network, deterministic_mode
 from .safety import NanGuard, StopRequest, tidy_display
 from .schedules import LearningRate
 from .transfer import param_groups, unfreeze
-from . import checkpoint
 
 EVAL_BATCH = 1024  # evaluation holds no graph, so larger batches are free speed
 

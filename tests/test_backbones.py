@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 import torch
 import torchvision
-from safetensors.torch import save_file
-
 from conftest import write_config
+from safetensors.torch import save_file
 
 
 def torchvision_state(name: str, part: str | None = None) -> dict[str, torch.Tensor]:

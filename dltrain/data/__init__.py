@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..schema.data import SOURCES, DataParams
 from ..schema.losses import Task
 from .base import DataBundle, Preprocessing, Split, assemble
 
 
 def load_data(
-    params: DataParams, task: Task, validation_split: float, preprocessing: Preprocessing | None = None
+    params: Any, task: Task, validation_split: float, preprocessing: Preprocessing | None = None
 ) -> DataBundle:
-    """Read the configured source and make its splits; `preprocessing` reuses stored statistics."""
+    """Read the configured source (a `DataParams` model) and make its splits; `preprocessing` reuses stored statistics."""
     raw = SOURCES.get(params.source).obj(params)
     return assemble(raw, params, task, validation_split, preprocessing)
 

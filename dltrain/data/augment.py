@@ -10,6 +10,7 @@ batches are augmented; validation, test, evaluate and predict never are.
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 

@@ -202,9 +202,12 @@ def _named_labels(raw: RawData, task: Task) -> RawData:
         raise DataError(f"the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
                         f"use a classification loss (categorical_crossentropy) or a numeric target")
     index = {name: i for i, name in enumerate(names)}
-    encode = lambda y: None if y is None else np.array([index[str(v)] for v in y.reshape(-1)], dtype=np.int64)  # noqa: E731
-    return replace(raw, y_train=encode(raw.y_train), y_val=encode(raw.y_val), y_test=encode(raw.y_test),
-                   class_names=names)
+
+    def encode(y: np.ndarray) -> np.ndarray:
+        return np.array([index[str(v)] for v in y.reshape(-1)], dtype=np.int64)
+
+    return replace(raw, y_train=encode(raw.y_train), y_val=None if raw.y_val is None else encode(raw.y_val),
+                   y_test=None if raw.y_test is None else encode(raw.y_test), class_names=names)
 
 
 def assemble(
@@ -239,7 +242,9 @@ def assemble(
     table = preprocessing.table if preprocessing else None
     if raw.encoder is not None:
         table = table or raw.encoder.fit(x_train)
-        x_train, x_val, x_test = (None if x is None else raw.encoder.transform(x, table) for x in (x_train, x_val, x_test))
+        encoder = raw.encoder
+        x_train = encoder.transform(x_train, table)
+        x_val, x_test = (None if x is None else encoder.transform(x, table) for x in (x_val, x_test))
 
     if isinstance(x_train, LazyInputs):
         if params.normalize == "standardize":

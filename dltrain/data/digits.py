@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-from pydantic import model_validator
 
 from ..schema.data import DigitsParams
 from .base import RawData, register_source

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from pydantic import Field, NonNegativeInt, PositiveInt
 from torch.utils.data import Dataset
 
 from ..errors import DataError
@@ -29,8 +28,8 @@ PIL_MODES = {1: "L", 3: "RGB"}
 def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> torch.Tensor:
     """An image file as a uint8 `[channels, height, width]` tensor (bilinear resize)."""
     try:
-        with Image.open(path) as image:
-            image = image.convert(PIL_MODES[channels]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        with Image.open(path) as file:
+            image = file.convert(PIL_MODES[channels]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"'{path}' is not a readable image ({exc})") from None

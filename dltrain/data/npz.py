@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
-from typing import Literal
 
 import numpy as np
 

@@ -6,10 +6,7 @@ useful for examples, smoke tests and benchmarks of any input shape.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import numpy as np
-from pydantic import Field, PositiveInt, model_validator
 
 from ..schema.data import SyntheticParams
 from .base import RawData, register_source

@@ -10,11 +10,9 @@ rest, so no training target lies after a validation or test target, and statisti
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field, PositiveInt
 
 from ..errors import DataError
 from ..schema.data import TimeseriesParams

@@ -6,7 +6,7 @@ This is the one module that gathers the registries; `dltrain.config` loads YAML 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
@@ -20,13 +20,22 @@ from .metrics import METRICS
 from .optim import OPTIMIZERS
 from .schedules import SCHEDULES
 
-LayerConfig = tagged_union(LAYERS)
-DataConfig = tagged_union(SOURCES, tag="source", allow_string=True)
-OptimizerConfig = tagged_union(OPTIMIZERS, allow_string=True)
-LossConfig = tagged_union(LOSSES, allow_string=True)
-MetricConfig = tagged_union(METRICS, allow_string=True)
-ScheduleConfig = tagged_union(SCHEDULES, allow_string=True)
-CallbackConfig = tagged_union(CALLBACKS, allow_string=True)
+if TYPE_CHECKING:  # unions built from the registries at run time; statically, any of their params models
+    LayerConfig: TypeAlias = Any
+    DataConfig: TypeAlias = Any
+    OptimizerConfig: TypeAlias = Any
+    LossConfig: TypeAlias = Any
+    MetricConfig: TypeAlias = Any
+    ScheduleConfig: TypeAlias = Any
+    CallbackConfig: TypeAlias = Any
+else:
+    LayerConfig = tagged_union(LAYERS)
+    DataConfig = tagged_union(SOURCES, tag="source", allow_string=True)
+    OptimizerConfig = tagged_union(OPTIMIZERS, allow_string=True)
+    LossConfig = tagged_union(LOSSES, allow_string=True)
+    MetricConfig = tagged_union(METRICS, allow_string=True)
+    ScheduleConfig = tagged_union(SCHEDULES, allow_string=True)
+    CallbackConfig = tagged_union(CALLBACKS, allow_string=True)
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -36,20 +45,20 @@ class ModelConfig(Params):
 
     input_shape: Annotated[list[PositiveInt], Field(min_length=1)] | None = Field(
         None, description="The shape of one sample, channels first ([C, H, W], [T, F]); default: the data's.")
-    layers: Annotated[list[LayerConfig], Field(min_length=1, description="The layers, in order; `type` is the "  # type: ignore[valid-type]
+    layers: Annotated[list[LayerConfig], Field(min_length=1, description="The layers, in order; `type` is the "
                                                "Keras class name (see `dltrain list-models`).")]
 
 
 class CompileConfig(Params):
     """`compile:` optimizer, loss and metrics, as Keras's `model.compile`."""
 
-    optimizer: OptimizerConfig = Field("adam", validate_default=True, description="The optimizer: a name "  # type: ignore[valid-type]
+    optimizer: OptimizerConfig = Field("adam", validate_default=True, description="The optimizer: a name "
                                        "(adam) or {type: adam, lr: 0.001, ...}.")
-    loss: LossConfig = Field(description="The loss: a name (categorical_crossentropy) or {type: ..., ...}; "  # type: ignore[valid-type]
+    loss: LossConfig = Field(description="The loss: a name (categorical_crossentropy) or {type: ..., ...}; "
                              "it sets the task (classification, binary, regression).")
-    metrics: list[MetricConfig] = Field([], description="Metrics reported each epoch (and with val_ "  # type: ignore[valid-type]
+    metrics: list[MetricConfig] = Field([], description="Metrics reported each epoch (and with val_ "
                                         "for validation data).")
-    lr_schedule: ScheduleConfig | None = Field(None, description="How the lr changes during training.")  # type: ignore[valid-type]
+    lr_schedule: ScheduleConfig | None = Field(None, description="How the lr changes during training.")
 
 
 class FitConfig(Params):
@@ -73,7 +82,7 @@ class FitConfig(Params):
                                                  "optimizer update.")
     num_workers: NonNegativeInt | None = Field(None, description="DataLoader workers for sources that decode "
                                                "files (image_folder).")
-    callbacks: list[CallbackConfig] = Field([], description="Hooks at the end of each epoch (EarlyStopping, "  # type: ignore[valid-type]
+    callbacks: list[CallbackConfig] = Field([], description="Hooks at the end of each epoch (EarlyStopping, "
                                             "ModelCheckpoint, ...).")
 
     @field_validator("precision", mode="before")
@@ -95,7 +104,7 @@ class Config(Params):
     name: str | None = Field(None, description="The run's name (runs/<name>/...); default: the file's stem.")
     seed: int | None = Field(None, description="Random seed; same seed and device give the same result "
                              "(default: drawn, and stored with the run).")
-    data: DataConfig = Field(description="Where the data comes from (`source`) and how it is prepared.")  # type: ignore[valid-type]
+    data: DataConfig = Field(description="Where the data comes from (`source`) and how it is prepared.")
     model: ModelConfig = Field(description="The network: input shape and layers.")
     compile: CompileConfig = Field(description="Optimizer, loss and metrics.")
     fit: FitConfig = Field(FitConfig(), description="How to train.")
