@@ -1,7 +1,8 @@
 """Build the model layer by layer with the shape known at each step, and summarize it.
 
 The network returns logits: a final softmax (or sigmoid) that a cross-entropy loss
-absorbs is split off here and applied only to the outputs of `predict`/`evaluate`.
+absorbs is split off here (kept by name as `output_activation`); `predict` and the
+exported models turn the logits into probabilities, and `evaluate` scores the logits.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .activations import apply_output_activation
 from .config import Config, LoadedConfig
 from .data.adapter import InputAdapter
 from .errors import ConfigError
@@ -51,10 +51,6 @@ class Network(nn.Module):
         if self.adapter is not None:
             x = self.adapter(x)
         return self.layers(x)
-
-    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
-        """What the user's final activation would have produced from `outputs`."""
-        return apply_output_activation(self.output_activation, outputs)
 
     @property
     def has_penalty(self) -> bool:

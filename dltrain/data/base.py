@@ -7,7 +7,7 @@ statistics from the training split only, and tensors ready for the device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -127,7 +127,6 @@ class DataBundle:
     num_classes: int | None
     class_names: list[str] | None
     preprocessing: Preprocessing
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def split(self, name: str) -> Split:
         chosen = {"train": self.train, "val": self.val, "test": self.test}[name]

@@ -31,39 +31,57 @@ class BackboneFacts:
 FACTS = {
     "vgg16": BackboneFacts("VGG16 conv blocks (5 blocks), 512 channels out", (32, 32), "vgg16-397923af.pth"),
     "vgg19": BackboneFacts("VGG19 conv blocks (5 blocks), 512 channels out", (32, 32), "vgg19-dcbb9e9d.pth"),
-    "resnet18": BackboneFacts("ResNet-18 without pooling and fc (5 blocks: stem, layer1-4)", (1, 1),
-                              "resnet18-f37072fd.pth"),
-    "resnet50": BackboneFacts("ResNet-50 without pooling and fc (5 blocks: stem, layer1-4)", (1, 1),
-                              "resnet50-11ad3fa6.pth"),
-    "mobilenet_v3_small": BackboneFacts("MobileNetV3-Small features (13 blocks), 576 channels out", (1, 1),
-                                        "mobilenet_v3_small-047dcff4.pth"),
-    "efficientnet_b0": BackboneFacts("EfficientNet-B0 features (9 blocks), 1280 channels out", (1, 1),
-                                     "efficientnet_b0_rwightman-7f5810bc.pth"),
+    "resnet18": BackboneFacts(
+        "ResNet-18 without pooling and fc (5 blocks: stem, layer1-4)", (1, 1), "resnet18-f37072fd.pth"
+    ),
+    "resnet50": BackboneFacts(
+        "ResNet-50 without pooling and fc (5 blocks: stem, layer1-4)", (1, 1), "resnet50-11ad3fa6.pth"
+    ),
+    "mobilenet_v3_small": BackboneFacts(
+        "MobileNetV3-Small features (13 blocks), 576 channels out", (1, 1), "mobilenet_v3_small-047dcff4.pth"
+    ),
+    "efficientnet_b0": BackboneFacts(
+        "EfficientNet-B0 features (9 blocks), 1280 channels out", (1, 1), "efficientnet_b0_rwightman-7f5810bc.pth"
+    ),
 }
 for _name, _facts in FACTS.items():
-    BACKBONES.describe(_name, summary=f"{_facts.what}; min input {_facts.min_size[0]}x{_facts.min_size[1]}; "
-                                      f"ImageNet file {_facts.file_name}")
+    BACKBONES.describe(
+        _name,
+        summary=f"{_facts.what}; min input {_facts.min_size[0]}x{_facts.min_size[1]}; ImageNet file {_facts.file_name}",
+    )
 
 
 class PretrainedParams(LayerParams):
     """Keys of every backbone layer."""
 
-    weights: str | None = Field("imagenet", description="imagenet (torchvision's file, downloaded once), the PATH "
-                                "of a .pth/.safetensors state dict, or null for random initial weights.")
-    trainable_layers: PositiveInt | None = Field(None, description="Train only the last N blocks (with trainable: "
-                                                 "true), or unfreeze N blocks at unfreeze_at_epoch.")
-    unfreeze_at_epoch: PositiveInt | None = Field(None, description="Epoch at which the last trainable_layers "
-                                                  "blocks start training (needs trainable: false).")
-    backbone_lr_mult: Annotated[float, Field(gt=0.0, description="Multiplies the lr of the backbone's weights "
-                                             "(e.g. 0.1 to fine-tune gently).")] = 1.0
-    cache_features: bool = Field(True, description="While the backbone is frozen, compute its outputs once and "
-                                 "train the head on them (no augmentation then).")
+    weights: str | None = Field(
+        "imagenet",
+        description="imagenet (torchvision's file, downloaded once), the PATH "
+        "of a .pth/.safetensors state dict, or null for random initial weights.",
+    )
+    trainable_layers: PositiveInt | None = Field(
+        None,
+        description="Train only the last N blocks (with trainable: true), or unfreeze N blocks at unfreeze_at_epoch.",
+    )
+    unfreeze_at_epoch: PositiveInt | None = Field(
+        None, description="Epoch at which the last trainable_layers blocks start training (needs trainable: false)."
+    )
+    backbone_lr_mult: Annotated[
+        float, Field(gt=0.0, description="Multiplies the lr of the backbone's weights (e.g. 0.1 to fine-tune gently).")
+    ] = 1.0
+    cache_features: bool = Field(
+        True,
+        description="While the backbone is frozen, compute its outputs once and "
+        "train the head on them (no augmentation then).",
+    )
 
     @model_validator(mode="after")
     def _unfreeze_needs_frozen_start(self) -> "PretrainedParams":
         if self.unfreeze_at_epoch is not None and self.trainable:
-            raise ValueError("unfreeze_at_epoch needs trainable: false (the backbone starts frozen and "
-                             "its last trainable_layers blocks unfreeze at that epoch)")
+            raise ValueError(
+                "unfreeze_at_epoch needs trainable: false (the backbone starts frozen and "
+                "its last trainable_layers blocks unfreeze at that epoch)"
+            )
         return self
 
     @property
@@ -87,8 +105,9 @@ class VGG16Params(PretrainedParams):
     """Keras's VGG16 without its top: torchvision's 13 conv layers, `[3, H, W]` → `[512, H/32, W/32]`."""
 
     type: Literal["VGG16"]
-    include_top: bool = Field(False, description="Must stay false: add your own head (Flatten or "
-                              "GlobalAveragePooling2D, then Dense).")
+    include_top: bool = Field(
+        False, description="Must stay false: add your own head (Flatten or GlobalAveragePooling2D, then Dense)."
+    )
 
     @property
     def backbone(self) -> str:
@@ -102,8 +121,10 @@ class VGG16Params(PretrainedParams):
     @classmethod
     def _no_top(cls, value: bool) -> bool:
         if value:
-            raise ValueError("include_top: true (the 1000-class ImageNet classifier) is not offered; keep "
-                             "include_top: false and add your own head (Flatten or GlobalAveragePooling2D, then Dense)")
+            raise ValueError(
+                "include_top: true (the 1000-class ImageNet classifier) is not offered; keep "
+                "include_top: false and add your own head (Flatten or GlobalAveragePooling2D, then Dense)"
+            )
         return value
 
 
@@ -112,8 +133,9 @@ class BackboneParams(PretrainedParams):
     """A torchvision classification model without its classifier (`name`: see the backbones)."""
 
     type: Literal["Backbone"]
-    name: str = Field(description="The torchvision model (see the backbones table); this layer's `name` names "
-                      "the backbone.")
+    name: str = Field(
+        description="The torchvision model (see the backbones table); this layer's `name` names the backbone."
+    )
 
     @field_validator("name")
     @classmethod

@@ -36,8 +36,9 @@ class ModelCheckpointParams(Params):
     monitor: str | None = Field(None, description=MONITOR)
     mode: Mode = Field("auto", description=MODE)
     save_best_only: bool = Field(True, description="Write only when the monitored value improves.")
-    filename: str = Field("best.pt", description="File in the run directory; may hold {epoch}, e.g. "
-                          "epoch-{epoch:03d}.pt.")
+    filename: str = Field(
+        "best.pt", description="File in the run directory; may hold {epoch}, e.g. epoch-{epoch:03d}.pt."
+    )
     min_delta: NonNegativeFloat = Field(0.0, description=MIN_DELTA)
 
     @field_validator("filename")
@@ -73,5 +74,6 @@ class TensorBoardParams(Params):
     """Log every number of the epoch row as a TensorBoard scalar (needs `pip install tensorboard`)."""
 
     type: Literal["TensorBoard"]
-    log_dir: str = Field("tensorboard", description="Where the event files go, relative to the run directory "
-                         "(or absolute).")
+    log_dir: str = Field(
+        "tensorboard", description="Where the event files go, relative to the run directory (or absolute)."
+    )

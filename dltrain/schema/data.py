@@ -14,9 +14,19 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from .._params import Params
 from .._registry import Registry
 
-SOURCES: Registry[Any] = Registry("data source", case_sensitive=False, implemented_in=(
-    "dltrain.data.digits", "dltrain.data.synthetic", "dltrain.data.npz", "dltrain.data.tabular",
-    "dltrain.data.timeseries", "dltrain.data.images", "dltrain.data.vision"))
+SOURCES: Registry[Any] = Registry(
+    "data source",
+    case_sensitive=False,
+    implemented_in=(
+        "dltrain.data.digits",
+        "dltrain.data.synthetic",
+        "dltrain.data.npz",
+        "dltrain.data.tabular",
+        "dltrain.data.timeseries",
+        "dltrain.data.images",
+        "dltrain.data.vision",
+    ),
+)
 source = SOURCES.describes(tag="source")
 
 PATH = "The file to read (relative to the current directory)."
@@ -32,23 +42,34 @@ class AugmentParams(Params):
     """`data.augment`: random transforms applied to training batches only."""
 
     random_flip: Literal["horizontal", "vertical", "horizontal_and_vertical"] | None = Field(
-        None, description="Flip each image at random along these axes.")
+        None, description="Flip each image at random along these axes."
+    )
     random_crop: CropParams | None = Field(None, description="Pad, then crop back to the original size at random.")
     random_rotation: Annotated[float, Field(ge=0.0, le=180.0)] | None = Field(
-        None, description="Rotate each image by up to this many degrees, either way.")
+        None, description="Rotate each image by up to this many degrees, either way."
+    )
 
 
 class DataParams(Params):
     """Keys every source accepts."""
 
-    test_split: Annotated[float, Field(gt=0.0, lt=1.0, description="Fraction held out as the test set, for "
-                                       "sources without a test split of their own.")] = 0.2
+    test_split: Annotated[
+        float,
+        Field(
+            gt=0.0,
+            lt=1.0,
+            description="Fraction held out as the test set, for sources without a test split of their own.",
+        ),
+    ] = 0.2
     normalize: Literal["scale", "standardize", "imagenet"] | None = Field(
-        None, description="scale: to [0, 1]; standardize: zero mean, unit variance (training statistics); "
-        "imagenet: ImageNet's mean and std (the default before a pretrained backbone).")
+        None,
+        description="scale: to [0, 1]; standardize: zero mean, unit variance (training statistics); "
+        "imagenet: ImageNet's mean and std (the default before a pretrained backbone).",
+    )
     flatten: bool = Field(False, description="Flatten each sample to one axis.")
     resize: PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = Field(
-        None, description="Resize images to this size: one number, or [height, width].")
+        None, description="Resize images to this size: one number, or [height, width]."
+    )
     channels: Literal[1, 3] | None = Field(None, description="Convert images to 1 (grey) or 3 (RGB) channels.")
     augment: AugmentParams | None = Field(None, description="Random transforms of training images.")
 
@@ -82,7 +103,8 @@ class ImageFolderParams(DataParams):
     source: Literal["image_folder"]
     path: Path = Field(description="The folder holding train/<class>/ (and optional val/, test/).")
     image_size: PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = Field(
-        256, description="Every image is resized to this: one number, or [height, width].")
+        256, description="Every image is resized to this: one number, or [height, width]."
+    )
     num_workers: NonNegativeInt | None = Field(None, description="DataLoader worker processes (default: up to 4).")
 
     @property
@@ -132,9 +154,13 @@ class CsvParams(DataParams):
     path: Path = Field(description=PATH)
     target: str = Field(description="The column to predict.")
     features: Annotated[list[str], Field(min_length=1)] | None = Field(
-        None, description="The input columns (default: every other column).")
-    categorical: list[str] = Field([], description="Numeric-looking columns to one-hot as categories "
-                                   "(e.g. zip codes); text columns are categorical anyway.")
+        None, description="The input columns (default: every other column)."
+    )
+    categorical: list[str] = Field(
+        [],
+        description="Numeric-looking columns to one-hot as categories "
+        "(e.g. zip codes); text columns are categorical anyway.",
+    )
 
 
 @source
@@ -145,7 +171,8 @@ class TimeseriesParams(DataParams):
     path: Path = Field(description=PATH)
     target: str = Field(description="The column to forecast.")
     columns: Annotated[list[str], Field(min_length=1)] | None = Field(
-        None, description="The input columns (default: every numeric column).")
+        None, description="The input columns (default: every numeric column)."
+    )
     window: PositiveInt = Field(10, description="Steps in each input window.")
     horizon: PositiveInt = Field(1, description="How many steps after the window the target is read.")
 

@@ -20,8 +20,18 @@ ActivationName = Literal[
     "linear", "relu", "sigmoid", "softmax", "tanh", "gelu", "elu", "selu", "silu", "swish", "leaky_relu"
 ]
 InitializerName = Literal[
-    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal", "orthogonal",
-    "random_normal", "random_uniform", "zeros", "ones", "torch_default",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "orthogonal",
+    "random_normal",
+    "random_uniform",
+    "zeros",
+    "ones",
+    "torch_default",
 ]
 
 IntPair = PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
@@ -78,8 +88,10 @@ class ReshapeParams(LayerParams):
     """Reshape to `target_shape` (batch axis excluded; one entry may be -1)."""
 
     type: Literal["Reshape"]
-    target_shape: Annotated[list[int], Field(min_length=1, description="The new shape, batch axis excluded; "
-                                                                        "one entry may be -1 (inferred).")]
+    target_shape: Annotated[
+        list[int],
+        Field(min_length=1, description="The new shape, batch axis excluded; one entry may be -1 (inferred)."),
+    ]
 
 
 @layer
@@ -103,8 +115,12 @@ class BatchNormalizationParams(LayerParams):
     """Normalize each feature (or channel of `[C, H, W]`) over the batch."""
 
     type: Literal["BatchNormalization"]
-    momentum: Annotated[float, Field(gt=0.0, lt=1.0, description="Keras's momentum: the weight of the old running "
-                                                                "average (PyTorch's is 1 - it).")] = 0.99
+    momentum: Annotated[
+        float,
+        Field(
+            gt=0.0, lt=1.0, description="Keras's momentum: the weight of the old running average (PyTorch's is 1 - it)."
+        ),
+    ] = 0.99
     epsilon: Annotated[float, Field(gt=0.0, description="Added to the variance before dividing.")] = 1e-3
 
 
@@ -130,8 +146,9 @@ class Conv2DParams(KernelParams):
     filters: PositiveInt = Field(description="Output channels.")
     kernel_size: IntPair = Field(description=_KERNEL)
     strides: IntPair = Field(1, description=_STRIDES)
-    padding: Literal["valid", "same"] = Field("valid", description="valid: no padding; same: output size "
-                                                                     "ceil(input / strides).")
+    padding: Literal["valid", "same"] = Field(
+        "valid", description="valid: no padding; same: output size ceil(input / strides)."
+    )
     activation: ActivationName = _activation()
 
 
@@ -143,8 +160,9 @@ class Conv1DParams(KernelParams):
     filters: PositiveInt = Field(description="Output features per step.")
     kernel_size: PositiveInt = Field(description="Window length in steps.")
     strides: PositiveInt = Field(1, description="Step between windows.")
-    padding: Literal["valid", "same", "causal"] = Field("valid", description="valid: none; same: output length "
-                                                        "ceil(T / strides); causal: pad the start only.")
+    padding: Literal["valid", "same", "causal"] = Field(
+        "valid", description="valid: none; same: output length ceil(T / strides); causal: pad the start only."
+    )
     activation: ActivationName = _activation()
 
 

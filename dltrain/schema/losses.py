@@ -14,8 +14,9 @@ Task = Literal["classification", "binary", "regression"]
 LOSSES: Registry[Any] = Registry("loss", case_sensitive=False, implemented_in=("dltrain.losses",))
 loss = LOSSES.describes()
 
-Smoothing = Annotated[float, Field(ge=0.0, lt=1.0, description="Keras's label smoothing: targets move this "
-                                                             "fraction toward uniform.")]
+Smoothing = Annotated[
+    float, Field(ge=0.0, lt=1.0, description="Keras's label smoothing: targets move this fraction toward uniform.")
+]
 
 
 @loss

@@ -15,8 +15,12 @@ from .._registry import Registry
 OPTIMIZERS: Registry[Any] = Registry("optimizer", case_sensitive=False, implemented_in=("dltrain.optim",))
 optimizer = OPTIMIZERS.describes()
 
-LearningRate = Annotated[float, Field(gt=0.0, alias="learning_rate", description="The learning rate "
-                                      "(also `learning_rate`); a schedule multiplies it.")]
+LearningRate = Annotated[
+    float,
+    Field(
+        gt=0.0, alias="learning_rate", description="The learning rate (also `learning_rate`); a schedule multiplies it."
+    ),
+]
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 Epsilon = Annotated[float, Field(gt=0.0, description="Added to the denominator for numerical stability.")]
 Momentum = Annotated[float, Field(ge=0.0, description="Momentum factor (0: none).")]

@@ -36,8 +36,11 @@ class PlateauKeys(Params):
 class ScheduleParams(Params):
     """Keys every schedule accepts."""
 
-    warmup_epochs: NonNegativeFloat = Field(0.0, description="Ramp the lr linearly from 0 over this many epochs "
-                                            "(fractions allowed); the schedule starts after it.")
+    warmup_epochs: NonNegativeFloat = Field(
+        0.0,
+        description="Ramp the lr linearly from 0 over this many epochs "
+        "(fractions allowed); the schedule starts after it.",
+    )
 
 
 @schedule
@@ -72,8 +75,9 @@ class OneCycleParams(ScheduleParams):
     type: Literal["onecycle"]
     pct_start: Annotated[float, Field(gt=0.0, lt=1.0, description="Fraction of the run spent rising.")] = 0.3
     div_factor: Annotated[float, Field(ge=1.0, description="The starting lr is lr / div_factor.")] = 25.0
-    final_div_factor: Annotated[float, Field(ge=1.0, description="The final lr is the starting lr / "
-                                             "final_div_factor.")] = 1e4
+    final_div_factor: Annotated[
+        float, Field(ge=1.0, description="The final lr is the starting lr / final_div_factor.")
+    ] = 1e4
 
 
 @schedule
