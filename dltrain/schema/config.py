@@ -134,4 +134,9 @@ def json_schema() -> dict[str, Any]:
     """The JSON Schema of a config file, for editors: every key with its description."""
     schema = Config.model_json_schema(by_alias=False)
     schema["title"] = "dltrain config"
+    for model in schema["$defs"].values():  # the `type`/`source` tag: its one value names the entry
+        for tag in ("type", "source"):
+            prop = model.get("properties", {}).get(tag)
+            if prop is not None and "const" in prop:
+                prop.setdefault("description", f"{prop['const']}: {model.get('description', '')}".strip())
     return schema
