@@ -8,7 +8,6 @@ from ._registry import Registry
 from .presets import describe, presets
 from .schema.backbones import BACKBONES
 from .schema.callbacks import CALLBACKS
-from .schema.config import Config  # noqa: F401  (describes every name a config can use)
 from .schema.data import SOURCES
 from .schema.layers import LAYERS
 from .schema.losses import LOSSES
