@@ -35,6 +35,15 @@ def activation(name: str, shape: Shape) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
+def apply_output_activation(name: str | None, outputs: torch.Tensor) -> torch.Tensor:
+    """Turn logits into what the user's final activation would have produced."""
+    if name == "softmax":
+        return outputs.softmax(dim=-1)
+    if name == "sigmoid":
+        return outputs.sigmoid()
+    return outputs
+
+
 # Keras's truncated normal is cut at two standard deviations; this rescales it so the
 # variance is the one asked for (keras.initializers.VarianceScaling).
 _TRUNCATION = 0.87962566103423978

@@ -1,8 +1,9 @@
 """Build the model layer by layer with the shape known at each step, and summarize it.
 
 The network returns logits: a final softmax (or sigmoid) that a cross-entropy loss
-absorbs is split off here (kept by name as `output_activation`); `predict` and the
-exported models turn the logits into probabilities, and `evaluate` scores the logits.
+absorbs is split off here (kept by name as `output_activation`, applied by
+`probabilities`); `predict` and the exported models turn the logits into
+probabilities, and `evaluate` scores the logits.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .activations import apply_output_activation
 from .config import Config, LoadedConfig
 from .data.adapter import InputAdapter
 from .errors import ConfigError
@@ -51,6 +53,10 @@ class Network(nn.Module):
         if self.adapter is not None:
             x = self.adapter(x)
         return self.layers(x)
+
+    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        """What the user's final activation would have produced from `outputs` (the logits)."""
+        return apply_output_activation(self.output_activation, outputs)
 
     @property
     def has_penalty(self) -> bool:
