@@ -110,7 +110,7 @@ def compare(folder: Path, npz: Path, device: str, repeats: int, metrics: list[st
     trainer.train_epoch(batches, 0)  # warm-up
     hand.epoch(0)
     for repeat in range(1, repeats + 1):
-        pair = [("ours", lambda: trainer.train_epoch(batches, repeat)), ("hand", lambda: hand.epoch(repeat))]
+        pair = [("ours", lambda r=repeat: trainer.train_epoch(batches, r)), ("hand", lambda r=repeat: hand.epoch(r))]
         for name, run in pair if repeat % 2 else pair[::-1]:
             (ours if name == "ours" else theirs).append(timed(run, trainer.ctx.device))
     return statistics.median(ours), statistics.median(theirs)

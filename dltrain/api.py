@@ -1,6 +1,7 @@
-"""The Python API: `fit`, `evaluate`, `predict` and `check`. The CLI only calls these.
+"""The Python API: `fit`, `evaluate`, `predict` and `check`, the library behind those commands.
 
-Each one wires the same path: config → data → model → trainer → checkpoint.
+`fit`, `check` and `evaluate` wire config → data → model → trainer (→ checkpoint);
+`predict` rebuilds the model from the checkpoint alone and reads no training data.
 """
 
 from __future__ import annotations

@@ -25,13 +25,13 @@ import threading
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
 
-from . import __version__
 from ._files import atomic_path
+from ._version import __version__
 from .errors import CheckpointError
 
 FORMAT = "dltrain-checkpoint-2"
@@ -430,7 +430,7 @@ def load(path: str | Path, default_name: str = "best.pt") -> Checkpoint:
 def rng_state() -> dict[str, Any]:
     """Every RNG a run draws from, as plain data."""
     py_version, py_state, py_gauss = random.getstate()
-    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     return {
         "python": [py_version, list(py_state), py_gauss],
         "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],

@@ -28,15 +28,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
+from ._files import atomic_path, write_text_atomic
 from ._registry import Registry
+from ._version import __version__
 from .activations import activation
 from .api import restore
 from .data import DataBundle, Preprocessing
 from .data.batches import first_inputs
 from .errors import RunError, UserError
 from .model import Network
-from ._files import atomic_path, write_text_atomic
 
 # Exported and PyTorch outputs must agree elementwise: |export - torch| <= ATOL + RTOL * |torch|
 # (numpy.allclose). Measured differences are ~1e-7 (float32 rounding in a different kernel

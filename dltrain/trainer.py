@@ -8,19 +8,21 @@ at the end of an epoch.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from contextlib import nullcontext
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import checkpoint
 from .callbacks import build_callbacks
 from .config import LoadedConfig
 from .data import DataBundle, Split
 from .data.augment import build_augment
 from .data.batches import Batches, first_inputs, make_batches
 from .distributed import Context
+from .errors import CheckpointError
 from .feature_cache import cache_features
 from .losses import loss_spec
 from .metrics import Tracker, build_metrics, predicted_labels
@@ -33,9 +35,7 @@ from .rundir import RunDir
 from .runtime import compile_network, deterministic_mode
 from .safety import NanGuard, StopRequest, tidy_display
 from .schedules import LearningRate
-from .errors import CheckpointError
 from .transfer import backbones, param_groups, unfreeze
-from . import checkpoint
 
 EVAL_BATCH = 1024  # evaluation holds no graph, so larger batches are free speed
 

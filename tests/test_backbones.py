@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import torch
 import torchvision
+from conftest import write_config
 from safetensors.torch import save_file
 
-from conftest import write_config
 from dltrain.checkpoint import load
 
 

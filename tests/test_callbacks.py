@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from conftest import tiny_digits_config, write_config
+
 from dltrain import checkpoint
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-
 from conftest import tiny_digits_config, write_config
 
 Edit = Callable[[dict[str, Any]], None]

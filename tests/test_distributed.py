@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, tiny_digits_config, write_config
+
 from dltrain.build import prepare
 from dltrain.config import load_config
 from dltrain.data.batches import TensorBatches

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import write_config
 from data_files import blob_images, write_cifar10, write_image_folder, write_mnist, write_png
 

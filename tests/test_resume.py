@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from conftest import REPO, tiny_digits_config, write_config
+
 from dltrain import api, checkpoint
 from dltrain.reporting import Reporter
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-
 from conftest import tiny_digits_config, write_config
 from data_files import write_series, write_table
+from sklearn.datasets import load_digits
 
 from dltrain import api
 from dltrain.build import prepare

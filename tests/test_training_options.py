@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import tiny_digits_config, write_config
 from rich.console import Console
 
-from conftest import tiny_digits_config, write_config
 from dltrain import api, checkpoint
 from dltrain.build import prepare, seed_everything
 from dltrain.config import load_config
