@@ -67,7 +67,7 @@ LAYERS: dict[str, set[str]] = {
         "transfer",
         "trainer",
     },
-    "library": {"api", "predict", "export", "presets", "catalog", "display", "launch", "", "_docs"},
+    "library": {"api", "build", "predict", "export", "presets", "catalog", "display", "launch", "", "_docs"},
     "cli": {"cli", "__main__"},
 }
 ORDER = list(LAYERS)
