@@ -2,13 +2,15 @@
 
 Exit codes: 0 success; 2 bad usage, config or input (one message, no traceback);
 1 a failure while running; 130 interrupted.
+
+Each command imports the library it calls inside its body: `--help`, `--version`,
+`init` and `schema` never import torch, and start in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
 
@@ -17,13 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, api, launch, presets
-from .export import export as export_model
-from .catalog import catalog
-from .config import json_schema
-from .display import RichReporter, predictions_table, report_table, summary_table
-from .errors import DltrainError, Interrupted, ReportedElsewhere
-from .safety import terminated_as_interrupt
+from ._version import __version__
+from .errors import DltrainError, Interrupted, ReportedElsewhere, terminated_as_interrupt
 
 app = typer.Typer(
     name="dltrain",
@@ -95,6 +92,9 @@ def fit(
     devices: Annotated[int, typer.Option("--devices", min=1, help="Train with DDP on N processes of this node (one per GPU, or N CPU processes).")] = 1,
 ) -> None:
     """Validate, build, train and checkpoint a model from a YAML config."""
+    from . import api, launch
+    from .display import RichReporter
+
     sets = list(overrides or [])
     if device:
         sets.append(f"fit.device={device}")
@@ -121,6 +121,9 @@ def evaluate(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the confusion matrix into this image file (e.g. confusion.png).")] = None,
 ) -> None:
     """Evaluate a checkpoint on its stored data config: loss, metrics, confusion matrix."""
+    from . import api
+    from .display import report_table
+
     if split not in ("test", "val", "train"):
         raise typer.BadParameter(f"expected test, val or train; received {split!r}", param_hint="--split")
     report = api.evaluate(checkpoint, split, list(overrides or []), device, plot)
@@ -141,6 +144,9 @@ def predict(
     as_json: JsonOption = False,
 ) -> None:
     """Predict new inputs with a trained model, preprocessed exactly as its training data."""
+    from . import api
+    from .display import predictions_table
+
     report = api.predict(checkpoint, list(inputs), top_k, device)
     if as_json:
         print(json.dumps(report))
@@ -156,6 +162,9 @@ def check(
     as_json: JsonOption = False,
 ) -> None:
     """Validate a config and build its model without training; print the summary."""
+    from . import api
+    from .display import summary_table
+
     _, built = api.check(config, list(overrides or []))
     if as_json:
         layers = [
@@ -179,12 +188,14 @@ def init(
     list_all: Annotated[bool, typer.Option("--list", help="List the presets and exit.")] = False,
 ) -> None:
     """Write a bundled preset config to start a project from."""
+    from . import presets
+
     if list_all or preset is None:
         table = Table(title="presets (dltrain init PRESET [DEST])", title_justify="left")
         table.add_column("name", no_wrap=True)
         table.add_column("what it is")
-        for item in catalog()["presets"]:
-            table.add_row(item["name"], item["summary"])
+        for name, path in presets.presets().items():
+            table.add_row(name, presets.describe(path))
         out_console.print(table)
         return
     written = presets.write_preset(preset, dest, force)
@@ -199,6 +210,8 @@ def export(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The file to write (default: beside the checkpoint).")] = None,
 ) -> None:
     """Export a checkpoint for deployment, checked against the PyTorch model; preprocessing JSON beside it."""
+    from .export import export as export_model
+
     result = export_model(checkpoint, fmt, output)
     out_console.print(f"wrote {result.path} and {result.metadata_path} (checked on {result.samples} test samples: "
                       f"largest difference {result.max_abs_diff:.2g})", highlight=False, soft_wrap=True)
@@ -207,12 +220,16 @@ def export(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the config file (for editor validation and completion)."""
+    from .schema.config import json_schema
+
     print(json.dumps(json_schema(), indent=2))
 
 
 @app.command("list-models")
 def list_models(as_json: JsonOption = False) -> None:
     """List everything a config can name: layers, backbones, sources, optimizers, losses, metrics, presets."""
+    from .catalog import catalog
+
     entries = catalog()
     if as_json:
         print(json.dumps(entries))
@@ -233,4 +250,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

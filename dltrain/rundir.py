@@ -104,6 +104,7 @@ class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._handler: logging.Handler | None = None
+        self._writer = checkpoint.Writer()
         self._lock = RunLock(path)
         self._created: Path | None = None  # the top folder this fit made: removed again if it wrote nothing
 
@@ -158,8 +159,19 @@ class RunDir:
         log.addHandler(self._handler)
         log.setLevel(logging.INFO)
 
+    def flush(self) -> None:
+        """Wait for the checkpoints still being written; a failed write raises its error here."""
+        self._writer.flush()
+
     def close(self) -> None:
-        """Stop copying the log and unlock; a folder this fit made and left empty is removed."""
+        """Wait for checkpoints still being written (raising a write's error), stop logging and unlock;
+        a folder this fit made and left empty is removed."""
+        try:
+            self._writer.flush()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         if self._handler is not None:
             log.removeHandler(self._handler)
             self._handler.close()
@@ -185,8 +197,9 @@ class RunDir:
     def write_metrics(self, results: dict[str, Any]) -> None:
         write_text_atomic(self.path / "metrics.json", json.dumps(results, indent=2) + "\n")
 
-    def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None:
-        checkpoint.save(self.path / name, payload)
+    def save_checkpoint(self, name: str, saved: "checkpoint.Checkpoint") -> None:
+        """Write `name` in the background (from a detached snapshot); `close` waits for it."""
+        self._writer.submit(self.path / name, saved)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:

@@ -119,23 +119,6 @@ class StopRequest:
         self._restore()
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
-
-
-@contextlib.contextmanager
-def terminated_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises Interrupted (exit 143) like Ctrl-C raises KeyboardInterrupt, so files are closed cleanly."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
-
-
 @contextlib.contextmanager
 def tidy_display(reporter: Reporter) -> Iterator[None]:
     """Take down a live display when training stops by an exception, so the error is seen."""

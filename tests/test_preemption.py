@@ -45,7 +45,7 @@ def test_sigterm_mid_epoch_saves_and_resume_is_exact(tmp_path: Path) -> None:
         api.fit(config, run_dir="cut", reporter=At(2, 10, lambda: os.kill(os.getpid(), signal.SIGTERM)))
     assert stopped.value.exit_code == 143
     saved = checkpoint.load("cut/last.pt")
-    assert saved["epoch"] == 1 and saved["partial"]["step"] == 10
+    assert saved.epoch == 1 and saved.partial is not None and saved.partial["step"] == 10
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # our handler removed again
     api.fit(resume="cut")
     api.fit(config, run_dir="whole")
@@ -61,7 +61,7 @@ def test_checkpoint_every_writes_last_pt_mid_epoch_and_resume_is_exact(tmp_path:
     with pytest.raises(Killed):
         api.fit(write_config(tmp_path, config, "every.yaml"), run_dir="cut", reporter=At(*killed_at, _kill))
     saved = checkpoint.load("cut/last.pt")
-    assert saved["epoch"] == killed_at[0] - 1 and saved["partial"]["step"] == saved_step
+    assert saved.epoch == killed_at[0] - 1 and saved.partial is not None and saved.partial["step"] == saved_step
     api.fit(resume="cut")
     del config["fit"]["checkpoint_every"]  # saving along the way changes nothing in the result
     api.fit(write_config(tmp_path, config, "plain.yaml"), run_dir="whole")
