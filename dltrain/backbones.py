@@ -233,7 +233,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raise LayerError(f"reading '{path}' needs the safetensors package: pip install safetensors") from None
         try:
             return load_file(str(path))
-        except Exception as exc:  # noqa: BLE001  (safetensors raises its own SafetensorsError)
+        except Exception as exc:  # safetensors raises its own SafetensorsError
             raise LayerError(f"'{path}' is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

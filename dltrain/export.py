@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._files import atomic_path, write_text_atomic
+from ._files import atomic_path, check_output_file, write_text_atomic
 from ._registry import Registry
 from ._version import __version__
 from .activations import activation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from ._files import write_text_atomic
+from ._files import check_output_file, write_text_atomic
 from ._registry import did_you_mean
 from .errors import UserError
 

@@ -116,7 +116,10 @@ class Process:
         if self.fresh is not None and self.fresh.poll() is not None:
             out, err = self.fresh.communicate()
             return out.decode(errors="replace"), err.decode(errors="replace")
-        read = lambda name: (self.folder / name).read_text(errors="replace") if (self.folder / name).exists() else ""
+        def read(name: str) -> str:
+            path = self.folder / name
+            return path.read_text(errors="replace") if path.exists() else ""
+
         return read("out"), read("err")
 
     def cpu_seconds(self) -> float:

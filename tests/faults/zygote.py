@@ -50,7 +50,7 @@ def _command(request: dict[str, Any]) -> None:
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
         code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    except BaseException:  # noqa: BLE001  (what the interpreter would print for an uncaught exception)
+    except BaseException:  # what the interpreter would print for an uncaught exception
         traceback.print_exc()
     finally:
         sys.stdout.flush()
