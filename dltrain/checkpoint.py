@@ -147,7 +147,7 @@ def _is_number(value: Any) -> bool:
 _SCHEMA: dict[str, tuple[Callable[[Any], bool], bool]] = {  # key: (check, required)
     "config": (lambda v: isinstance(v, dict) and "model" in v and "data" in v, True),
     "model": (_is_state, True),
-    "task": (lambda v: v in ("classification", "regression"), True),
+    "task": (lambda v: v in ("classification", "binary", "regression"), True),
     "input_shape": (_is_shape, True),
     "num_classes": (_optional(lambda v: _is_int(v) and v > 1), True),
     "target_width": (lambda v: _is_int(v) and v > 0, True),
@@ -246,7 +246,11 @@ def check_consistent(saved: Checkpoint) -> None:
             raise _damaged(file, f"it says the model takes inputs of {saved.input_shape}, but its preprocessing "
                                  f"makes {made} of a raw sample {list(raw)}")
     count, names, width = saved.num_classes, saved.class_names, saved.target_width
-    if saved.task != "classification":
+    if saved.task == "binary":  # one output, the probability of the second of two classes
+        count = 2
+        if width != 1:
+            raise _damaged(file, f"a binary classifier has one output, not {width}")
+    elif saved.task != "classification":
         return
     if count is None or width not in (count, 1) or (width == 1 and count != 2):
         raise _damaged(file, f"{count} classes do not fit an output {width} wide")
