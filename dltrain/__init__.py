@@ -7,6 +7,13 @@
 
 __version__ = "0.1.0"
 
-from .api import check, evaluate, fit  # noqa: E402  (the version must exist first)
-
 __all__ = ["__version__", "check", "evaluate", "fit"]
+
+
+def __getattr__(name: str) -> object:
+    """`fit`, `evaluate` and `check` on first use: importing dltrain (or the ONNX server) must not import torch."""
+    if name in ("check", "evaluate", "fit"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'dltrain' has no attribute {name!r}")
