@@ -32,7 +32,7 @@ def decode_image(source: str | Path | IO[bytes], channels: int, size: tuple[int,
         name = f"'{source}'" if isinstance(source, (str, Path)) else "the data"
         raise DataError(f"{name} is not a readable image ({exc})") from None
     array = array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))  # (C, H, W)
+    return array.transpose(2, 0, 1).copy()  # (C, H, W), contiguous and writable
 
 
 def image_values(pixels: np.ndarray, value_range: float | None) -> np.ndarray:

@@ -9,6 +9,7 @@ any dltrain module that does, so a serving install needs only the `serve` extra.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ class ServedModel:
         return {"model": self.name, "runtime": self.runtime, "task": self.task, "class_names": self.class_names,
                 "input": {**self.spec.info(), "schema": self.spec.schema()}, "outputs_per_sample": self.width,
                 **self.info, "dltrain_version": __version__,
-                "process": {"torch_imported": "torch" in sys.modules}}
+                "process": {"pid": os.getpid(), "torch_imported": "torch" in sys.modules}}
 
 
 def load_checkpoint(path: Path, device: str) -> ServedModel:
