@@ -172,8 +172,7 @@ def test_onnx_server_imports_no_torch_agrees_with_predict_and_finishes_in_flight
     x = digits(16)
     np.save(tmp_path / "x.npy", x)
     expected = predict_json(models["mlp"], tmp_path / "x.npy")
-    srv = ServerProcess(models["onnx"], "--workers", "2", "--max-wait-ms", "1500", "--max-batch", "1000",
-                        log=tmp_path / "server.log", env=ENV)  # `python -m dltrain.serve`: no dltrain CLI
+    srv = ServerProcess(models["onnx"], "--workers", "2", log=tmp_path / "server.log", env=ENV)  # no dltrain CLI
     try:
         srv.wait_healthy()
         meta = httpx.get(srv.url + "/metadata").json()
@@ -181,11 +180,18 @@ def test_onnx_server_imports_no_torch_agrees_with_predict_and_finishes_in_flight
         assert_rows_close(httpx.post(srv.url + "/predict", json={"instances": x.tolist()}, timeout=60)
                           .json()["predictions"], expected, atol=1e-5)
 
+        body = json.dumps({"instances": x[:1].tolist()}).encode()
+
+        def slow_body() -> Any:  # the request is still arriving when SIGTERM does
+            yield body[:100]
+            time.sleep(1.0)
+            yield body[100:]
+
         answer: dict[str, Any] = {}
-        request = threading.Thread(target=lambda: answer.update(
-            response=httpx.post(srv.url + "/predict", json={"instances": x[:1].tolist()}, timeout=60)))
+        request = threading.Thread(target=lambda: answer.update(response=httpx.post(
+            srv.url + "/predict", content=slow_body(), headers={"content-type": "application/json"}, timeout=60)))
         request.start()
-        time.sleep(0.5)  # the request now waits in the batcher (up to 1.5 s)
+        time.sleep(0.4)
         srv.process.terminate()  # SIGTERM to the parent, which stops its workers gracefully
         request.join(60)
         assert answer["response"].status_code == 200, srv.output()

@@ -1,10 +1,11 @@
 """Dynamic batching: requests that arrive together run as one forward pass.
 
-Requests queue their raw samples; one loop takes the first, waits up to `max_wait`
-for more while the batch holds fewer than `max_batch` samples, runs the model once
-(in a worker thread, so the event loop keeps accepting requests), and hands each
-request its rows. While one batch runs the next one fills, so under load batches
-form without waiting. `max_batch=1` turns batching off: every request runs alone.
+Requests queue their raw samples; one loop takes what has arrived, runs the model once
+on up to `max_batch` samples (in a worker thread, so the event loop keeps accepting
+requests), and hands each request its rows. While one batch runs the next one fills,
+so under load batches form by themselves. Only when the last batch held several
+requests (there is load) does the loop also wait up to `max_wait` for more to fill
+the batch: a lone client never pays that wait. `max_batch=1` turns batching off: every request runs alone.
 A request larger than `max_batch` is never split; it runs as a batch of its own.
 """
 
@@ -38,6 +39,7 @@ class Batcher:
         self.task: asyncio.Task[None] | None = None
         self.batches = 0  # counts for /metadata: how well batching works
         self.samples = 0
+        self.loaded = False  # the last batch held more than one request
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop())
@@ -65,14 +67,16 @@ class Batcher:
             while not self.pending:
                 self.arrived.clear()
                 await self.arrived.wait()
-            deadline = loop.time() + self.max_wait_s
+            deadline = loop.time() + (self.max_wait_s if self.loaded else 0.0)
             while self._queued() < self.max_batch and (left := deadline - loop.time()) > 0:
                 self.arrived.clear()
                 try:
                     await asyncio.wait_for(self.arrived.wait(), left)
                 except TimeoutError:
                     break
-            await self._run(loop, self._take())
+            batch = self._take()
+            self.loaded = len(batch) > 1
+            await self._run(loop, batch)
 
     def _take(self) -> list[Pending]:
         """The oldest requests that fit in one batch (at least one)."""
