@@ -6,23 +6,26 @@ batching on, `--max-batch 64 --max-wait-ms 2`, or off, `--max-batch 1`) as a chi
 process on 127.0.0.1. At each concurrency (1, 16, 64 clients, each one instance per
 request, the next sent when the last is answered) it sends at most `--requests`
 requests or runs at most `--seconds`, whichever ends first, after a short warm-up.
-The clients run on the same machine as the server, so on a small box they compete for
-the same cores: compare rows with each other, not with other machines.
+Both servers of a model (batching on and off) run at once and are measured in turns,
+`--rounds` times; the table gives the median of each cell. The clients (one raw
+keep-alive connection each) run on the same machine as the server, so on a small box
+they compete for the same cores: compare rows with each other, not across machines.
 
-    python -m bench.serve_load [--requests 600] [--seconds 6] [--out serve_load.json]
+    python -m bench.serve_load [--requests 1000] [--seconds 4] [--rounds 3] [--out serve_load.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import re
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from sklearn.datasets import load_digits
 
@@ -47,28 +50,52 @@ def train(root: Path) -> dict[str, Path]:
     return files
 
 
-async def load(url: str, instances: list[list], clients: int, requests: int, seconds: float) -> dict[str, float]:
+class Connection:
+    """One keep-alive HTTP/1.1 connection, as little client work as possible (the clients share the server's cores)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> "Connection":
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def post(self, path: str, body: bytes) -> bytes:
+        head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        self.writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        response = await self.reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", response)
+        if not response.startswith(b"HTTP/1.1 200") or length is None:
+            raise RuntimeError(f"the server answered {response.splitlines()[0]!r}")
+        return await self.reader.readexactly(int(length.group(1)))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def load(port: int, bodies: list[bytes], clients: int, requests: int, seconds: float) -> dict[str, float]:
     """`clients` concurrent clients until `requests` are answered or `seconds` pass: req/s, p50, p99 (ms)."""
+    connections = [await Connection.open(port) for _ in range(clients)]
+    for body in bodies[:8]:  # warm-up: the first forward passes
+        await connections[0].post("/predict", body)
     latencies: list[float] = []
     sent = 0
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=clients)) as client:
-        for instance in instances[:8]:  # warm-up: connections, first forward passes
-            (await client.post("/predict", json={"instances": [instance]})).raise_for_status()
-        stop = time.perf_counter() + seconds
+    stop = time.perf_counter() + seconds
 
-        async def client_loop() -> None:
-            nonlocal sent
-            while sent < requests and time.perf_counter() < stop:
-                instance = instances[sent % len(instances)]
-                sent += 1
-                started = time.perf_counter()
-                response = await client.post("/predict", json={"instances": [instance]})
-                response.raise_for_status()
-                latencies.append(time.perf_counter() - started)
+    async def client_loop(connection: Connection) -> None:
+        nonlocal sent
+        while sent < requests and time.perf_counter() < stop:
+            body = bodies[sent % len(bodies)]
+            sent += 1
+            started = time.perf_counter()
+            await connection.post("/predict", body)
+            latencies.append(time.perf_counter() - started)
 
-        began = time.perf_counter()
-        await asyncio.gather(*(client_loop() for _ in range(clients)))
-        elapsed = time.perf_counter() - began
+    began = time.perf_counter()
+    await asyncio.gather(*(client_loop(c) for c in connections))
+    elapsed = time.perf_counter() - began
+    for connection in connections:
+        connection.close()
     cuts = statistics.quantiles(latencies, n=100)
     return {"requests": len(latencies), "req_per_s": len(latencies) / elapsed,
             "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
@@ -76,9 +103,10 @@ async def load(url: str, instances: list[list], clients: int, requests: int, sec
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=600, help="most requests per measurement")
-    parser.add_argument("--seconds", type=float, default=6.0, help="most seconds per measurement")
-    parser.add_argument("--out", type=Path, help="also write the results as JSON")
+    parser.add_argument("--requests", type=int, default=1000, help="most requests per measurement")
+    parser.add_argument("--seconds", type=float, default=4.0, help="most seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repeats; the table gives medians")
+    parser.add_argument("--out", type=Path, help="also write every measurement as JSON")
     args, _ = parser.parse_known_args()
     pixels = load_digits().data.astype(np.float32)
     results = []
@@ -86,17 +114,21 @@ def main() -> None:
         files = train(Path(tmp))
         for key, path in files.items():
             model, runtime = key.split("|")
-            shape = MODELS[model][1]
-            instances = pixels[:256].reshape(256, *np.atleast_1d(shape)).tolist()
-            for batching, flags in BATCHING.items():
-                with running_server(path, *flags, "--device", "cpu") as server:
+            samples = pixels[:256].reshape(256, *np.atleast_1d(MODELS[model][1]))
+            bodies = [json.dumps({"instances": [sample.tolist()]}).encode() for sample in samples]
+            with contextlib.ExitStack() as stack:  # both servers up at once, measured in turns: drift hits both
+                servers = {b: stack.enter_context(running_server(path, *flags, "--device", "cpu"))
+                           for b, flags in BATCHING.items()}
+                for round_ in range(args.rounds):
                     for clients in CONCURRENCY:
-                        row = {"model": model, "runtime": runtime, "batching": batching, "clients": clients,
-                               **asyncio.run(load(server.url, instances, clients, args.requests, args.seconds))}
-                        results.append(row)
-                        print(f"{model:10} {runtime:11} batching {batching:3} c={clients:2}: "
-                              f"{row['req_per_s']:7.0f} req/s  p50 {row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms"
-                              f"  ({row['requests']} requests)", flush=True)
+                        for batching, server in servers.items():
+                            row = {"model": model, "runtime": runtime, "batching": batching, "clients": clients,
+                                   "round": round_,
+                                   **asyncio.run(load(server.port, bodies, clients, args.requests, args.seconds))}
+                            results.append(row)
+                            print(f"{model:10} {runtime:11} batching {batching:3} c={clients:2}: "
+                                  f"{row['req_per_s']:7.0f} req/s  p50 {row['p50_ms']:6.1f} ms  "
+                                  f"p99 {row['p99_ms']:6.1f} ms  ({row['requests']} requests)", flush=True)
     print()
     print(table(results))
     if args.out:
@@ -109,8 +141,12 @@ def table(results: list[dict]) -> str:
     lines = [head, "|" + " --- |" * (3 + len(CONCURRENCY))]
     keys = dict.fromkeys((r["model"], r["runtime"], r["batching"]) for r in results)
     for model, runtime, batching in keys:
-        cells = [f"{r['req_per_s']:.0f}, {r['p50_ms']:.1f}/{r['p99_ms']:.1f}" for r in results
-                 if (r["model"], r["runtime"], r["batching"]) == (model, runtime, batching)]
+        cells = []
+        for clients in CONCURRENCY:
+            runs = [r for r in results if (r["model"], r["runtime"], r["batching"], r["clients"]) ==
+                    (model, runtime, batching, clients)]
+            median = {k: statistics.median(r[k] for r in runs) for k in ("req_per_s", "p50_ms", "p99_ms")}
+            cells.append(f"{median['req_per_s']:.0f}, {median['p50_ms']:.1f}/{median['p99_ms']:.1f}")
         lines.append(f"| {model} | {runtime} | {batching} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -72,11 +72,12 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
         top_k=(int, Field(5, ge=1, description="Classes to list per instance, most probable first.")),
     )
 
-    async def answer(samples: list[np.ndarray], names: list[Any], top_k: int) -> dict[str, Any]:
+    async def answer(samples: list[np.ndarray], names: list[Any], top_k: int) -> JSONResponse:
+        """The rows as `predict --json` prints them (a JSONResponse: plain data needs no jsonable_encoder pass)."""
         assert batcher is not None
         scores = await batcher.submit(np.stack(samples))
         rows = describe_rows(scores, model.task, model.class_names, top_k)
-        return {"predictions": [{"input": name, **row} for name, row in zip(names, rows)]}
+        return JSONResponse({"predictions": [{"input": name, **row} for name, row in zip(names, rows)]})
 
     def check_count(count: int) -> None:
         if count > options.max_instances:
@@ -99,7 +100,7 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
         return {**model.metadata(), "serving": {**limits, **stats}}
 
     @app.post("/predict", openapi_extra={"requestBody": {"required": True}})
-    async def predict(body: request_model) -> dict[str, Any]:  # type: ignore[valid-type]
+    async def predict(body: request_model) -> JSONResponse:  # type: ignore[valid-type]
         """Predictions for JSON instances, in order; each row is what `dltrain predict --json` prints."""
         instances: list[Any] = body.instances  # type: ignore[attr-defined]
         check_count(len(instances))
@@ -110,12 +111,12 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
             except InstanceError as exc:
                 errors.append(instance_error(["body", "instances", i], exc))
         if errors:
-            return unprocessable(errors)  # type: ignore[return-value]
+            return unprocessable(errors)
         return await answer(samples, list(range(len(samples))), body.top_k)  # type: ignore[attr-defined]
 
     @app.post("/predict/files")
     async def predict_files(files: Annotated[list[UploadFile], File(description="Image files.")],
-                            top_k: Annotated[int, Query(ge=1)] = 5) -> dict[str, Any]:
+                            top_k: Annotated[int, Query(ge=1)] = 5) -> JSONResponse:
         """Predictions for uploaded image files (multipart field `files`), named by file name."""
         check_count(len(files))
         samples, errors = [], []
@@ -125,7 +126,7 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
             except InstanceError as exc:
                 errors.append(instance_error(["body", "files", i, upload.filename or ""], exc))
         if errors:
-            return unprocessable(errors)  # type: ignore[return-value]
+            return unprocessable(errors)
         return await answer(samples, [f.filename for f in files], top_k)
 
     return app
