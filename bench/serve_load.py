@@ -11,6 +11,9 @@ Both servers of a model (batching on and off) run at once and are measured in tu
 keep-alive connection each) run on the same machine as the server, so on a small box
 they compete for the same cores: compare rows with each other, not across machines.
 
+It also reads the server's CPU time (/proc), the one number here that other jobs on a
+busy box barely move: server CPU milliseconds per request.
+
     python -m bench.serve_load [--requests 1000] [--seconds 4] [--rounds 3] [--out serve_load.json]
 """
 
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import statistics
 import tempfile
@@ -73,8 +77,18 @@ class Connection:
         self.writer.close()
 
 
-async def load(port: int, bodies: list[bytes], clients: int, requests: int, seconds: float) -> dict[str, float]:
-    """`clients` concurrent clients until `requests` are answered or `seconds` pass: req/s, p50, p99 (ms)."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used: unlike wall time, barely moved by other jobs on the box."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(port: int, pid: int, bodies: list[bytes], clients: int, requests: int,
+               seconds: float) -> dict[str, float]:
+    """`clients` concurrent clients until `requests` are answered or `seconds` pass.
+
+    Requests/s, p50 and p99 latency (ms), and the server's CPU milliseconds per request.
+    """
     connections = [await Connection.open(port) for _ in range(clients)]
     for body in bodies[:8]:  # warm-up: the first forward passes
         await connections[0].post("/predict", body)
@@ -91,14 +105,14 @@ async def load(port: int, bodies: list[bytes], clients: int, requests: int, seco
             await connection.post("/predict", body)
             latencies.append(time.perf_counter() - started)
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), cpu_seconds(pid)
     await asyncio.gather(*(client_loop(c) for c in connections))
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, cpu_seconds(pid) - cpu
     for connection in connections:
         connection.close()
     cuts = statistics.quantiles(latencies, n=100)
     return {"requests": len(latencies), "req_per_s": len(latencies) / elapsed,
-            "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000}
+            "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000, "cpu_ms": cpu * 1000 / len(latencies)}
 
 
 def main() -> None:
@@ -122,13 +136,15 @@ def main() -> None:
                 for round_ in range(args.rounds):
                     for clients in CONCURRENCY:
                         for batching, server in servers.items():
+                            measured = load(server.port, server.process.pid, bodies, clients, args.requests,
+                                            args.seconds)
                             row = {"model": model, "runtime": runtime, "batching": batching, "clients": clients,
-                                   "round": round_,
-                                   **asyncio.run(load(server.port, bodies, clients, args.requests, args.seconds))}
+                                   "round": round_, **asyncio.run(measured)}
                             results.append(row)
                             print(f"{model:10} {runtime:11} batching {batching:3} c={clients:2}: "
                                   f"{row['req_per_s']:7.0f} req/s  p50 {row['p50_ms']:6.1f} ms  "
-                                  f"p99 {row['p99_ms']:6.1f} ms  ({row['requests']} requests)", flush=True)
+                                  f"p99 {row['p99_ms']:6.1f} ms  server CPU {row['cpu_ms']:.2f} ms/req  "
+                                  f"({row['requests']} requests)", flush=True)
     print()
     print(table(results))
     if args.out:
@@ -137,16 +153,18 @@ def main() -> None:
 
 def table(results: list[dict]) -> str:
     """The README's markdown table: one row per model, runtime and batching; req/s and p50/p99 per concurrency."""
-    head = "| model | runtime | batching | " + " | ".join(f"c={c}: req/s, p50/p99 ms" for c in CONCURRENCY) + " |"
-    lines = [head, "|" + " --- |" * (3 + len(CONCURRENCY))]
+    head = ("| model | runtime | batching | " + " | ".join(f"c={c}: req/s, p50/p99 ms" for c in CONCURRENCY)
+            + f" | server CPU ms/req at c={CONCURRENCY[-1]} |")
+    lines = [head, "|" + " --- |" * (4 + len(CONCURRENCY))]
     keys = dict.fromkeys((r["model"], r["runtime"], r["batching"]) for r in results)
     for model, runtime, batching in keys:
         cells = []
         for clients in CONCURRENCY:
             runs = [r for r in results if (r["model"], r["runtime"], r["batching"], r["clients"]) ==
                     (model, runtime, batching, clients)]
-            median = {k: statistics.median(r[k] for r in runs) for k in ("req_per_s", "p50_ms", "p99_ms")}
+            median = {k: statistics.median(r[k] for r in runs) for k in ("req_per_s", "p50_ms", "p99_ms", "cpu_ms")}
             cells.append(f"{median['req_per_s']:.0f}, {median['p50_ms']:.1f}/{median['p99_ms']:.1f}")
+        cells.append(f"{median['cpu_ms']:.2f}")
         lines.append(f"| {model} | {runtime} | {batching} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

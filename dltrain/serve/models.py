@@ -95,7 +95,10 @@ def load_onnx(path: Path, device: str) -> ServedModel:
         raise UserError(f"'{meta_path}': unknown preprocessing step(s) {unknown}; expected {', '.join(STEPS)}")
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
     try:
-        session = onnxruntime.InferenceSession(str(path), providers=providers)
+        options = onnxruntime.SessionOptions()
+        # No busy-waiting between runs: the spinning pool threads would take the cores from the event loop.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own unrelated types for a corrupt file
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"'{path}' is not a loadable ONNX model ({reason}); export the checkpoint again") from None
