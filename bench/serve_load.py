@@ -83,8 +83,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def load(port: int, pid: int, bodies: list[bytes], clients: int, requests: int,
-               seconds: float) -> dict[str, float]:
+async def load(
+    port: int, pid: int, bodies: list[bytes], clients: int, requests: int, seconds: float
+) -> dict[str, float]:
     """`clients` concurrent clients until `requests` are answered or `seconds` pass.
 
     Requests/s, p50 and p99 latency (ms), and the server's CPU milliseconds per request.
@@ -111,8 +112,13 @@ async def load(port: int, pid: int, bodies: list[bytes], clients: int, requests:
     for connection in connections:
         connection.close()
     cuts = statistics.quantiles(latencies, n=100)
-    return {"requests": len(latencies), "req_per_s": len(latencies) / elapsed,
-            "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000, "cpu_ms": cpu * 1000 / len(latencies)}
+    return {
+        "requests": len(latencies),
+        "req_per_s": len(latencies) / elapsed,
+        "p50_ms": cuts[49] * 1000,
+        "p99_ms": cuts[98] * 1000,
+        "cpu_ms": cpu * 1000 / len(latencies),
+    }
 
 
 def main() -> None:
@@ -131,20 +137,32 @@ def main() -> None:
             samples = pixels[:256].reshape(256, *np.atleast_1d(MODELS[model][1]))
             bodies = [json.dumps({"instances": [sample.tolist()]}).encode() for sample in samples]
             with contextlib.ExitStack() as stack:  # both servers up at once, measured in turns: drift hits both
-                servers = {b: stack.enter_context(running_server(path, *flags, "--device", "cpu"))
-                           for b, flags in BATCHING.items()}
+                servers = {
+                    b: stack.enter_context(running_server(path, *flags, "--device", "cpu"))
+                    for b, flags in BATCHING.items()
+                }
                 for round_ in range(args.rounds):
                     for clients in CONCURRENCY:
                         for batching, server in servers.items():
-                            measured = load(server.port, server.process.pid, bodies, clients, args.requests,
-                                            args.seconds)
-                            row = {"model": model, "runtime": runtime, "batching": batching, "clients": clients,
-                                   "round": round_, **asyncio.run(measured)}
+                            measured = load(
+                                server.port, server.process.pid, bodies, clients, args.requests, args.seconds
+                            )
+                            row = {
+                                "model": model,
+                                "runtime": runtime,
+                                "batching": batching,
+                                "clients": clients,
+                                "round": round_,
+                                **asyncio.run(measured),
+                            }
                             results.append(row)
-                            print(f"{model:10} {runtime:11} batching {batching:3} c={clients:2}: "
-                                  f"{row['req_per_s']:7.0f} req/s  p50 {row['p50_ms']:6.1f} ms  "
-                                  f"p99 {row['p99_ms']:6.1f} ms  server CPU {row['cpu_ms']:.2f} ms/req  "
-                                  f"({row['requests']} requests)", flush=True)
+                            print(
+                                f"{model:10} {runtime:11} batching {batching:3} c={clients:2}: "
+                                f"{row['req_per_s']:7.0f} req/s  p50 {row['p50_ms']:6.1f} ms  "
+                                f"p99 {row['p99_ms']:6.1f} ms  server CPU {row['cpu_ms']:.2f} ms/req  "
+                                f"({row['requests']} requests)",
+                                flush=True,
+                            )
     print()
     print(table(results))
     if args.out:
@@ -153,15 +171,21 @@ def main() -> None:
 
 def table(results: list[dict]) -> str:
     """The README's markdown table: one row per model, runtime and batching; req/s and p50/p99 per concurrency."""
-    head = ("| model | runtime | batching | " + " | ".join(f"c={c}: req/s, p50/p99 ms" for c in CONCURRENCY)
-            + f" | server CPU ms/req at c={CONCURRENCY[-1]} |")
+    head = (
+        "| model | runtime | batching | "
+        + " | ".join(f"c={c}: req/s, p50/p99 ms" for c in CONCURRENCY)
+        + f" | server CPU ms/req at c={CONCURRENCY[-1]} |"
+    )
     lines = [head, "|" + " --- |" * (4 + len(CONCURRENCY))]
     keys = dict.fromkeys((r["model"], r["runtime"], r["batching"]) for r in results)
     for model, runtime, batching in keys:
         cells = []
         for clients in CONCURRENCY:
-            runs = [r for r in results if (r["model"], r["runtime"], r["batching"], r["clients"]) ==
-                    (model, runtime, batching, clients)]
+            runs = [
+                r
+                for r in results
+                if (r["model"], r["runtime"], r["batching"], r["clients"]) == (model, runtime, batching, clients)
+            ]
             median = {k: statistics.median(r[k] for r in runs) for k in ("req_per_s", "p50_ms", "p99_ms", "cpu_ms")}
             cells.append(f"{median['req_per_s']:.0f}, {median['p50_ms']:.1f}/{median['p99_ms']:.1f}")
         cells.append(f"{median['cpu_ms']:.2f}")

@@ -25,10 +25,6 @@ class DataError(UserError):
     """Data that is missing, malformed, or does not fit the model."""
 
 
-class BuildError(UserError):
-    """A model that cannot be built from a valid config (shapes that do not fit)."""
-
-
 class CheckpointError(UserError):
     """A checkpoint that is missing, corrupt, or not a dltrain checkpoint."""
 

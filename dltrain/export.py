@@ -28,15 +28,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
+from ._files import atomic_path, write_text_atomic
 from ._registry import Registry
+from ._version import __version__
 from .activations import activation
 from .api import restore
 from .data import DataBundle, Preprocessing
 from .data.batches import first_inputs
 from .errors import RunError, UserError
 from .model import Network
-from ._files import atomic_path, write_text_atomic
 
 # Exported and PyTorch outputs must agree elementwise: |export - torch| <= ATOL + RTOL * |torch|
 # (numpy.allclose). Measured differences are ~1e-7 (float32 rounding in a different kernel
@@ -137,7 +137,8 @@ def export(checkpoint: str | Path, fmt: str, output: str | Path | None = None) -
     name = EXPORTERS.canonical(fmt) or fmt
     _require(name, exporter)
     trainer = restore(checkpoint, device="cpu")
-    source = Path(trainer.checkpoint["path"])  # type: ignore[attr-defined]
+    assert trainer.restored is not None and trainer.restored.path is not None
+    source = trainer.restored.path
     target = Path(output) if output is not None else source.with_suffix(exporter.suffix)
     if target.resolve() == source.resolve():
         raise UserError(f"-o '{target}' is the checkpoint itself; choose another file name")

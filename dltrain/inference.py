@@ -25,8 +25,8 @@ def decode_image(source: str | Path | IO[bytes], channels: int, size: tuple[int,
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(source) as image:
-            image = image.convert(PIL_MODES[channels]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        with Image.open(source) as file:
+            image = file.convert(PIL_MODES[channels]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         name = f"'{source}'" if isinstance(source, (str, Path)) else "the data"
@@ -78,9 +78,13 @@ def describe_rows(values: np.ndarray, task: str, class_names: list[str], top_k: 
     if task == "classification":
         k = min(top_k, values.shape[1])
         order = np.argsort(-values, axis=1, kind="stable")[:, :k]
-        return [{"prediction": class_names[int(idx[0])],
-                 "top_k": [[class_names[int(i)], round(float(row[i]), 6)] for i in idx]}
-                for row, idx in zip(values, order)]
+        return [
+            {
+                "prediction": class_names[int(idx[0])],
+                "top_k": [[class_names[int(i)], round(float(row[i]), 6)] for i in idx],
+            }
+            for row, idx in zip(values, order)
+        ]
     if task == "binary":
         return [{"prediction": _plain((p > 0.5).astype(np.int64)), "probability": _plain(p, 6)} for p in values]
     return [{"prediction": _plain(row.astype(np.float32), 6)} for row in values]
@@ -102,5 +106,7 @@ def apply_steps(x: np.ndarray, steps: list[dict[str, Any]]) -> np.ndarray:
 STEPS = {
     "flatten": lambda x, step: x.reshape(len(x), -1),
     "divide": lambda x, step: x / np.float32(step["value"]),
-    "standardize": lambda x, step: (x - np.asarray(step["mean"], dtype=np.float32)) / np.asarray(step["std"], dtype=np.float32),
+    "standardize": lambda x, step: (
+        (x - np.asarray(step["mean"], dtype=np.float32)) / np.asarray(step["std"], dtype=np.float32)
+    ),
 }

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from ._files import write_text_atomic
 from ._registry import did_you_mean
 from .errors import UserError
-from ._files import write_text_atomic
 
 PRESETS_DIR = Path(__file__).parent / "configs"
 

@@ -42,6 +42,7 @@ class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._handler: logging.Handler | None = None
+        self._writer = checkpoint.Writer()
 
     @classmethod
     def create(cls, name: str, run_dir: str | Path | None = None, root: Path = Path("runs")) -> "RunDir":
@@ -68,7 +69,18 @@ class RunDir:
         log.addHandler(self._handler)
         log.setLevel(logging.INFO)
 
+    def flush(self) -> None:
+        """Wait for the checkpoints still being written; a failed write raises its error here."""
+        self._writer.flush()
+
     def close(self) -> None:
+        """Wait for checkpoints still being written (raising a write's error), and stop logging."""
+        try:
+            self._writer.flush()
+        finally:
+            self._close_log()
+
+    def _close_log(self) -> None:
         if self._handler is not None:
             log.removeHandler(self._handler)
             self._handler.close()
@@ -83,5 +95,6 @@ class RunDir:
     def write_metrics(self, results: dict[str, Any]) -> None:
         write_text_atomic(self.path / "metrics.json", json.dumps(results, indent=2) + "\n")
 
-    def save_checkpoint(self, name: str, payload: dict[str, Any]) -> None:
-        checkpoint.save(self.path / name, payload)
+    def save_checkpoint(self, name: str, saved: "checkpoint.Checkpoint") -> None:
+        """Write `name` in the background (from a detached snapshot); `close` waits for it."""
+        self._writer.submit(self.path / name, saved)

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-
 from conftest import REPO, Cli, tiny_digits_config, write_config
 from data_files import blob_images, write_png, write_table
+from sklearn.datasets import load_digits
+
 from dltrain.serve.process import ServerProcess, running_server
 from dltrain.serve.spec import InputSpec, InstanceError
 
@@ -37,17 +37,32 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny trained models: digits MLP (numbers; and its ONNX export), digits CNN (images), flowers (records)."""
     root = tmp_path_factory.mktemp("models")
     cli = Cli()
-    flowers = {"name": "flowers", "seed": 0,
-               "data": {"source": "csv", "path": str(write_table(root / "flowers.csv")), "target": "species",
-                        "features": ["petal_length", "petal_width", "soil"], "normalize": "standardize"},
-               "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"},
-                                    {"type": "Dense", "units": 3, "activation": "softmax"}]},
-               "compile": {"optimizer": {"type": "adam", "lr": 0.01}, "loss": "categorical_crossentropy"},
-               "fit": {"epochs": 5, "batch_size": 32, "device": "cpu"}}
+    flowers = {
+        "name": "flowers",
+        "seed": 0,
+        "data": {
+            "source": "csv",
+            "path": str(write_table(root / "flowers.csv")),
+            "target": "species",
+            "features": ["petal_length", "petal_width", "soil"],
+            "normalize": "standardize",
+        },
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 8, "activation": "relu"},
+                {"type": "Dense", "units": 3, "activation": "softmax"},
+            ]
+        },
+        "compile": {"optimizer": {"type": "adam", "lr": 0.01}, "loss": "categorical_crossentropy"},
+        "fit": {"epochs": 5, "batch_size": 32, "device": "cpu"},
+    }
     cnn = tiny_digits_config(epochs=2)
     cnn["data"]["as_image"] = True
-    cnn["model"]["layers"] = [{"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
-                              {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
+    cnn["model"]["layers"] = [
+        {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu"},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ]
     for name, config in (("mlp", tiny_digits_config()), ("cnn", cnn), ("flowers", flowers)):
         result = cli("fit", write_config(root, config, f"{name}.yaml"), "--run-dir", root / name)
         assert result.exit_code == 0, result.output
@@ -64,8 +79,9 @@ def predict_json(model: Path, *inputs: Path) -> list[dict[str, Any]]:
 
 def assert_rows_close(got: list[dict[str, Any]], expected: list[dict[str, Any]], atol: float = ATOL) -> None:
     """The same predictions and classes in the same order; probabilities within `atol`."""
-    assert [(r["input"], r["prediction"], [c for c, _ in r["top_k"]]) for r in got] == \
-           [(r["input"], r["prediction"], [c for c, _ in r["top_k"]]) for r in expected]
+    assert [(r["input"], r["prediction"], [c for c, _ in r["top_k"]]) for r in got] == [
+        (r["input"], r["prediction"], [c for c, _ in r["top_k"]]) for r in expected
+    ]
     for g, e in zip(got, expected):
         assert np.allclose([p for _, p in g["top_k"]], [p for _, p in e["top_k"]], atol=atol), (g, e)
 
@@ -78,8 +94,9 @@ def server(model: Path, *args: str, tmp_path: Path, module: str = "dltrain") -> 
     return running_server(model, *args, module=module, log=tmp_path / "server.log", env=ENV)
 
 
-def test_checkpoint_server_numbers_match_predict_single_batched_and_64_clients(models: dict[str, Path],
-                                                                               tmp_path: Path) -> None:
+def test_checkpoint_server_numbers_match_predict_single_batched_and_64_clients(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
     x = digits(64)
     np.save(tmp_path / "many.npy", x)
     expected = predict_json(models["mlp"], tmp_path / "many.npy")
@@ -101,8 +118,9 @@ def test_checkpoint_server_numbers_match_predict_single_batched_and_64_clients(m
         meta = httpx.get(srv.url + "/metadata").json()
         assert meta["serving"]["batches"] < meta["serving"]["samples"] == 8 + 64  # some requests shared a batch
         assert meta["task"] == "classification" and meta["class_names"] == [str(i) for i in range(10)]
-        assert meta["input"]["shape"] == [64] and meta["preprocessing"] == [{"op": "divide", "value": 16.0,
-                                                                             "what": "x = x / value"}]
+        assert meta["input"]["shape"] == [64] and meta["preprocessing"] == [
+            {"op": "divide", "value": 16.0, "what": "x = x / value"}
+        ]
         schema = httpx.get(srv.url + "/openapi.json").json()["components"]["schemas"]["PredictRequest"]
         assert schema["properties"]["instances"]["items"]["anyOf"][0]["minItems"] == 64
 
@@ -115,8 +133,11 @@ def test_checkpoint_server_numbers_match_predict_single_batched_and_64_clients(m
             assert response.status_code == 422 and response.json()["detail"][0]["loc"][0] == "body", body
         not_json = httpx.post(srv.url + "/predict", content=b"{nope", headers={"content-type": "application/json"})
         assert not_json.status_code == 422
-        nan = httpx.post(srv.url + "/predict", content=b'{"instances": [[NaN' + b", 0" * 63 + b"]]}",
-                         headers={"content-type": "application/json"})
+        nan = httpx.post(
+            srv.url + "/predict",
+            content=b'{"instances": [[NaN' + b", 0" * 63 + b"]]}",
+            headers={"content-type": "application/json"},
+        )
         assert nan.status_code == 422 and "finite" in nan.text
         too_many = httpx.post(srv.url + "/predict", json={"instances": [[0] * 64] * 101})
         assert too_many.status_code == 413 and "--max-instances" in too_many.text
@@ -141,8 +162,10 @@ def test_image_server_base64_and_uploads_match_predict(models: dict[str, Path], 
 
         bad = httpx.post(srv.url + "/predict", json={"instances": [encoded[0], "%%%", {"b64": "aGVsbG8="}]})
         detail = bad.json()["detail"]
-        assert bad.status_code == 422 and [e["loc"] for e in detail] == [["body", "instances", 1],
-                                                                        ["body", "instances", 2, "b64"]]
+        assert bad.status_code == 422 and [e["loc"] for e in detail] == [
+            ["body", "instances", 1],
+            ["body", "instances", 2, "b64"],
+        ]
         assert "base64" in detail[0]["msg"] and "not a readable image" in detail[1]["msg"]
         broken = httpx.post(srv.url + "/predict/files", files=[uploads[0], ("files", ("notes.txt", b"hello"))])
         assert broken.status_code == 422
@@ -150,25 +173,34 @@ def test_image_server_base64_and_uploads_match_predict(models: dict[str, Path], 
 
 
 def test_table_server_records_match_predict(models: dict[str, Path], tmp_path: Path) -> None:
-    rows = [{"petal_length": 1.4, "petal_width": 0.3, "soil": "clay"},
-            {"petal_length": "5.6", "petal_width": 2.0, "soil": "peat", "species": "ignored"},  # CSV-style cells
-            {"soil": " sand", "petal_width": 1.1, "petal_length": 3.5}]
+    rows = [
+        {"petal_length": 1.4, "petal_width": 0.3, "soil": "clay"},
+        {"petal_length": "5.6", "petal_width": 2.0, "soil": "peat", "species": "ignored"},  # CSV-style cells
+        {"soil": " sand", "petal_width": 1.1, "petal_length": 3.5},
+    ]
     (tmp_path / "new.csv").write_text("soil,petal_width,petal_length\nclay,0.3,1.4\npeat,2.0,5.6\n sand,1.1,3.5\n")
     expected = predict_json(models["flowers"], tmp_path / "new.csv")
     with server(models["flowers"], tmp_path=tmp_path) as srv:
         assert httpx.post(srv.url + "/predict", json={"instances": rows}).json()["predictions"] == expected
         meta = httpx.get(srv.url + "/metadata").json()["input"]
         assert meta["kind"] == "table" and meta["features"] == ["petal_length", "petal_width", "soil"]
-        bad = httpx.post(srv.url + "/predict", json={"instances": [
-            rows[0], {"petal_length": 1.0, "petal_width": 0.2}, {**rows[0], "petal_width": "wide"}]})
+        bad = httpx.post(
+            srv.url + "/predict",
+            json={
+                "instances": [rows[0], {"petal_length": 1.0, "petal_width": 0.2}, {**rows[0], "petal_width": "wide"}]
+            },
+        )
         detail = bad.json()["detail"]
-        assert bad.status_code == 422 and [e["loc"] for e in detail] == [["body", "instances", 1, "soil"],
-                                                                        ["body", "instances", 2, "petal_width"]]
+        assert bad.status_code == 422 and [e["loc"] for e in detail] == [
+            ["body", "instances", 1, "soil"],
+            ["body", "instances", 2, "petal_width"],
+        ]
         assert "missing" in detail[0]["msg"] and "'wide' is not a number" in detail[1]["msg"]
 
 
 def test_onnx_server_imports_no_torch_agrees_with_predict_and_finishes_in_flight_on_sigterm(
-        models: dict[str, Path], tmp_path: Path) -> None:
+    models: dict[str, Path], tmp_path: Path
+) -> None:
     x = digits(16)
     np.save(tmp_path / "x.npy", x)
     expected = predict_json(models["mlp"], tmp_path / "x.npy")
@@ -177,8 +209,11 @@ def test_onnx_server_imports_no_torch_agrees_with_predict_and_finishes_in_flight
         srv.wait_healthy()
         meta = httpx.get(srv.url + "/metadata").json()
         assert meta["runtime"] == "onnxruntime" and meta["process"]["torch_imported"] is False
-        assert_rows_close(httpx.post(srv.url + "/predict", json={"instances": x.tolist()}, timeout=60)
-                          .json()["predictions"], expected, atol=1e-5)
+        assert_rows_close(
+            httpx.post(srv.url + "/predict", json={"instances": x.tolist()}, timeout=60).json()["predictions"],
+            expected,
+            atol=1e-5,
+        )
 
         body = json.dumps({"instances": x[:1].tolist()}).encode()
 
@@ -188,8 +223,13 @@ def test_onnx_server_imports_no_torch_agrees_with_predict_and_finishes_in_flight
             yield body[100:]
 
         answer: dict[str, Any] = {}
-        request = threading.Thread(target=lambda: answer.update(response=httpx.post(
-            srv.url + "/predict", content=slow_body(), headers={"content-type": "application/json"}, timeout=60)))
+        request = threading.Thread(
+            target=lambda: answer.update(
+                response=httpx.post(
+                    srv.url + "/predict", content=slow_body(), headers={"content-type": "application/json"}, timeout=60
+                )
+            )
+        )
         request.start()
         time.sleep(0.4)
         srv.process.terminate()  # SIGTERM to the parent, which stops its workers gracefully

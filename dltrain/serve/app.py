@@ -27,6 +27,7 @@ from .models import ServedModel, load_model
 from .options import OPTIONS_ENV, ServeOptions
 from .spec import InstanceError
 
+
 def app_from_env() -> FastAPI:
     """The app of one `--workers` process: it loads its own copy of the model."""
     options = ServeOptions(**json.loads(os.environ[OPTIONS_ENV]))
@@ -55,8 +56,12 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
         yield
         await batcher.stop()  # uvicorn has let in-flight requests finish by now
 
-    app = FastAPI(title=f"dltrain: {model.name}", version=__version__, lifespan=lifespan,
-                  description=f"A {model.task} model. Each instance is {model.spec.describe()}.")
+    app = FastAPI(
+        title=f"dltrain: {model.name}",
+        version=__version__,
+        lifespan=lifespan,
+        description=f"A {model.task} model. Each instance is {model.spec.describe()}.",
+    )
     app.add_middleware(BodyLimit, limit=options.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
@@ -67,8 +72,10 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
     instance = Annotated[Any, WithJsonSchema(model.spec.schema())]
     request_model: type[BaseModel] = create_model(
         "PredictRequest",
-        instances=(list[instance], Field(description=f"Up to {options.max_instances} instances; each is "
-                                                     f"{model.spec.describe()}.")),
+        instances=(
+            list[instance],
+            Field(description=f"Up to {options.max_instances} instances; each is {model.spec.describe()}."),
+        ),
         top_k=(int, Field(5, ge=1, description="Classes to list per instance, most probable first.")),
     )
 
@@ -81,11 +88,15 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
 
     def check_count(count: int) -> None:
         if count > options.max_instances:
-            raise HTTPException(413, f"{count} instances in one request; this server takes at most "
-                                     f"{options.max_instances} (--max-instances)")
+            raise HTTPException(
+                413,
+                f"{count} instances in one request; this server takes at most "
+                f"{options.max_instances} (--max-instances)",
+            )
         if count == 0:
-            raise HTTPException(422, [{"loc": ["body", "instances"], "msg": "give at least one instance",
-                                       "type": "value_error"}])
+            raise HTTPException(
+                422, [{"loc": ["body", "instances"], "msg": "give at least one instance", "type": "value_error"}]
+            )
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -100,7 +111,7 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
         return {**model.metadata(), "serving": {**limits, **stats}}
 
     @app.post("/predict", openapi_extra={"requestBody": {"required": True}})
-    async def predict(body: request_model) -> JSONResponse:  # type: ignore[valid-type]
+    async def predict(body: request_model) -> JSONResponse:
         """Predictions for JSON instances, in order; each row is what `dltrain predict --json` prints."""
         instances: list[Any] = body.instances  # type: ignore[attr-defined]
         check_count(len(instances))
@@ -115,8 +126,9 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
         return await answer(samples, list(range(len(samples))), body.top_k)  # type: ignore[attr-defined]
 
     @app.post("/predict/files")
-    async def predict_files(files: Annotated[list[UploadFile], File(description="Image files.")],
-                            top_k: Annotated[int, Query(ge=1)] = 5) -> JSONResponse:
+    async def predict_files(
+        files: Annotated[list[UploadFile], File(description="Image files.")], top_k: Annotated[int, Query(ge=1)] = 5
+    ) -> JSONResponse:
         """Predictions for uploaded image files (multipart field `files`), named by file name."""
         check_count(len(files))
         samples, errors = [], []
@@ -161,5 +173,7 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
     def _message(self, size: int) -> str:
-        return (f"the request body has {size} bytes or more; this server takes at most {self.limit} "
-                f"(--max-request-mb); send fewer instances per request")
+        return (
+            f"the request body has {size} bytes or more; this server takes at most {self.limit} "
+            f"(--max-request-mb); send fewer instances per request"
+        )

@@ -40,10 +40,17 @@ class ServedModel:
 
     def metadata(self) -> dict[str, Any]:
         """What `/metadata` answers."""
-        return {"model": self.name, "runtime": self.runtime, "task": self.task, "class_names": self.class_names,
-                "input": {**self.spec.info(), "schema": self.spec.schema()}, "outputs_per_sample": self.width,
-                **self.info, "dltrain_version": __version__,
-                "process": {"pid": os.getpid(), "torch_imported": "torch" in sys.modules}}
+        return {
+            "model": self.name,
+            "runtime": self.runtime,
+            "task": self.task,
+            "class_names": self.class_names,
+            "input": {**self.spec.info(), "schema": self.spec.schema()},
+            "outputs_per_sample": self.width,
+            **self.info,
+            "dltrain_version": __version__,
+            "process": {"pid": os.getpid(), "torch_imported": "torch" in sys.modules},
+        }
 
 
 def load_checkpoint(path: Path, device: str) -> ServedModel:
@@ -57,20 +64,33 @@ def load_checkpoint(path: Path, device: str) -> ServedModel:
     from ..export import preprocessing_steps
     from ..predict import predict_scores
 
-    payload = checkpoint.load(path)
+    saved = checkpoint.load(path)
     target = resolve_device(device)
-    network = restore_network(payload).to(target)
-    prep = Preprocessing.from_state(payload["preprocessing"])
-    task = payload["task"]
+    network = restore_network(saved).to(target)
+    prep = Preprocessing.from_state(saved.preprocessing)
+    task = saved.task
 
     def scores(x: np.ndarray) -> np.ndarray:
         return predict_scores(network, prep, torch.from_numpy(x), task, target)
 
-    class_names = payload["class_names"] or []
-    info = {"format": "checkpoint", "device": str(target), "preprocessing": preprocessing_steps(prep),
-            "trained_with": payload.get("version"), "epoch": payload.get("epoch")}
-    return ServedModel(Path(payload["path"]).name, "torch", task, class_names, InputSpec.from_state(prep.state()),
-                       int(payload["target_width"]), scores, info)
+    info = {
+        "format": "checkpoint",
+        "device": str(target),
+        "preprocessing": preprocessing_steps(prep),
+        "trained_with": saved.version,
+        "epoch": saved.epoch,
+    }
+    name = saved.path.name if saved.path else Path(path).name
+    return ServedModel(
+        name,
+        "torch",
+        task,
+        saved.class_names or [],
+        InputSpec.from_state(prep.state()),
+        int(saved.target_width),
+        scores,
+        info,
+    )
 
 
 def load_onnx(path: Path, device: str) -> ServedModel:
@@ -81,19 +101,25 @@ def load_onnx(path: Path, device: str) -> ServedModel:
         raise UserError(f"serving an .onnx file needs onnxruntime (not installed here): {SERVE_EXTRA}") from None
     meta_path = path.with_name(path.name + ".json")
     if not meta_path.is_file():
-        raise UserError(f"no '{meta_path.name}' beside '{path}': serve needs the preprocessing JSON that "
-                        f"`dltrain export` writes next to the .onnx file; export the checkpoint again")
+        raise UserError(
+            f"no '{meta_path.name}' beside '{path}': serve needs the preprocessing JSON that "
+            f"`dltrain export` writes next to the .onnx file; export the checkpoint again"
+        )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         raw, steps, output = meta["raw_input"], meta["preprocessing"], meta["output"]
         task, input_name = meta["task"], meta["input"]["name"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"'{meta_path}' is not the JSON `dltrain export` writes ({type(exc).__name__}: {exc}); "
-                        f"export the checkpoint again") from None
+        raise UserError(
+            f"'{meta_path}' is not the JSON `dltrain export` writes ({type(exc).__name__}: {exc}); "
+            f"export the checkpoint again"
+        ) from None
     unknown = [s.get("op") for s in steps if s.get("op") not in STEPS]
     if unknown:
         raise UserError(f"'{meta_path}': unknown preprocessing step(s) {unknown}; expected {', '.join(STEPS)}")
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    providers = (
+        ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    )
     try:
         options = onnxruntime.SessionOptions()
         # No busy-waiting between runs: the spinning pool threads would take the cores from the event loop.
@@ -108,11 +134,17 @@ def load_onnx(path: Path, device: str) -> ServedModel:
         out = session.run(None, {input_name: np.ascontiguousarray(apply_steps(x, steps), dtype=np.float32)})[0]
         return probabilities(out, task) if logits else out
 
-    info = {"format": "onnx", "device": session.get_providers()[0], "preprocessing": steps,
-            "trained_with": meta.get("dltrain_version"), "export_check": meta.get("check")}
+    info = {
+        "format": "onnx",
+        "device": session.get_providers()[0],
+        "preprocessing": steps,
+        "trained_with": meta.get("dltrain_version"),
+        "export_check": meta.get("check"),
+    }
     width = int(output["shape"][-1])
-    return ServedModel(path.name, "onnxruntime", task, meta.get("class_names") or [], InputSpec.from_state(raw),
-                       width, scores, info)
+    return ServedModel(
+        path.name, "onnxruntime", task, meta.get("class_names") or [], InputSpec.from_state(raw), width, scores, info
+    )
 
 
 LOADERS: dict[str, Callable[[Path, str], ServedModel]] = {".onnx": load_onnx}
@@ -122,8 +154,10 @@ def load_model(path: str | Path, device: str = "auto") -> ServedModel:
     """The model at `path` (an .onnx export, else a checkpoint or run directory), self-checked."""
     path = Path(path)
     if path.suffix.lower() in (".pt2", ".torchscript"):
-        raise UserError(f"'{path}': serve takes a checkpoint (.pt or a run directory) or an .onnx export; "
-                        f"serve the checkpoint it was exported from instead")
+        raise UserError(
+            f"'{path}': serve takes a checkpoint (.pt or a run directory) or an .onnx export; "
+            f"serve the checkpoint it was exported from instead"
+        )
     model = LOADERS.get(path.suffix.lower(), load_checkpoint)(path, device)
     self_check(model)
     return model
@@ -134,8 +168,10 @@ def self_check(model: ServedModel) -> None:
     try:
         out = np.asarray(model.scores(np.zeros((2, *model.spec.shape), dtype=np.float32)))
     except Exception as exc:  # whatever the runtime raises, the model cannot serve
-        raise UserError(f"'{model.name}' failed its self-check: running it on a zero input raised "
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise UserError(
+            f"'{model.name}' failed its self-check: running it on a zero input raised "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     problem = None
     if out.shape != (2, model.width):
         problem = f"it outputs shape {list(out.shape)} for 2 samples; expected [2, {model.width}]"

@@ -24,15 +24,33 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerProcess:
     """`python -m MODULE MODEL --port P ARGS` on 127.0.0.1, its output in `log`."""
 
-    def __init__(self, model: str | Path, *args: str, module: str = "dltrain.serve", log: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        model: str | Path,
+        *args: str,
+        module: str = "dltrain.serve",
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log or Path(os.devnull)
-        command = [sys.executable, "-m", module, *(["serve"] if module == "dltrain" else []), str(model),
-                   "--host", "127.0.0.1", "--port", str(self.port), *args]
+        command = [
+            sys.executable,
+            "-m",
+            module,
+            *(["serve"] if module == "dltrain" else []),
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *args,
+        ]
         with open(self.log, "w") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+            self.process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
 
     def wait_healthy(self, timeout: float = 120.0) -> None:
         """Poll `/health` until it answers; fail with the server's output if the process ends first."""

@@ -17,18 +17,25 @@ import sys
 from typing import Callable
 
 from ..errors import UserError
-from .options import OPTIONS_ENV, ServeOptions
 from .models import SERVE_EXTRA, ServedModel, load_model
+from .options import OPTIONS_ENV, ServeOptions
+
 
 def check_options(options: ServeOptions) -> None:
     """Numbers that make sense, each named by its option."""
-    for name, value, least in (("--workers", options.workers, 1), ("--max-batch", options.max_batch, 1),
-                               ("--max-instances", options.max_instances, 1), ("--port", options.port, 0)):
+    for name, value, least in (
+        ("--workers", options.workers, 1),
+        ("--max-batch", options.max_batch, 1),
+        ("--max-instances", options.max_instances, 1),
+        ("--port", options.port, 0),
+    ):
         if value < least:
             raise UserError(f"{name} must be {least} or more; received {value}")
     for name, number in (("--max-wait-ms", options.max_wait_ms), ("--max-request-mb", options.max_request_mb)):
         if number < 0 or (name == "--max-request-mb" and number == 0):
-            raise UserError(f"{name} must be {'positive' if name == '--max-request-mb' else '0 or more'}; received {number}")
+            raise UserError(
+                f"{name} must be {'positive' if name == '--max-request-mb' else '0 or more'}; received {number}"
+            )
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -42,7 +49,9 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise UserError(f"port {port} on {host} is already in use; stop what uses it or pick another with --port") from None
+            raise UserError(
+                f"port {port} on {host} is already in use; stop what uses it or pick another with --port"
+            ) from None
         raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); check --host and --port") from None
     sock.set_inheritable(True)
     return sock
@@ -74,11 +83,16 @@ def serve(options: ServeOptions, announce: Callable[[str], None] = print) -> Non
 
 
 def _banner(model: ServedModel, options: ServeOptions, host: str, port: int) -> str:
-    batching = (f"batches of up to {options.max_batch} within {options.max_wait_ms:g} ms"
-                if options.max_batch > 1 else "no batching")
+    batching = (
+        f"batches of up to {options.max_batch} within {options.max_wait_ms:g} ms"
+        if options.max_batch > 1
+        else "no batching"
+    )
     workers = f", {options.workers} worker processes" if options.workers > 1 else ""
-    return (f"serving {model.name} ({model.task}, {model.runtime} on {model.info.get('device')}; {batching}{workers}) "
-            f"at http://{host}:{port}  (POST /predict, /predict/files; GET /metadata, /docs)")
+    return (
+        f"serving {model.name} ({model.task}, {model.runtime} on {model.info.get('device')}; {batching}{workers}) "
+        f"at http://{host}:{port}  (POST /predict, /predict/files; GET /metadata, /docs)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,6 +153,7 @@ def _any_of(spec: InputSpec, *forms: dict[str, Any]) -> dict[str, Any]:
 
 # --- images: base64 strings (or {"b64": ...}), or numbers -------------------------------------------
 
+
 def read_image_instance(instance: Any, spec: InputSpec) -> np.ndarray:
     if isinstance(instance, dict) and set(instance) == {"b64"}:
         field: str | None = "b64"
@@ -175,17 +176,29 @@ def read_image_instance(instance: Any, spec: InputSpec) -> np.ndarray:
 
 
 def _image_summary(spec: InputSpec) -> str:
-    return (f"images: base64 strings of image files (or {{\"b64\": ...}}), decoded to {list(spec.shape)} "
-            f"as training did; or {_numbers_text(spec)} in the training data's units")
+    return (
+        f'images: base64 strings of image files (or {{"b64": ...}}), decoded to {list(spec.shape)} '
+        f"as training did; or {_numbers_text(spec)} in the training data's units"
+    )
 
 
 def _image_schema(spec: InputSpec) -> dict[str, Any]:
     b64 = {"type": "string", "contentEncoding": "base64", "title": "image file, base64"}
-    return _any_of(spec, b64, {"type": "object", "properties": {"b64": b64}, "required": ["b64"],
-                               "additionalProperties": False, "title": "{b64}"})
+    return _any_of(
+        spec,
+        b64,
+        {
+            "type": "object",
+            "properties": {"b64": b64},
+            "required": ["b64"],
+            "additionalProperties": False,
+            "title": "{b64}",
+        },
+    )
 
 
 # --- tables: records by column name (CSV-style), or the encoded numbers ------------------------------
+
 
 def _cell(record: dict[str, Any], name: str, categorical: bool) -> Any:
     """One feature's cell: a number (numeric column) or its text (categorical column)."""
@@ -218,19 +231,27 @@ def read_table_instance(instance: Any, spec: InputSpec) -> np.ndarray:
 
 def _table_summary(spec: InputSpec) -> str:
     features = (spec.table or {})["features"]
-    return (f"records by column name ({', '.join(features)}), as rows of the training CSV; "
-            f"or {_numbers_text(spec)} already encoded")
+    return (
+        f"records by column name ({', '.join(features)}), as rows of the training CSV; "
+        f"or {_numbers_text(spec)} already encoded"
+    )
 
 
 def _table_schema(spec: InputSpec) -> dict[str, Any]:
     state = spec.table or {}
-    properties = {name: ({"type": "string", "examples": state["categories"][name][:5]}
-                         if name in state["categories"] else {"type": "number"}) for name in state["features"]}
-    return _any_of(spec, {"type": "object", "properties": properties, "required": state["features"],
-                          "title": "record"})
+    properties = {
+        name: (
+            {"type": "string", "examples": state["categories"][name][:5]}
+            if name in state["categories"]
+            else {"type": "number"}
+        )
+        for name in state["features"]
+    }
+    return _any_of(spec, {"type": "object", "properties": properties, "required": state["features"], "title": "record"})
 
 
 # --- time series: a window of records by column name, or numbers [window, features] -------------------
+
 
 def read_series_instance(instance: Any, spec: InputSpec) -> np.ndarray:
     state = spec.table or {}
@@ -249,16 +270,29 @@ def read_series_instance(instance: Any, spec: InputSpec) -> np.ndarray:
 
 def _series_summary(spec: InputSpec) -> str:
     state = spec.table or {}
-    return (f"windows of {state['window']} records by column name ({', '.join(state['columns'])}), oldest first; "
-            f"or {_numbers_text(spec)}")
+    return (
+        f"windows of {state['window']} records by column name ({', '.join(state['columns'])}), oldest first; "
+        f"or {_numbers_text(spec)}"
+    )
 
 
 def _series_schema(spec: InputSpec) -> dict[str, Any]:
     state = spec.table or {}
-    record = {"type": "object", "properties": {name: {"type": "number"} for name in state["columns"]},
-              "required": state["columns"]}
-    return _any_of(spec, {"type": "array", "items": record, "minItems": state["window"],
-                          "maxItems": state["window"], "title": "window of records"})
+    record = {
+        "type": "object",
+        "properties": {name: {"type": "number"} for name in state["columns"]},
+        "required": state["columns"],
+    }
+    return _any_of(
+        spec,
+        {
+            "type": "array",
+            "items": record,
+            "minItems": state["window"],
+            "maxItems": state["window"],
+            "title": "window of records",
+        },
+    )
 
 
 INSTANCE_KINDS: dict[str, InstanceKind] = {
