@@ -25,7 +25,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dltrain"
 
 LAYERS: dict[str, set[str]] = {
-    "base": {"_version", "errors", "_files", "_registry", "_params", "reporting", "inference"},
+    "base": {"_version", "errors", "_files", "_registry", "_params", "reporting"},
     "schema": {
         "schema",
         "schema.config",
@@ -52,6 +52,7 @@ LAYERS: dict[str, set[str]] = {
         "data.tabular",
         "data.timeseries",
         "data.vision",
+        "inference",
     },
     "training": {
         "monitor",
