@@ -204,7 +204,8 @@ def test_onnx_server_imports_no_torch_agrees_with_predict_and_finishes_in_flight
     x = digits(16)
     np.save(tmp_path / "x.npy", x)
     expected = predict_json(models["mlp"], tmp_path / "x.npy")
-    srv = ServerProcess(models["onnx"], "--workers", "2", log=tmp_path / "server.log", env=ENV)  # no dltrain CLI
+    # `dltrain serve` (the CLI imports the library lazily), two worker processes
+    srv = ServerProcess(models["onnx"], "--workers", "2", module="dltrain", log=tmp_path / "server.log", env=ENV)
     try:
         srv.wait_healthy()
         meta = httpx.get(srv.url + "/metadata").json()
