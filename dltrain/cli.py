@@ -196,6 +196,40 @@ def export(
                       f"largest difference {result.max_abs_diff:.2g})", highlight=False, soft_wrap=True)
 
 
+@app.command(context_settings={"allow_interspersed_args": True})
+@handles_errors
+def runs(
+    args: Annotated[Optional[list[str]], typer.Argument(help="[DIR] (default runs), or: compare RUN RUN...")] = None,
+    as_json: JsonOption = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="compare: draw the runs' curves overlaid into this image.")] = None,
+) -> None:
+    """List the runs under DIR (status, epochs, best monitored value, test metrics); `runs compare RUN RUN...` sets them side by side."""
+    from . import runs as runs_module
+
+    items = list(args or [])
+    if items[:1] == ["compare"]:
+        if len(items) < 3:
+            raise typer.BadParameter("give two or more run directories: dltrain runs compare RUN RUN...")
+        report = runs_module.compare(items[1:])
+        if plot is not None:
+            runs_module.plot_compare(items[1:], plot)
+        if as_json:
+            print(json.dumps(report, default=str))
+            return
+        for table in runs_module.compare_tables(report):
+            out_console.print(table)
+        if plot is not None:
+            out_console.print(f"wrote {plot}", highlight=False, soft_wrap=True)
+        return
+    if plot is not None or len(items) > 1:
+        raise typer.BadParameter("`dltrain runs [DIR]` takes one folder; --plot belongs to `dltrain runs compare`")
+    found = runs_module.list_runs(items[0] if items else "runs")
+    if as_json:
+        print(json.dumps({"runs": found}))
+        return
+    out_console.print(runs_module.runs_table(found))
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the config file (for editor validation and completion)."""
