@@ -196,6 +196,35 @@ def export(
                       f"largest difference {result.max_abs_diff:.2g})", highlight=False, soft_wrap=True)
 
 
+@app.command()
+@handles_errors
+def tune(
+    config: Annotated[Path, typer.Argument(help="A YAML config with a `tune:` block (metric, pruner, space).")],
+    overrides: SetOption = None,
+    trials: Annotated[int, typer.Option("--trials", help="Run this many more trials (a rerun continues the study).")] = 20,
+    jobs: Annotated[int, typer.Option("--jobs", help="Trials in parallel, in this many warm worker processes.")] = 1,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (default: sqlite study.db beside the trials; postgresql://... to share).")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="The study's name (default: the config's name).")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Stop starting new trials after this many seconds.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search hyperparameters with Optuna (TPE, pruning); write best.yaml, trials.csv and plots."""
+    from . import tune as tuning
+
+    say = (lambda text: err_console.print(text, highlight=False, soft_wrap=True, markup=False))
+    summary = tuning.tune(config, list(overrides or []), trials=trials, jobs=jobs, storage=storage, study=study,
+                          timeout=timeout, say=say)
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    out_console.print(tuning.trials_rich_table(summary))
+    if "best" in summary:
+        best = summary["best"]
+        out_console.print(f"best: trial {best['number']} with {summary['metric']} {best['value']:.4f}; "
+                          f"wrote {summary['best_yaml']} (train it with: dltrain fit {summary['best_yaml']}) and "
+                          f"{', '.join(summary['plots'])}", highlight=False, soft_wrap=True, markup=False)
+
+
 @app.command(context_settings={"allow_interspersed_args": True})
 @handles_errors
 def runs(

@@ -26,6 +26,7 @@ from .metrics import METRICS
 from .optim import OPTIMIZERS
 from .callbacks import CALLBACKS
 from .schedules import SCHEDULES
+from .tune import TuneConfig
 
 LayerConfig = tagged_union(LAYERS)
 DataConfig = tagged_union(SOURCES, tag="source", allow_string=True)
@@ -93,6 +94,7 @@ class Config(Params):
     model: ModelConfig
     compile: CompileConfig
     fit: FitConfig = FitConfig()
+    tune: TuneConfig | None = Field(None, exclude=True)  # `dltrain tune` only; runs never store it
 
 
 # --- YAML with line numbers -----------------------------------------------------------
