@@ -17,6 +17,7 @@ imported only here, lazily.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import json
 import os
@@ -43,7 +44,7 @@ class Distribution(Params):
 
     loguniform: tuple[float, float] | None = None
     uniform: tuple[float, float] | None = None
-    int: tuple[int, int] | None = None
+    int: tuple[builtins.int, builtins.int] | None = None  # (`int` names the key here, so the type is spelled out)
     choice: Annotated[list[Any], Field(min_length=1)] | None = None
     step: Annotated[float, Field(gt=0)] | None = None  # for `int` (and `uniform`): the grid spacing
 
@@ -371,7 +372,7 @@ def trials_table(study: Any) -> list[dict[str, Any]]:
 
 
 def write_plots(study: Any, p: Plan) -> list[str]:
-    """history.png (each trial's value and the best so far) and importances.png (fANOVA), with matplotlib."""
+    """history.png (each trial's value and the best so far) and importances.png, with matplotlib (no plotly)."""
     from .plots import _pyplot
 
     plt = _pyplot()
@@ -397,7 +398,7 @@ def write_plots(study: Any, p: Plan) -> list[str]:
         figure, ax = plt.subplots(figsize=(6, 0.5 * len(importances) + 1.5))
         names = list(importances)[::-1]
         ax.barh(names, [importances[n] for n in names])
-        ax.set_xlabel(f"importance for {p.tune.metric} (fANOVA)")
+        ax.set_xlabel(f"importance for {p.tune.metric}")
         ax.set_title("parameter importances")
         figure.tight_layout()
         figure.savefig(p.folder / "importances.png", dpi=100)
@@ -407,11 +408,17 @@ def write_plots(study: Any, p: Plan) -> list[str]:
 
 
 def _importances(study: Any) -> dict[str, float]:
-    """Optuna's fANOVA importances; empty when too few trials vary the parameters."""
+    """Optuna's parameter importances (its default evaluator); empty with fewer than 3 complete trials."""
+    import warnings
+
     import optuna
 
+    if sum(t.state.name == "COMPLETE" for t in study.trials) < 3:
+        return {}
     try:
-        return dict(optuna.importance.get_param_importances(study))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "too few trials": the plot's title says how many there were
+            return dict(optuna.importance.get_param_importances(study))
     except (ValueError, RuntimeError):
         return {}
 
