@@ -52,6 +52,9 @@ class Callback:
     def on_fit_end(self, trainer: "Trainer") -> None:
         """Training ended (finished, or stopped by a callback)."""
 
+    def write_final(self, trainer: "Trainer", run: RunDir, results: dict[str, Any]) -> None:
+        """metrics.json and curves.png are written (main process with a run directory)."""
+
     def state(self) -> dict[str, Any]:
         return {"monitor": self.monitor.state() if self.monitor else None}
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 from . import backbones  # noqa: F401  (registers the VGG16 and Backbone layers)
+from . import tracking  # noqa: F401  (registers the MLflow and WandB callbacks)
 from ._params import Params, tagged_union
 from .data import SOURCES
 from .errors import ConfigError, Problem, UserError
