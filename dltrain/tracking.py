@@ -11,6 +11,7 @@ package is a config error naming the extra to install.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -65,18 +66,23 @@ class TrackingCallback(Callback):
     """Shared by both trackers: one run id kept in the checkpoint, each epoch row logged once."""
 
     def __init__(self, params: Any, default_monitor: str) -> None:
-        super().__init__(params, default_monitor)
+        self.params = params
+        self.monitor = None  # watches nothing (WandB's `mode` is W&B's, not a monitor mode)
         self.run_id: str | None = None
         self.logged_epoch = 0  # the rows up to this epoch are in the tracker (a resumed run logs the rest)
+        self.row_epoch = 0  # the latest row: last.pt is saved just before `write` logs it, so it counts as logged
         self.started = False  # this process has opened (or reopened) the tracking run
 
+    def on_epoch_end(self, trainer: "Trainer", row: dict[str, Any]) -> None:
+        self.row_epoch = row["epoch"]
+
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "run_id": self.run_id, "logged_epoch": self.logged_epoch}
+        return {**super().state(), "run_id": self.run_id, "logged_epoch": max(self.logged_epoch, self.row_epoch)}
 
     def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.run_id = state.get("run_id")
-        self.logged_epoch = state.get("logged_epoch", 0)
+        self.logged_epoch = self.row_epoch = state.get("logged_epoch", 0)
 
     def write(self, trainer: "Trainer", run: "RunDir") -> None:
         if not self.started:
@@ -194,7 +200,7 @@ class WandB(TrackingCallback):
     def start(self, trainer, run):  # type: ignore[no-untyped-def]
         import wandb
 
-        self.run_id = self.run_id or wandb.util.generate_id()
+        self.run_id = self.run_id or uuid.uuid4().hex[:12]
         self.wandb_run = wandb.init(project=self.params.project or trainer.config.name or "dltrain",
                                     entity=self.params.entity, mode=self.params.mode, dir=str(run.path), id=self.run_id,
                                     name=run.path.name, resume="allow", config=config_params(trainer),
