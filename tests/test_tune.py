@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 
 from conftest import REPO, tiny_digits_config, write_config
@@ -116,3 +117,53 @@ def test_ctrl_c_marks_running_trials_failed_and_a_rerun_continues(cli, tmp_path:
     result = cli("tune", path, "--trials", "1", "--set", "fit.epochs=1")
     assert result.exit_code == 0, result.output
     assert len(_study(tmp_path).trials) == before + 1
+
+
+def _postgres_runner() -> list[str]:
+    """The prefix that runs PostgreSQL's tools (as the postgres user when we are root); skips when there are none."""
+    import pwd
+    import shutil
+
+    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+        pytest.skip("no PostgreSQL server on this machine (initdb, pg_ctl); apt-get install postgresql to run this test")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'dltrain[postgres]')")
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root and there is no 'postgres' user to run the PostgreSQL server as")
+    return ["runuser", "-u", "postgres", "--"]
+
+
+@pytest.mark.slow
+def test_postgresql_storage_shares_one_study_between_folders(cli, tmp_path: Path) -> None:
+    import shutil
+    import socket
+    import tempfile
+
+    runner = _postgres_runner()
+    data = Path(tempfile.mkdtemp(prefix="dltrain-pg-"))  # outside tmp_path: the postgres user must reach it
+    if runner:
+        shutil.chown(data, "postgres", "postgres")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    try:
+        subprocess.run([*runner, "initdb", "-D", str(data / "db"), "-A", "trust", "-U", "dltrain"], check=True,
+                       capture_output=True)
+        subprocess.run([*runner, "pg_ctl", "-D", str(data / "db"), "-w", "-l", str(data / "log"), "-o",
+                        f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+        url = f"postgresql://dltrain@127.0.0.1:{port}/postgres"
+        for machine in ("a", "b"):  # two folders (machines) adding trials to one study
+            (tmp_path / machine).mkdir()
+            path = write_config(tmp_path / machine, _tune_config(startup_trials=1))
+            os.chdir(tmp_path / machine)
+            result = cli("tune", path, "--trials", "1", "--storage", url, "--study", "shared")
+            assert result.exit_code == 0, result.output
+        study = optuna.load_study(study_name="shared", storage=url)
+        assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+        assert (tmp_path / "a/runs/t/tune-shared/trial-0000").is_dir() and (tmp_path / "b/runs/t/tune-shared/trial-0001").is_dir()
+    finally:
+        subprocess.run([*runner, "pg_ctl", "-D", str(data / "db"), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
