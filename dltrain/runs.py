@@ -176,7 +176,7 @@ def describe(path: Path, root: Path | None = None) -> RunInfo:
     if best is None and history:
         values = [row[monitor] for row in history if isinstance(row.get(monitor), (int, float))]
         best = (max if _grows(monitor) else min)(values) if values else None
-    fit = config.get("fit") if isinstance(config.get("fit"), dict) else {}
+    fit: dict[str, Any] = config["fit"] if isinstance(config.get("fit"), dict) else {}
     shown = path.relative_to(root) if root is not None and path.is_relative_to(root) and path != root else path
     return RunInfo(
         path=str(shown), name=str(config.get("name") or path.parent.name), started=_started(path).strftime("%Y-%m-%d %H:%M:%S"),

@@ -37,7 +37,7 @@ def _need(module: str, extra: str) -> Any:
                         f"(or pip install {extra})") from None
 
 
-def config_params(trainer: "Trainer") -> dict[str, str]:
+def config_params(trainer: Trainer) -> dict[str, str]:
     """The resolved config as flat dotted keys with text values (`model.layers.0.units`: MLflow allows no brackets)."""
     import re
 
@@ -73,7 +73,7 @@ class TrackingCallback(Callback):
         self.row_epoch = 0  # the latest row: last.pt is saved just before `write` logs it, so it counts as logged
         self.started = False  # this process has opened (or reopened) the tracking run
 
-    def on_epoch_end(self, trainer: "Trainer", row: dict[str, Any]) -> None:
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
         self.row_epoch = row["epoch"]
 
     def state(self) -> dict[str, Any]:
@@ -84,7 +84,7 @@ class TrackingCallback(Callback):
         self.run_id = state.get("run_id")
         self.logged_epoch = self.row_epoch = state.get("logged_epoch", 0)
 
-    def write(self, trainer: "Trainer", run: "RunDir") -> None:
+    def write(self, trainer: Trainer, run: RunDir) -> None:
         if not self.started:
             self.start(trainer, run)
             self.started = True
@@ -93,12 +93,12 @@ class TrackingCallback(Callback):
             self.log_rows(rows)
             self.logged_epoch = rows[-1]["epoch"]
 
-    def write_final(self, trainer: "Trainer", run: "RunDir", results: dict[str, Any]) -> None:
+    def write_final(self, trainer: Trainer, run: RunDir, results: dict[str, Any]) -> None:
         if self.started:
             files = [run.path / f for f in RUN_FILES + (CHECKPOINTS if self.params.log_checkpoints else ())]
             self.finish(results, [f for f in files if f.is_file()], trainer.epoch)
 
-    def start(self, trainer: "Trainer", run: "RunDir") -> None:
+    def start(self, trainer: Trainer, run: RunDir) -> None:
         """Open the tracking run (a new one, or `run_id` when resuming) and log the config."""
 
     def log_rows(self, rows: list[dict[str, Any]]) -> None:

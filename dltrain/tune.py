@@ -24,9 +24,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -49,7 +50,7 @@ class Distribution(Params):
     step: Annotated[float, Field(gt=0)] | None = None  # for `int` (and `uniform`): the grid spacing
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Distribution":
+    def _one_kind(self) -> Distribution:
         kinds = [k for k in ("loguniform", "uniform", "int", "choice") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError("give exactly one of loguniform: [low, high], uniform: [low, high], int: [low, high] "
@@ -116,7 +117,7 @@ class Plan:
     storage: str
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Literal["maximize", "minimize"]:
         return "maximize" if self.tune.maximize() else "minimize"
 
 
@@ -141,7 +142,7 @@ def plan(config: str | Path, overrides: list[str] | None = None, study: str | No
                 storage or f"sqlite:///{(folder / 'study.db').resolve()}")
 
 
-def check_space(loaded: "LoadedConfig", base: dict[str, Any], tune: TuneConfig) -> None:
+def check_space(loaded: LoadedConfig, base: dict[str, Any], tune: TuneConfig) -> None:
     """Every searched key takes both ends of its range (or every choice), and the metric is a row column."""
     from .config import apply_overrides, validate
 
@@ -168,9 +169,9 @@ def check_space(loaded: "LoadedConfig", base: dict[str, Any], tune: TuneConfig) 
         raise ConfigError(problems, loaded.source)
 
 
-def row_columns(loaded: "LoadedConfig") -> list[str]:
+def row_columns(loaded: LoadedConfig) -> list[str]:
     """The epoch row's columns a trial can be judged by (val_* when the data has a validation set)."""
-    keys = ["loss", *(m.type for m in loaded.config.compile.metrics)]
+    keys = ["loss", *(m.type for m in loaded.config.compile.metrics)]  # type: ignore[attr-defined]
     return keys + [f"val_{k}" for k in keys]
 
 
@@ -215,6 +216,7 @@ def open_study(p: Plan) -> Any:
 def objective(p: Plan, say: Say) -> Callable[[Any], float]:
     """One trial: draw the parameters, train an ordinary run in `trial-NNNN/`, report each epoch for pruning."""
     import optuna
+    import yaml
 
     from . import api
     from ._files import write_text_atomic
@@ -223,7 +225,8 @@ def objective(p: Plan, say: Say) -> Callable[[Any], float]:
 
     class TrialReporter(Reporter):
         def __init__(self, trial: optuna.Trial) -> None:
-            self.trial, self.values = trial, []
+            self.trial = trial
+            self.values: list[float] = []
 
         def epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
             value = row.get(p.tune.metric)
@@ -242,8 +245,6 @@ def objective(p: Plan, say: Say) -> Callable[[Any], float]:
         raw = copy.deepcopy(p.base)
         apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in params.items()])
         config_file = folder / "config.yaml"
-        import yaml
-
         write_text_atomic(config_file, yaml.safe_dump(raw, sort_keys=False))
         record = {"study": p.study, "number": trial.number, "params": params, "metric": p.tune.metric}
         trial.set_user_attr("run_dir", str(folder))
@@ -276,7 +277,6 @@ def _short(value: Any) -> str:
 
 def work(p: Plan, trials: int | None, timeout: float | None, say: Say, threads: int | None = None) -> None:
     """Run trials of the study in this process (one warm worker)."""
-    import optuna
 
     if threads:
         import torch

@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_digits_config, write_config
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")

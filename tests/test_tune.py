@@ -12,9 +12,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-import yaml
-
 from conftest import REPO, tiny_digits_config, write_config
+
 from dltrain.config import load_config
 
 
@@ -89,11 +88,12 @@ def test_trials_are_run_directories_and_a_rerun_continues_the_study(cli, tmp_pat
 
     result = cli("tune", path, "--trials", "1")  # the same study, one more trial
     assert result.exit_code == 0, result.output
-    assert len(_study(tmp_path).trials) == 4 and "trial-0003" in result.output or (folder / "trial-0003").is_dir()
+    assert len(_study(tmp_path).trials) == 4 and (folder / "trial-0003" / "metrics.json").is_file()
     runs = json.loads(cli("runs", "--json").stdout)["runs"]
     assert len(runs) == 4 and {r["status"] for r in runs} == {"finished"}
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_running_trials_failed_and_a_rerun_continues(cli, tmp_path: Path) -> None:
     path = write_config(tmp_path, _tune_config(pruner="median", warmup_epochs=0))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -165,5 +165,5 @@ def test_postgresql_storage_shares_one_study_between_folders(cli, tmp_path: Path
         assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
         assert (tmp_path / "a/runs/t/tune-shared/trial-0000").is_dir() and (tmp_path / "b/runs/t/tune-shared/trial-0001").is_dir()
     finally:
-        subprocess.run([*runner, "pg_ctl", "-D", str(data / "db"), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run([*runner, "pg_ctl", "-D", str(data / "db"), "-m", "immediate", "stop"], capture_output=True, check=False)
         shutil.rmtree(data, ignore_errors=True)
