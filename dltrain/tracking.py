@@ -15,9 +15,9 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._params import Params
 from .callbacks import Callback, register_callback
 from .errors import UserError
+from .schema.callbacks import MLflowParams, WandBParams
 
 if TYPE_CHECKING:
     from .rundir import RunDir
@@ -108,13 +108,6 @@ class TrackingCallback(Callback):
         """Log the final results and the run's files; close the tracking run."""
 
 
-class MLflowParams(Params):
-    type: Literal["MLflow"]
-    tracking_uri: str | None = None  # default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db in the working folder
-    experiment: str | None = None  # default: the config's name
-    log_checkpoints: bool = False  # also upload last.pt and best.pt as artifacts
-
-
 @register_callback(MLflowParams)
 class MLflow(TrackingCallback):
     """Log the config, every epoch row and the run's files to MLflow (`pip install 'dltrain[mlflow]'`)."""
@@ -171,14 +164,6 @@ class MLflow(TrackingCallback):
         for file in files:
             self.client.log_artifact(self.run_id, str(file), artifact_path="checkpoints" if file.suffix == ".pt" else None)
         self.client.set_terminated(self.run_id, "FINISHED")
-
-
-class WandBParams(Params):
-    type: Literal["WandB"]
-    project: str | None = None  # default: the config's name
-    entity: str | None = None  # your W&B team or user (default: the logged-in account's)
-    mode: Literal["online", "offline", "disabled"] = "offline"  # offline: files under the run; `wandb sync` uploads them
-    log_checkpoints: bool = False  # also save last.pt and best.pt with the run
 
 
 @register_callback(WandBParams)
