@@ -117,6 +117,11 @@ def holder_alive(path: Path) -> bool | None:
     if not markers:
         return None
     for marker in markers:
+        held = _flock_held(marker) if marker.name == ".lock" else None
+        if held is not None:  # the fit's `.lock` is a flock: held exactly while its fit runs (its pid stays after)
+            if held:
+                return True
+            continue
         try:
             text = marker.read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -125,6 +130,24 @@ def holder_alive(path: Path) -> bool | None:
         if match and _pid_alive(int(match.group(0))):
             return True
     return False
+
+
+def _flock_held(marker: Path) -> bool | None:
+    """Whether another process holds a flock on `marker`; None where flock is unavailable."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        with marker.open("rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return None
 
 
 def _pid_alive(pid: int) -> bool:
