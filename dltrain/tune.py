@@ -43,11 +43,11 @@ Say = Callable[[str], None]
 class Distribution(Params):
     """One searched key: exactly one of `loguniform`, `uniform`, `int` ([low, high]) or `choice` ([values])."""
 
-    loguniform: tuple[float, float] | None = None
-    uniform: tuple[float, float] | None = None
-    int: tuple[builtins.int, builtins.int] | None = None  # (`int` names the key here, so the type is spelled out)
-    choice: Annotated[list[Any], Field(min_length=1)] | None = None
-    step: Annotated[float, Field(gt=0)] | None = None  # for `int` (and `uniform`): the grid spacing
+    loguniform: tuple[float, float] | None = Field(None, description="[low, high], sampled on a log scale (low > 0).")
+    uniform: tuple[float, float] | None = Field(None, description="[low, high], sampled uniformly.")
+    int: tuple[builtins.int, builtins.int] | None = Field(None, description="[low, high], integers.")  # `int` names the key: builtins.int is the type
+    choice: Annotated[list[Any], Field(min_length=1)] | None = Field(None, description="The values to choose from.")
+    step: Annotated[float, Field(gt=0)] | None = Field(None, description="For int and uniform: the grid spacing.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Distribution:
@@ -86,12 +86,12 @@ class Distribution(Params):
 class TuneConfig(Params):
     """`tune:` what `dltrain tune` optimises, and over which keys."""
 
-    metric: str = "val_loss"  # a column of the epoch row (history.csv); a trial's value is its last epoch's
-    direction: Literal["auto", "maximize", "minimize"] = "auto"  # auto: maximize for accuracy-like metrics
-    pruner: Literal["median", "hyperband", "none"] = "median"  # stops trials behind the others, per epoch
-    warmup_epochs: Annotated[int, Field(ge=0)] = 2  # median: epochs a trial runs before it may be pruned
-    startup_trials: Annotated[int, Field(ge=1)] = 5  # trials sampled at random before TPE and pruning start
-    space: Annotated[dict[str, Distribution], Field(min_length=1)]  # config key → distribution
+    metric: str = Field("val_loss", description="a column of the epoch row (history.csv); a trial's value is its last epoch's")
+    direction: Literal["auto", "maximize", "minimize"] = Field("auto", description="auto: maximize for accuracy-like metrics")
+    pruner: Literal["median", "hyperband", "none"] = Field("median", description="stops trials behind the others, per epoch")
+    warmup_epochs: Annotated[int, Field(ge=0)] = Field(2, description="median: epochs a trial runs before it may be pruned")
+    startup_trials: Annotated[int, Field(ge=1)] = Field(5, description="trials sampled at random before TPE and pruning start")
+    space: Annotated[dict[str, Distribution], Field(min_length=1)] = Field(description="config key → distribution")
 
     def maximize(self) -> bool:
         if self.direction != "auto":

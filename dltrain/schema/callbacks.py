@@ -81,16 +81,20 @@ class TensorBoardParams(Params):
 
 @callback
 class MLflowParams(Params):
+    """Log the config, every epoch row and the run's files to MLflow (`pip install 'dltrain[mlflow]'`)."""
+
     type: Literal["MLflow"]
-    tracking_uri: str | None = None  # default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db in the working folder
-    experiment: str | None = None  # default: the config's name
-    log_checkpoints: bool = False  # also upload last.pt and best.pt as artifacts
+    tracking_uri: str | None = Field(None, description="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db in the working folder")
+    experiment: str | None = Field(None, description="default: the config's name")
+    log_checkpoints: bool = Field(False, description="also upload last.pt and best.pt as artifacts")
 
 
 @callback
 class WandBParams(Params):
+    """Log the config, every epoch row and the run's files to Weights & Biases (`pip install 'dltrain[wandb]'`)."""
+
     type: Literal["WandB"]
-    project: str | None = None  # default: the config's name
-    entity: str | None = None  # your W&B team or user (default: the logged-in account's)
-    mode: Literal["online", "offline", "disabled"] = "offline"  # offline: files under the run; `wandb sync` uploads them
-    log_checkpoints: bool = False  # also save last.pt and best.pt with the run
+    project: str | None = Field(None, description="default: the config's name")
+    entity: str | None = Field(None, description="your W&B team or user (default: the logged-in account's)")
+    mode: Literal["online", "offline", "disabled"] = Field("offline", description="offline: files under the run; `wandb sync` uploads them")
+    log_checkpoints: bool = Field(False, description="also save last.pt and best.pt with the run")
