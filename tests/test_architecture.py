@@ -37,6 +37,7 @@ LAYERS: dict[str, set[str]] = {
         "schema.schedules",
         "schema.callbacks",
         "schema.data",
+        "schema.tune",
     },
     "config": {"config"},
     "nn": {"activations", "layers", "backbones", "losses", "metrics", "optim", "schedules", "data.adapter", "model"},
@@ -67,7 +68,7 @@ LAYERS: dict[str, set[str]] = {
         "transfer",
         "trainer",
     },
-    "library": {"api", "build", "predict", "export", "presets", "catalog", "display", "launch", "", "_docs"},
+    "library": {"api", "runs", "tune", "tracking", "build", "predict", "export", "presets", "catalog", "display", "launch", "", "_docs"},
     "cli": {"cli", "__main__"},
 }
 ORDER = list(LAYERS)

@@ -20,7 +20,7 @@ from .losses import LOSSES
 from .metrics import METRICS
 from .optim import OPTIMIZERS
 from .schedules import SCHEDULES
-from ..tune import TuneConfig
+from .tune import TuneConfig
 
 if TYPE_CHECKING:  # unions built from the registries at run time; statically, any of their params models
     LayerConfig: TypeAlias = Any
