@@ -20,12 +20,12 @@ from .checkpoint import Checkpoint
 from .config import LoadedConfig, from_resolved, load_config, with_seed
 from .data import Preprocessing
 from .distributed import Context, open_context, resolve_device
-from .errors import CheckpointError, ConfigError, UserError
+from .errors import CheckpointError, ConfigError, RunError, UserError
 from .metrics import METRICS, build_metrics, class_scores
 from .model import BuiltModel, build_model
 from .plots import image_formats, write_confusion
 from .predict import predict_files
-from .reporting import Reporter
+from .reporting import Reporter, log
 from .rundir import RunDir
 from .trainer import Trainer
 
@@ -60,6 +60,9 @@ def fit(
             torch.manual_seed(int(torch.randint(2**62, ())) + ctx.rank)
         try:
             results = trainer.fit(run)
+        except RunError as exc:
+            log.error("failed: %s", exc)  # train.log records why the run ended (`dltrain runs` reads it)
+            raise
         finally:
             if run is not None:
                 run.close()

@@ -73,6 +73,11 @@ class Training(Protocol):
         ...
 
     @property
+    def loaded(self) -> LoadedConfig:
+        """The run's validated config (`loaded.resolved()` is what config.yaml holds)."""
+        ...
+
+    @property
     def reporter(self) -> Reporter:
         """Where messages go (`reporter.message(text)`)."""
         ...
@@ -106,6 +111,9 @@ class Callback:
 
     def on_fit_end(self, training: Training) -> None:
         """Training ended (finished, or stopped by a callback)."""
+
+    def write_final(self, training: Training, run: RunDir, results: dict[str, Any]) -> None:
+        """metrics.json and curves.png are written (main process with a run directory)."""
 
     def state(self) -> dict[str, Any]:
         return {"monitor": self.monitor.state() if self.monitor else None}

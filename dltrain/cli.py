@@ -239,6 +239,71 @@ def serve(
 
 
 @app.command()
+@handles_errors
+def tune(
+    config: Annotated[Path, typer.Argument(help="A YAML config with a `tune:` block (metric, pruner, space).")],
+    overrides: SetOption = None,
+    trials: Annotated[int, typer.Option("--trials", help="Run this many more trials (a rerun continues the study).")] = 20,
+    jobs: Annotated[int, typer.Option("--jobs", help="Trials in parallel, in this many warm worker processes.")] = 1,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (default: sqlite study.db beside the trials; postgresql://... to share).")] = None,
+    study: Annotated[Optional[str], typer.Option("--study", help="The study's name (default: the config's name).")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Stop starting new trials after this many seconds.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search hyperparameters with Optuna (TPE, pruning); write best.yaml, trials.csv and plots."""
+    from . import tune as tuning
+
+    def say(text: str) -> None:
+        err_console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+    summary = tuning.tune(config, list(overrides or []), trials=trials, jobs=jobs, storage=storage, study=study,
+                          timeout=timeout, say=say)
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    out_console.print(tuning.trials_rich_table(summary))
+    if "best" in summary:
+        best = summary["best"]
+        out_console.print(f"best: trial {best['number']} with {summary['metric']} {best['value']:.4f}; "
+                          f"wrote {summary['best_yaml']} (train it with: dltrain fit {summary['best_yaml']}) and "
+                          f"{', '.join(summary['plots'])}", highlight=False, soft_wrap=True, markup=False)
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+@handles_errors
+def runs(
+    args: Annotated[Optional[list[str]], typer.Argument(help="[DIR] (default runs), or: compare RUN RUN...")] = None,
+    as_json: JsonOption = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="compare: draw the runs' curves overlaid into this image.")] = None,
+) -> None:
+    """List the runs under DIR (status, epochs, best monitored value, test metrics); `runs compare RUN RUN...` sets them side by side."""
+    from . import runs as runs_module
+
+    items = list(args or [])
+    if items[:1] == ["compare"]:
+        if len(items) < 3:
+            raise typer.BadParameter("give two or more run directories: dltrain runs compare RUN RUN...")
+        report = runs_module.compare(list[str | Path](items[1:]))
+        if plot is not None:
+            runs_module.plot_compare(list[str | Path](items[1:]), plot)
+        if as_json:
+            print(json.dumps(report, default=str))
+            return
+        for table in runs_module.compare_tables(report):
+            out_console.print(table)
+        if plot is not None:
+            out_console.print(f"wrote {plot}", highlight=False, soft_wrap=True)
+        return
+    if plot is not None or len(items) > 1:
+        raise typer.BadParameter("`dltrain runs [DIR]` takes one folder; --plot belongs to `dltrain runs compare`")
+    found = runs_module.list_runs(items[0] if items else "runs")
+    if as_json:
+        print(json.dumps({"runs": found}))
+        return
+    out_console.print(runs_module.runs_table(found))
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the config file (for editor validation and completion)."""
     from .schema.config import json_schema

@@ -126,6 +126,8 @@ class Trainer:
             with run.writing():
                 run.write_metrics(results)
                 write_curves(self.history, run.path / "curves.png")
+                for callback in self.callbacks:
+                    callback.write_final(self, run, results)
         self.reporter.fit_end(run.path if run else None, results)
         return results
 

@@ -10,7 +10,7 @@ from .._params import Params
 from .._registry import Registry
 from .schedules import MODE, MONITOR, Mode, PlateauKeys
 
-CALLBACKS: Registry[Any] = Registry("callback", case_sensitive=False, implemented_in=("dltrain.callbacks",))
+CALLBACKS: Registry[Any] = Registry("callback", case_sensitive=False, implemented_in=("dltrain.callbacks", "dltrain.tracking"))
 callback = CALLBACKS.describes()
 
 MIN_DELTA = "The smallest change that counts as an improvement."
@@ -77,3 +77,24 @@ class TensorBoardParams(Params):
     log_dir: str = Field(
         "tensorboard", description="Where the event files go, relative to the run directory (or absolute)."
     )
+
+
+@callback
+class MLflowParams(Params):
+    """Log the config, every epoch row and the run's files to MLflow (`pip install 'dltrain[mlflow]'`)."""
+
+    type: Literal["MLflow"]
+    tracking_uri: str | None = Field(None, description="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db in the working folder")
+    experiment: str | None = Field(None, description="default: the config's name")
+    log_checkpoints: bool = Field(False, description="also upload last.pt and best.pt as artifacts")
+
+
+@callback
+class WandBParams(Params):
+    """Log the config, every epoch row and the run's files to Weights & Biases (`pip install 'dltrain[wandb]'`)."""
+
+    type: Literal["WandB"]
+    project: str | None = Field(None, description="default: the config's name")
+    entity: str | None = Field(None, description="your W&B team or user (default: the logged-in account's)")
+    mode: Literal["online", "offline", "disabled"] = Field("offline", description="offline: files under the run; `wandb sync` uploads them")
+    log_checkpoints: bool = Field(False, description="also save last.pt and best.pt with the run")

@@ -20,6 +20,7 @@ from .losses import LOSSES
 from .metrics import METRICS
 from .optim import OPTIMIZERS
 from .schedules import SCHEDULES
+from .tune import TuneConfig
 
 if TYPE_CHECKING:  # unions built from the registries at run time; statically, any of their params models
     LayerConfig: TypeAlias = Any
@@ -149,6 +150,7 @@ class Config(Params):
     model: ModelConfig = Field(description="The network: input shape and layers.")
     compile: CompileConfig = Field(description="Optimizer, loss and metrics.")
     fit: FitConfig = Field(FitConfig(), description="How to train.")
+    tune: TuneConfig | None = Field(None, exclude=True, description="`dltrain tune` only: the metric, pruner and search space; runs never store it.")
 
     @field_validator("name")
     @classmethod
