@@ -93,6 +93,7 @@ def fit_config(config: str | Path | None, overrides: list[str] | None = None,
     if resume is not None:
         payload = checkpoint.load(resume, "last.pt")
         loaded = from_resolved(payload["config"], overrides, source=Path(payload["path"]).name)
+        loaded.sources = payload.get("config_sources") or []  # the files of the run's first start
         if loaded.resolved()["model"] != payload["config"]["model"] or loaded.resolved()["data"] != payload["config"]["data"]:
             raise UserError("--resume cannot change model or data; only fit and compile settings (e.g. fit.epochs)")
         return loaded, payload
@@ -115,7 +116,7 @@ def _fit_setup(loaded: LoadedConfig, payload: dict[str, Any] | None, ctx: Contex
     elif write and ctx.is_main:
         run = RunDir.create(loaded.config.name or "run", run_dir)
     if run is not None:
-        run.write_config(loaded.resolved())
+        run.write_config(loaded.resolved(), loaded.sources)
         run.start_log()
     return trainer, run
 

@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, api, launch, presets
+from . import __version__, api, compose, launch, presets
 from .export import export as export_model
 from .catalog import catalog
-from .config import json_schema
+from .config import json_schema, load_config
 from .display import RichReporter, predictions_table, report_table, summary_table
 from .errors import DltrainError, ReportedElsewhere
 
@@ -146,8 +146,14 @@ def check(
     config: Annotated[Path, typer.Argument(help="The YAML config to validate.")],
     overrides: SetOption = None,
     as_json: JsonOption = False,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the merged config (bases, --set and ${...} "
+                                               "applied), a '# file:line' on each value; then validate it (no model is built).")] = False,
 ) -> None:
     """Validate a config and build its model without training; print the summary."""
+    if print_config:
+        print(compose.render(compose.load(config, list(overrides or []))), end="")
+        load_config(config, list(overrides or []))
+        return
     _, built = api.check(config, list(overrides or []))
     if as_json:
         layers = [
@@ -179,8 +185,9 @@ def init(
             table.add_row(item["name"], item["summary"])
         out_console.print(table)
         return
-    written = presets.write_preset(preset, dest, force)
-    out_console.print(f"wrote {written}; train it with: dltrain fit {written}", highlight=False, soft_wrap=True)
+    written, *bases = presets.write_preset(preset, dest, force)
+    also = f" (and its base {', '.join(map(str, bases))})" if bases else ""
+    out_console.print(f"wrote {written}{also}; train it with: dltrain fit {written}", highlight=False, soft_wrap=True)
 
 
 @app.command()

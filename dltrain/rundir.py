@@ -18,6 +18,7 @@ import yaml
 
 from . import checkpoint
 from ._files import write_text_atomic
+from .compose import sources_header
 from .errors import UserError
 
 log = logging.getLogger("dltrain")
@@ -74,8 +75,10 @@ class RunDir:
             self._handler.close()
             self._handler = None
 
-    def write_config(self, resolved: dict[str, Any]) -> None:
-        write_text_atomic(self.path / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    def write_config(self, resolved: dict[str, Any], sources: list[dict[str, str]] | None = None) -> None:
+        """The merged, resolved config, opened by a comment naming the files (and hashes) it came from."""
+        text = sources_header(sources or []) + yaml.safe_dump(resolved, sort_keys=False)
+        write_text_atomic(self.path / "config.yaml", text)
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
         write_csv(self.path / "history.csv", rows)

@@ -244,6 +244,7 @@ class Trainer:
         """The checkpoint payload: plain data only."""
         return {
             "config": self.loaded.resolved(),
+            "config_sources": self.loaded.sources,
             "model": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.lr.state(),
