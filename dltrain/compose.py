@@ -312,17 +312,22 @@ class _Resolver:
             values.append(self.resolve(target, stack))
             origin = origin_of(self.composed.origins, target)
             vias.append(f"${{{match.group(1)}}} = {origin.where if origin else 'a default'}")
+        own = origin_of(self.composed.origins, path) or Origin(self.composed.source)
+        located = {path: Origin(own.where, own.overrode, "; ".join(vias))}
         whole = len(matches) == 1 and matches[0].group(0) == text
         if whole:
             result = copy.deepcopy(values[0])
+            for sub, origin in list(self.composed.origins.items()):  # a copied section: each value says where it is from
+                if len(sub) > len(target) and sub[: len(target)] == target:
+                    via = f"{vias[0]}; {origin.via}" if origin.via else f"${{{dotted(sub)}}} = {origin.where}"
+                    located[path + sub[len(target):]] = Origin(own.where, None, via)
         else:
             for match, value in zip(matches, values):
                 if not isinstance(value, SCALARS):
                     raise self.composed.error(path, f"${{{match.group(1)}}} is a {type(value).__name__}; only a whole "
                                                     f"value ('key: ${{{match.group(1)}}}') can refer to one")
             result = _REFERENCE.sub(lambda m: _text(values.pop(0)), text)
-        own = origin_of(self.composed.origins, path) or Origin(self.composed.source)
-        _replace(self.composed.origins, path, {path: Origin(own.where, own.overrode, "; ".join(vias))})
+        _replace(self.composed.origins, path, located)
         return result
 
     def _target(self, path: PathKey, reference: str) -> PathKey:
