@@ -181,7 +181,12 @@ def compose(path: str | Path) -> Composed:
 def _compose_file(into: Composed, path: Path, name: str, top: Path, chain: list[tuple[Path, str]]) -> None:
     """Merge `path`'s bases, then `path` itself, into `into`; `chain` are the files including this one."""
     data = path.read_bytes()
-    raw, origins = parse_yaml(data.decode("utf-8"), name)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem("", name, f"not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                             f"save the config as UTF-8")], name) from None
+    raw, origins = parse_yaml(text, name)
     chain = chain + [(path.resolve(), name)]
     for key, base_path, base_name in _bases(raw, origins, path, name, top):
         seen = [n for p, n in chain if p == base_path.resolve()]
@@ -215,8 +220,8 @@ def _bases(raw: dict[str, Any], origins: Origins, path: Path, name: str, top: Pa
 
 
 def _located(origins: Origins, key: PathKey, name: str, message: str) -> ConfigError:
-    """A problem at `key` of the file `name` (before it is merged, so its own origins)."""
-    return ConfigError([Problem(dotted(key), origins[key].where, message)], name)
+    """A problem at `key` of the file `name`, located by that file's own origins (before any merge)."""
+    return ConfigError([problem(origins, key, message, name)], name)
 
 
 # --- --set ------------------------------------------------------------------------------
