@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoint, transfer
+from . import checkpoint, compose, transfer
 from .backbones import weights_from_checkpoint
 from .config import LoadedConfig, from_resolved, load_config, with_seed
 from .data import DataBundle, Preprocessing, load_data
@@ -194,6 +194,12 @@ def per_class_scores(matrix: list[list[int]], names: list[str]) -> dict[str, dic
         }
         for i in range(len(matrix))
     }
+
+
+def annotated_config(config: str | Path, overrides: list[str] | None = None) -> str:
+    """The config that would run (bases, `--set`, `${...}` and defaults applied), each value with its origin."""
+    composed = compose.load(config, overrides)
+    return compose.render(load_config(config, overrides).resolved(), composed)
 
 
 def check(config: str | Path, overrides: list[str] | None = None) -> tuple[LoadedConfig, BuiltModel]:

@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, api, compose, launch, presets
+from . import __version__, api, launch, presets
 from .export import export as export_model
 from .catalog import catalog
-from .config import json_schema, load_config
+from .config import json_schema
 from .display import RichReporter, predictions_table, report_table, summary_table
 from .errors import DltrainError, ReportedElsewhere
 
@@ -146,13 +146,13 @@ def check(
     config: Annotated[Path, typer.Argument(help="The YAML config to validate.")],
     overrides: SetOption = None,
     as_json: JsonOption = False,
-    print_config: Annotated[bool, typer.Option("--print-config", help="Print the merged config (bases, --set and ${...} "
-                                               "applied), a '# file:line' on each value; then validate it (no model is built).")] = False,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Validate, then print the config that would run "
+                                               "(bases, --set, ${...} and defaults applied), a '# file:line' on each value; "
+                                               "no model is built.")] = False,
 ) -> None:
     """Validate a config and build its model without training; print the summary."""
     if print_config:
-        print(compose.render(compose.load(config, list(overrides or []))), end="")
-        load_config(config, list(overrides or []))
+        print(api.annotated_config(config, list(overrides or [])), end="")
         return
     _, built = api.check(config, list(overrides or []))
     if as_json:

@@ -406,23 +406,32 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Composed:
     return composed
 
 
-def render(composed: Composed) -> str:
-    """The merged config as YAML with a '# file:line' comment on each value (`check --print-config`)."""
-    head = [f"# {composed.source}, merged from: " + ", ".join(s["name"] for s in composed.sources)]
-    return "\n".join(head + _render(composed.raw, (), composed.origins, 0)) + "\n"
+_ABSENT = object()  # a key the files did not write: its value is the schema's default
+_TAGS = ("type", "source")  # what a shorthand (`optimizer: adam`) writes
 
 
-def _render(node: Any, path: PathKey, origins: Origins, indent: int) -> list[str]:
-    """Block-style lines of `node`; each scalar (and empty container) ends with its origin."""
+def render(resolved: dict[str, Any], composed: Composed) -> str:
+    """The config that runs, as YAML: each value with the file:line that set it, or '# default'.
+
+    `resolved` is the validated config with every default filled in; `composed` tells
+    which of its values the files (or `--set`) wrote, and where. Written keys come first,
+    in the files' order, then the defaults.
+    """
+    files = ", ".join(s["name"] for s in composed.sources)
+    head = f"# {composed.source}, merged from: {files}; 'default': a value no file sets"
+    return "\n".join([head, *_render(resolved, composed.raw, (), composed.origins, 0)]) + "\n"
+
+
+def _render(node: Any, raw: Any, path: PathKey, origins: Origins, indent: int) -> list[str]:
+    """Block-style lines of `node` (`raw`: what the files wrote there); each value ends with its origin."""
     lines: list[str] = []
     pad = " " * indent
-    items = node.items() if isinstance(node, dict) else enumerate(node)
-    for key, value in items:
+    for key, value, written in _entries(node, raw):
         here = path + (key,)
-        origin = origins.get(here)
         if isinstance(value, dict | list) and value:
-            inner = _render(value, here, origins, indent + 2)
+            inner = _render(value, written, here, origins, indent + 2)
             if isinstance(node, dict):  # a section says where it came from only when it replaced one
+                origin = origins.get(here)
                 replaced = f"  # {origin.where}{origin.note()}" if origin and origin.overrode else ""
                 lines += [f"{pad}{_scalar(key)}:{replaced}", *inner]
             elif isinstance(value, dict):  # '- first: 1' with the other keys under 'first'
@@ -430,11 +439,23 @@ def _render(node: Any, path: PathKey, origins: Origins, indent: int) -> list[str
             else:
                 lines += [f"{pad}-", *inner]
             continue
-        origin = origin_of(origins, here)
-        comment = f"  # {origin.where}{origin.note()}" if origin else ""
+        shorthand = not isinstance(raw, dict | list)  # `optimizer: adam`: the origin is the parent's
+        origin = origin_of(origins, path if shorthand else here) if written is not _ABSENT else None
+        comment = f"  # {origin.where}{origin.note()}" if origin else "  # default"
         lead = f"{pad}{_scalar(key)}: " if isinstance(node, dict) else f"{pad}- "
         lines.append(f"{lead}{_scalar(value)}{comment}")
     return lines
+
+
+def _entries(node: Any, raw: Any) -> list[tuple[Any, Any, Any]]:
+    """(key, value, what the files wrote there or _ABSENT) for each item; written keys first, in the files' order."""
+    if isinstance(node, list):
+        return [(i, v, raw[i] if isinstance(raw, list) and i < len(raw) else _ABSENT) for i, v in enumerate(node)]
+    if isinstance(raw, dict):
+        written = {k: raw[k] for k in raw if k in node}
+    else:  # a shorthand (`optimizer: adam`) wrote only the type
+        written = {k: raw for k in _TAGS if k in node and node[k] == raw}
+    return [(k, node[k], written.get(k, _ABSENT)) for k in [*written, *(k for k in node if k not in written)]]
 
 
 def _scalar(value: Any) -> str:

@@ -9,6 +9,8 @@ import pytest
 import torch
 import yaml
 
+from dltrain.config import load_config
+
 ROOT = """\
 seed: 0
 vars:
@@ -77,23 +79,25 @@ def printed(cli, config: Path, *sets: str) -> tuple[str, dict]:
 
 def test_three_level_chain_merges_in_order_and_says_where_each_value_came_from(cli, tmp_path: Path) -> None:
     text, merged = printed(cli, chain(tmp_path))
-    assert merged["fit"] == {"epochs": 1, "batch_size": 128, "validation_split": 0.2, "device": "cpu"}
-    assert merged["data"] == {"source": "digits", "normalize": "scale"} and merged["seed"] == 0
+    assert merged == load_config(tmp_path / "exp.yaml").resolved()  # exactly what would run, defaults included
+    assert {k: merged["fit"][k] for k in ("epochs", "batch_size", "validation_split", "device")} == \
+        {"epochs": 1, "batch_size": 128, "validation_split": 0.2, "device": "cpu"}
     assert "base" not in merged and "vars" not in merged
-    assert text.splitlines()[0] == "# exp.yaml, merged from: root.yaml, common/mid.yaml, exp.yaml"
     lines = text.splitlines()
+    assert lines[0].startswith("# exp.yaml, merged from: root.yaml, common/mid.yaml, exp.yaml;")
     assert f"  epochs: 1  # exp.yaml:{line_of(EXP, 'epochs')} (overrides root.yaml:{line_of(ROOT, 'epochs')})" in lines
     assert (f"  batch_size: 128  # common/mid.yaml:{line_of(MID, 'batch_size')} "
             f"(overrides root.yaml:{line_of(ROOT, 'batch_size')})") in lines
     assert f"  device: cpu  # root.yaml:{line_of(ROOT, 'device')}" in lines
-    assert all("#" in line for line in lines if line.strip() and not line.rstrip().endswith(":")), text
+    assert "  shuffle: true  # default" in lines
+    assert f"    type: adam  # root.yaml:{line_of(ROOT, 'optimizer')}" in lines  # `optimizer: adam` wrote the type
+    assert all("  # " in line for line in lines[1:] if not line.rstrip().endswith(":")), text
 
 
 def test_lists_are_replaced_not_merged(cli, tmp_path: Path) -> None:
     text, merged = printed(cli, chain(tmp_path))
-    assert merged["model"]["layers"] == [{"type": "Dense", "units": 32, "activation": "relu"},
-                                         {"type": "Dense", "units": 10, "activation": "softmax"}]
-    assert merged["compile"]["metrics"] == ["accuracy"]
+    assert [(layer["units"], layer["activation"]) for layer in merged["model"]["layers"]] == [(32, "relu"), (10, "softmax")]
+    assert merged["compile"]["metrics"] == [{"type": "accuracy"}]
     assert (f"  metrics:  # exp.yaml:{line_of(EXP, 'metrics')} (overrides root.yaml:{line_of(ROOT, 'metrics')})"
             in text.splitlines())
     checked = cli("check", tmp_path / "exp.yaml", "--json")
