@@ -316,7 +316,7 @@ class _Resolver:
             target = self._target(path, match.group(1))
             values.append(self.resolve(target, stack))
             origin = origin_of(self.composed.origins, target)
-            vias.append(f"${{{match.group(1)}}} = {origin.where if origin else 'a default'}")
+            vias.append(f"${{{match.group(1)}}} = {origin.where if origin else self.composed.source}")
         own = origin_of(self.composed.origins, path) or Origin(self.composed.source)
         located = {path: Origin(own.where, own.overrode, "; ".join(vias))}
         whole = len(matches) == 1 and matches[0].group(0) == text

@@ -91,7 +91,7 @@ def test_init_copies_the_presets_base_so_the_files_stand_alone(cli, tmp_path: Pa
     assert "base/digits.yaml" in result.output
     assert (tmp_path / "base" / "digits.yaml").read_text() == shipped.read_text()
     sources = [Path(s["path"]) for s in load_config(tmp_path / "mlp.yaml").sources]
-    assert sources == [tmp_path / "base" / "digits.yaml", tmp_path / "mlp.yaml"]  # none from the package
+    assert sources == [(tmp_path / "base" / "digits.yaml").resolve(), (tmp_path / "mlp.yaml").resolve()]  # none from the package
     # A second preset on the same base leaves it alone; a base the user edited is never overwritten silently.
     assert cli("init", "digits_cnn", tmp_path).exit_code == 0
     (tmp_path / "base" / "digits.yaml").write_text(shipped.read_text() + "  epochs: 5\n")
