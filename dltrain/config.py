@@ -1,101 +1,26 @@
-"""The config: its schema, validation, and errors located by file and line.
+"""Loading a config: validation against the schema, and errors located by file and line.
 
 `compose.py` turns the YAML files (bases, `--set`, `${...}`) into plain data and the
-origin of each value; pydantic validates that data against a schema assembled from the
-registries; every error is mapped back to its dotted path and origin, and all of them
-are reported at once.
+origin of each value; pydantic validates that data against the schema
+(`dltrain.schema.config`, assembled from the registries); every error is mapped back to
+its dotted path and origin, and all of them are reported at once.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from . import backbones  # noqa: F401  (registers the VGG16 and Backbone layers)
 from . import compose
-from ._params import Params, tagged_union
-from .data import SOURCES
-from .errors import ConfigError
-from .layers import LAYERS
-from .losses import LOSSES
-from .metrics import METRICS
-from .optim import OPTIMIZERS
-from .callbacks import CALLBACKS
 from .compose import Origins, PathKey, problem
-from .schedules import SCHEDULES
-
-LayerConfig = tagged_union(LAYERS)
-DataConfig = tagged_union(SOURCES, tag="source", allow_string=True)
-OptimizerConfig = tagged_union(OPTIMIZERS, allow_string=True)
-LossConfig = tagged_union(LOSSES, allow_string=True)
-MetricConfig = tagged_union(METRICS, allow_string=True)
-ScheduleConfig = tagged_union(SCHEDULES, allow_string=True)
-CallbackConfig = tagged_union(CALLBACKS, allow_string=True)
-
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-class ModelConfig(Params):
-    """`model:` the input shape (optional) and the layers, in order."""
-
-    input_shape: Annotated[list[PositiveInt], Field(min_length=1)] | None = None
-    layers: Annotated[list[LayerConfig], Field(min_length=1)]  # type: ignore[valid-type]
-
-
-class CompileConfig(Params):
-    """`compile:` optimizer, loss and metrics, as Keras's `model.compile`."""
-
-    optimizer: OptimizerConfig = Field("adam", validate_default=True)  # type: ignore[valid-type]
-    loss: LossConfig  # type: ignore[valid-type]
-    metrics: list[MetricConfig] = []  # type: ignore[valid-type]
-    lr_schedule: ScheduleConfig | None = None  # type: ignore[valid-type]
-
-
-class FitConfig(Params):
-    """`fit:` how to train, as Keras's `model.fit`."""
-
-    epochs: PositiveInt = 10
-    batch_size: PositiveInt = 32
-    validation_split: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    shuffle: bool = True
-    device: str = "auto"
-    strategy: Literal["auto", "ddp", "single"] = "auto"  # auto: ddp when torchrun starts several processes
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
-    compile_model: bool = False
-    deterministic: bool = False
-    gradient_clip: Annotated[float, Field(gt=0.0)] | None = None
-    accumulate_grad_batches: PositiveInt = 1
-    num_workers: NonNegativeInt | None = None  # DataLoader workers for sources that decode files (image_folder)
-    callbacks: list[CallbackConfig] = []  # type: ignore[valid-type]
-
-    @field_validator("precision", mode="before")
-    @classmethod
-    def _precision_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"expected auto, cpu, cuda, cuda:N or mps; received {value!r}")
-        return value
-
-
-class Config(Params):
-    """A whole dltrain config file."""
-
-    name: str | None = None
-    seed: int | None = None
-    data: DataConfig  # type: ignore[valid-type]
-    model: ModelConfig
-    compile: CompileConfig
-    fit: FitConfig = FitConfig()
-
+from .errors import ConfigError
+from .schema import config as schema_config
+from .schema.config import Config
 
 # --- a loaded config -----------------------------------------------------------------
 
@@ -105,10 +30,15 @@ class LoadedConfig:
     """A validated config with where each value came from (file:line, --set, checkpoint)."""
 
     config: Config
-    raw: dict[str, Any]
     source: str
     origins: Origins = field(default_factory=dict)
     sources: list[dict[str, str]] = field(default_factory=list)  # the files it was composed from, with hashes
+
+    @property
+    def overridden(self) -> dict[PathKey, str]:
+        """The values `--set` gave: path → 'KEY=VALUE'."""
+        return {path: origin.where.removeprefix("--set ") for path, origin in self.origins.items()
+                if origin.where.startswith("--set ")}
 
     def error(self, path: PathKey, message: str) -> ConfigError:
         """One problem at `path`: 'exp.yaml:7: fit.batch_size: ... (overrides base.yaml:12)'."""
@@ -144,7 +74,7 @@ def _raw_path(raw: Any, loc: tuple[Any, ...]) -> PathKey:
     return tuple(path)
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, msg, value = err["type"], err["msg"], err.get("input")
     if kind in ("unknown_key", "unknown_name", "missing_tag"):
         return msg
@@ -161,9 +91,9 @@ def _message(err: dict[str, Any]) -> str:
 
 def validate(raw: dict[str, Any], source: str, origins: Origins | None = None) -> LoadedConfig:
     """Validate plain data; raise one ConfigError listing every problem."""
-    loaded = LoadedConfig(config=None, raw=raw, source=source, origins=origins or {})  # type: ignore[arg-type]
+    origins = origins or {}
     try:
-        loaded.config = Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         problems = []
         errors = [(_raw_path(raw, err["loc"]), err) for err in exc.errors()]
@@ -172,13 +102,13 @@ def validate(raw: dict[str, Any], source: str, origins: Origins | None = None) -
                 continue
             if err["type"] == "unknown_name" and isinstance(err["input"], dict):
                 path += ("source" if "source" in err["input"] else "type",)
-            problems.append(problem(loaded.origins, path, _message(err), source))
+            problems.append(problem(origins, path, _message(err), source))
         problems.sort(key=lambda p: _line_number(p.where))
         raise ConfigError(problems, source) from None
-    return loaded
+    return LoadedConfig(config, source, origins)
 
 
-def _explained_by_typo(path: PathKey, errors: list[tuple[PathKey, dict[str, Any]]]) -> bool:
+def _explained_by_typo(path: PathKey, errors: list[tuple[PathKey, ErrorDetails]]) -> bool:
     """A missing key that a misspelled sibling already points to (`unit` → 'units')."""
     hint = f"Did you mean '{path[-1]}'?"
     return any(p[:-1] == path[:-1] and e["type"] == "unknown_key" and hint in e["msg"] for p, e in errors)
@@ -223,7 +153,5 @@ def with_seed(loaded: LoadedConfig) -> LoadedConfig:
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a config file, for editors."""
-    schema = Config.model_json_schema(by_alias=False)
-    schema["title"] = "dltrain config"
-    return compose.with_composition_keys(schema)
+    """The JSON Schema of a config file, for editors: the schema's, with `base:` and `vars:`."""
+    return compose.with_composition_keys(schema_config.json_schema())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from ._files import write_text_atomic
+from ._files import check_output_file, write_text_atomic
 from ._registry import did_you_mean
 from .compose import compose
 from .errors import UserError
@@ -52,8 +52,6 @@ def write_preset(name: str, dest: str | Path | None = None, force: bool = False)
     target = Path(dest) if dest is not None else Path(f"{source.stem}.yaml")
     if target.is_dir():
         target = target / f"{source.stem}.yaml"
-    if not target.parent.is_dir():
-        raise UserError(f"cannot write '{target}': the folder '{target.parent}' does not exist")
     files = {target: _first_line_for(source, target)}
     for base in compose(source).sources[:-1]:  # merged in order; the preset itself comes last
         files[target.parent / Path(base["path"]).relative_to(PRESETS_DIR.resolve())] = Path(base["path"]).read_text(encoding="utf-8")
@@ -63,6 +61,8 @@ def write_preset(name: str, dest: str | Path | None = None, force: bool = False)
         names = ", ".join(f"'{path}'" for path in taken)
         raise UserError(f"{names} already exist{'s' if len(taken) == 1 else ''}; pass --force to overwrite, "
                         f"or give another DEST")
+    for path in files:
+        check_output_file(path, "DEST", make_folder=path != target)
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, text)
