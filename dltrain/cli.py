@@ -225,6 +225,27 @@ def export(
 
 
 @app.command()
+@handles_errors
+def serve(
+    model: Annotated[Path, typer.Argument(help="A checkpoint (.pt), a run directory (uses best.pt) or an .onnx export.")],
+    host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="The port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Server processes, each with its own copy of the model.")] = 1,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Samples per forward pass when requests arrive together (1: no batching).")] = 64,
+    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a request may wait for others to batch with.")] = 2.0,
+    max_instances: Annotated[int, typer.Option("--max-instances", help="Most instances (or files) per request; more is a 413.")] = 1024,
+    max_request_mb: Annotated[float, typer.Option("--max-request-mb", help="Largest request body in MiB; larger is a 413.")] = 16.0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N (a checkpoint); cuda uses onnxruntime's CUDA provider.")] = "auto",
+) -> None:
+    """Serve a model over HTTP: POST /predict (JSON), /predict/files (images); GET /metadata, /health, /docs."""
+    from .serve.options import ServeOptions
+    from .serve.server import serve as run_server
+
+    options = ServeOptions(str(model), host, port, workers, max_batch, max_wait_ms, max_instances, max_request_mb, device)
+    run_server(options, announce=lambda line: print(line, flush=True))
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the config file (for editor validation and completion)."""
     from .config import json_schema

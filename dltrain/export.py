@@ -261,12 +261,18 @@ def metadata(data: DataBundle, network: Network, fmt: str, target: Path, width: 
         "task": data.task,
         "input": {"name": INPUT_NAME, "shape": [None, *data.input_shape], "dtype": "float32"},
         "preprocessing": preprocessing_steps(data.preprocessing),
+        "raw_input": raw_input(data.preprocessing),
         "in_graph": adapter,
         "output": {"name": OUTPUT_NAME, "shape": [None, width], "kind": kind,
                    "activation": network.output_activation},
         "class_names": data.class_names,
         "check": {"samples": samples, "max_abs_diff": diff, "atol": ATOL, "rtol": RTOL},
     }
+
+
+def raw_input(prep: Preprocessing) -> dict[str, Any]:
+    """What one raw sample is before the steps: its shape, value range, table encoding (for `serve`)."""
+    return {"shape": prep.raw_shape, "value_range": prep.value_range, "table": prep.table}
 
 
 def preprocessing_steps(prep: Preprocessing) -> list[dict[str, Any]]:

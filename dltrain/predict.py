@@ -20,6 +20,7 @@ from .data.images import IMAGE_SUFFIXES, read_image
 from .data.tabular import read_features, read_table
 from .data.timeseries import read_series, windows
 from .errors import DataError
+from .inference import describe_rows, image_values
 
 CHUNK = 1024  # samples per forward pass
 
@@ -59,9 +60,7 @@ def read_image_file(path: Path, prep: Preprocessing) -> Samples:
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise DataError(f"'{path}' is an image, but this model takes samples of shape {_shape_text(shape)}, "
                         f"not images [C, H, W]; give .npy/.npz arrays or a .csv instead")
-    x = read_image(path, shape[0], (shape[1], shape[2])).float()
-    if prep.value_range and prep.value_range != 255.0:
-        x = x * (prep.value_range / 255.0)
+    x = torch.from_numpy(image_values(read_image(path, shape[0], (shape[1], shape[2])).numpy(), prep.value_range))
     return Samples(x[None], [path.name])
 
 
@@ -122,37 +121,31 @@ def read_input(path: Path, prep: Preprocessing) -> Samples:
     return reader(path, prep)
 
 
-def describe(outputs: torch.Tensor, task: str, class_names: list[str], top_k: int) -> list[dict[str, Any]]:
-    """One `{prediction, top_k}` (classification), `{prediction, probability}` (binary) or `{prediction}` per row."""
+def scores(outputs: torch.Tensor, task: str) -> np.ndarray:
+    """Network outputs → probabilities (softmax for classes, sigmoid for binary) or values, in NumPy."""
     if task == "classification":
-        probabilities = outputs.float().softmax(dim=-1)
-        values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=-1)
-        return [{"prediction": class_names[int(idx[0])],
-                 "top_k": [[class_names[int(i)], round(float(v), 6)] for v, i in zip(vals, idx)]}
-                for vals, idx in zip(values, indices)]
-    if task == "binary":
-        probabilities = outputs.float().sigmoid()
-        return [{"prediction": _plain((p > 0.5).long()), "probability": _plain(p, 6)} for p in probabilities]
-    return [{"prediction": _plain(row.float(), 6)} for row in outputs]
-
-
-def _plain(row: torch.Tensor, digits: int | None = None) -> Any:
-    """A row as a number when it holds one value, else a list."""
-    values = [round(float(v), digits) if digits else int(v) for v in row.reshape(-1)]
-    return values[0] if len(values) == 1 else values
+        outputs = outputs.float().softmax(dim=-1)
+    elif task == "binary":
+        outputs = outputs.float().sigmoid()
+    return outputs.float().numpy()
 
 
 @torch.inference_mode()
+def predict_scores(network: torch.nn.Module, prep: Preprocessing, x: torch.Tensor, task: str,
+                   device: torch.device) -> np.ndarray:
+    """Scores for raw samples `(N, *raw_shape)`, CHUNK per forward pass (`predict` and `serve` both run this)."""
+    network.eval()
+    parts = [scores(network(prep.apply(x[start : start + CHUNK]).to(device)).cpu(), task)
+             for start in range(0, len(x), CHUNK)]
+    return np.concatenate(parts)
+
+
 def predict_files(network: torch.nn.Module, prep: Preprocessing, inputs: list[Path], task: str,
                   class_names: list[str], top_k: int, device: torch.device) -> list[dict[str, Any]]:
     """Predictions for every sample of every input file, in order."""
-    network.eval()
     predictions: list[dict[str, Any]] = []
     for path in inputs:
         samples = read_input(Path(path), prep)
-        for start in range(0, len(samples.x), CHUNK):
-            x = prep.apply(samples.x[start : start + CHUNK]).to(device)
-            rows = describe(network(x).cpu(), task, class_names, top_k)
-            names = samples.names[start : start + CHUNK]
-            predictions += [{"input": name, **row} for name, row in zip(names, rows)]
+        rows = describe_rows(predict_scores(network, prep, samples.x, task, device), task, class_names, top_k)
+        predictions += [{"input": name, **row} for name, row in zip(samples.names, rows)]
     return predictions

@@ -53,6 +53,7 @@ LAYERS: dict[str, set[str]] = {
         "data.tabular",
         "data.timeseries",
         "data.vision",
+        "inference",
     },
     "training": {
         "monitor",
@@ -68,7 +69,9 @@ LAYERS: dict[str, set[str]] = {
         "transfer",
         "trainer",
     },
-    "library": {"api", "build", "predict", "export", "presets", "catalog", "display", "launch", "", "_docs"},
+    "library": {"api", "build", "predict", "export", "presets", "catalog", "display", "launch", "", "_docs", "serve",
+                "serve.spec", "serve.models", "serve.batching", "serve.options", "serve.app", "serve.server",
+                "serve.process", "serve.__main__"},
     "cli": {"cli", "__main__"},
 }
 ORDER = list(LAYERS)

@@ -18,23 +18,16 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..errors import DataError
+from ..inference import decode_image
 from ..schema.data import ImageFolderParams
 from .base import LazyInputs, Preprocessing, RawData, register_source
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-PIL_MODES = {1: "L", 3: "RGB"}
 
 
 def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> torch.Tensor:
     """An image file as a uint8 `[channels, height, width]` tensor (bilinear resize)."""
-    try:
-        with Image.open(path) as file:
-            image = file.convert(PIL_MODES[channels]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"'{path}' is not a readable image ({exc})") from None
-    array = array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)  # (C, H, W)
+    return torch.from_numpy(decode_image(path, channels, size))
 
 
 class ImageDataset(Dataset):

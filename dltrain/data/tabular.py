@@ -17,6 +17,7 @@ import numpy as np
 
 from .._registry import did_you_mean
 from ..errors import DataError
+from ..inference import encode_table as encode
 from ..schema.data import CsvParams
 from .base import RawData, register_source
 
@@ -128,22 +129,6 @@ class TableEncoder:
 
     def transform(self, x: np.ndarray, state: dict[str, Any]) -> np.ndarray:
         return encode(x, state)
-
-
-def encode(x: np.ndarray, state: dict[str, Any]) -> np.ndarray:
-    """(N, F) cells → (N, F') float32, categories one-hot (an unseen category: all zeros)."""
-    parts = []
-    for i, name in enumerate(state["features"]):
-        if name in state["categories"]:
-            lookup = {c: j for j, c in enumerate(state["categories"][name])}
-            onehot = np.zeros((len(x), len(lookup)), dtype=np.float32)
-            for row, value in enumerate(x[:, i]):
-                if str(value) in lookup:
-                    onehot[row, lookup[str(value)]] = 1.0
-            parts.append(onehot)
-        else:
-            parts.append(x[:, i : i + 1].astype(np.float32))
-    return np.concatenate(parts, axis=1)
 
 
 def read_features(path: Path, state: dict[str, Any]) -> np.ndarray:
