@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, compose
 from ._files import check_output_file
 from .backbones import weights_from_checkpoint
 from .build import build_trainer
@@ -76,6 +76,7 @@ def fit_config(config: str | Path | None, overrides: list[str] | None = None,
     if resume is not None:
         payload = checkpoint.load(resume, "last.pt")
         loaded = _stored_config(payload, overrides)
+        loaded.sources = payload.config_sources  # the files of the run's first start
         if loaded.resolved()["model"] != payload.config["model"] or loaded.resolved()["data"] != payload.config["data"]:
             raise UserError("--resume cannot change model or data; only fit and compile settings (e.g. fit.epochs)")
         return loaded, payload
@@ -106,7 +107,7 @@ def _fit_setup(loaded: LoadedConfig, payload: Checkpoint | None, ctx: Context, r
     try:
         trainer = build_trainer(loaded, ctx, reporter, payload, resume=True)
         if run is not None:
-            run.write_config(loaded.resolved())
+            run.write_config(loaded.resolved(), loaded.sources)
             run.start_log()
     except BaseException:
         if run is not None:
@@ -195,6 +196,12 @@ def per_class_scores(matrix: list[list[int]], names: list[str]) -> dict[str, dic
         }
         for i in range(len(matrix))
     }
+
+
+def annotated_config(config: str | Path, overrides: list[str] | None = None) -> str:
+    """The config that would run (bases, `--set`, `${...}` and defaults applied), each value with its origin."""
+    composed = compose.load(config, overrides)
+    return compose.render(load_config(config, overrides).resolved(), composed)
 
 
 def check(config: str | Path, overrides: list[str] | None = None) -> tuple[LoadedConfig, BuiltModel]:

@@ -73,6 +73,7 @@ class Checkpoint:
     partial: dict[str, Any] | None = None
     rng: dict[str, Any] | None = None
     frozen: FrozenRef | None = None
+    config_sources: list[dict[str, str]] = field(default_factory=list)  # the files the config was composed from
     checksum: str | None = None  # of `model` (format 1 files have none)
     version: str = __version__
     path: Path | None = None  # where it was loaded from (not stored)
@@ -140,6 +141,10 @@ def _is_names(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
+def _is_source(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -165,6 +170,7 @@ _SCHEMA: dict[str, tuple[Callable[[Any], bool], bool]] = {  # key: (check, requi
     "partial": (_optional(lambda v: isinstance(v, dict)), False),
     "rng": (_optional(lambda v: isinstance(v, dict)), False),
     "frozen": (_optional(lambda v: isinstance(v, dict) and set(v) == {"file", "checksum"}), False),
+    "config_sources": (lambda v: isinstance(v, list) and all(_is_source(s) for s in v), False),
     "checksum": (_optional(lambda v: isinstance(v, str)), False),
     "version": (lambda v: isinstance(v, str), False),
 }

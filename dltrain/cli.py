@@ -160,11 +160,17 @@ def check(
     config: Annotated[Path, typer.Argument(help="The YAML config to validate.")],
     overrides: SetOption = None,
     as_json: JsonOption = False,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Validate, then print the config that would run "
+                                               "(bases, --set, ${...} and defaults applied), a '# file:line' on each value; "
+                                               "no model is built.")] = False,
 ) -> None:
     """Validate a config and build its model without training; print the summary."""
     from . import api
     from .display import summary_table
 
+    if print_config:
+        print(api.annotated_config(config, list(overrides or [])), end="")
+        return
     _, built = api.check(config, list(overrides or []))
     if as_json:
         layers = [
@@ -198,8 +204,9 @@ def init(
             table.add_row(name, presets.describe(path))
         out_console.print(table)
         return
-    written = presets.write_preset(preset, dest, force)
-    out_console.print(f"wrote {written}; train it with: dltrain fit {written}", highlight=False, soft_wrap=True)
+    written, *bases = presets.write_preset(preset, dest, force)
+    also = f" (and its base {', '.join(map(str, bases))})" if bases else ""
+    out_console.print(f"wrote {written}{also}; train it with: dltrain fit {written}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -306,7 +313,7 @@ def runs(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the config file (for editor validation and completion)."""
-    from .schema.config import json_schema
+    from .config import json_schema
 
     print(json.dumps(json_schema(), indent=2))
 

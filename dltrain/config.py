@@ -1,163 +1,52 @@
-"""Loading a config: YAML with line numbers, `--set` overrides, validation, located errors.
+"""Loading a config: validation against the schema, and errors located by file and line.
 
-YAML is composed (not just loaded) so each key keeps its line; pydantic validates the
-plain data against the schema (`dltrain.schema.config`, assembled from the registries);
-every error is mapped back to its dotted path and line, and all of them are reported
-at once.
+`compose.py` turns the YAML files (bases, `--set`, `${...}`) into plain data and the
+origin of each value; pydantic validates that data against the schema
+(`dltrain.schema.config`, assembled from the registries); every error is mapped back to
+its dotted path and origin, and all of them are reported at once.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from .errors import ConfigError, Problem, UserError
+from . import compose
+from .compose import Origins, PathKey, problem
+from .errors import ConfigError
+from .schema import config as schema_config
 from .schema.config import Config
 
-# --- YAML with line numbers -----------------------------------------------------------
-
-PathKey = tuple[str | int, ...]
-
-
-def _lines(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], problems: list[Problem], where: str) -> None:
-    """Record the 1-based line of every key and item; report duplicate keys."""
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in seen:
-                problems.append(Problem(_dotted(path + (key,)), f"{where}:{key_node.start_mark.line + 1}",
-                                        f"key '{key}' appears twice; keep one"))
-            seen.add(key)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _lines(value_node, path + (key,), lines, problems, where)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[path + (index,)] = item.start_mark.line + 1
-            _lines(item, path + (index,), lines, problems, where)
-
-
-def _dotted(path: PathKey) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+# --- a loaded config -----------------------------------------------------------------
 
 
 @dataclass
 class LoadedConfig:
-    """A validated config with where each value came from (file lines, --set, checkpoint)."""
+    """A validated config with where each value came from (file:line, --set, checkpoint)."""
 
     config: Config
     source: str
-    lines: dict[PathKey, int] = field(default_factory=dict)
-    overridden: dict[PathKey, str] = field(default_factory=dict)
+    origins: Origins = field(default_factory=dict)
+    sources: list[dict[str, str]] = field(default_factory=list)  # the files it was composed from, with hashes
 
-    def where(self, path: PathKey) -> str:
-        """'file.yaml:12', '--set a.b=1', or the source name, for a problem at `path`."""
-        return _where(path, self.source, self.lines, self.overridden)
+    @property
+    def overridden(self) -> dict[PathKey, str]:
+        """The values `--set` gave: path → 'KEY=VALUE'."""
+        return {path: origin.where.removeprefix("--set ") for path, origin in self.origins.items()
+                if origin.where.startswith("--set ")}
 
     def error(self, path: PathKey, message: str) -> ConfigError:
-        """One problem at `path`, located."""
-        return ConfigError([Problem(_dotted(path), self.where(path), message)], self.source)
+        """One problem at `path`: 'exp.yaml:7: fit.batch_size: ... (overrides base.yaml:12)'."""
+        return ConfigError([problem(self.origins, path, message, self.source)], self.source)
 
     def resolved(self) -> dict[str, Any]:
         """The config with every default filled in: what `config.yaml` and checkpoints hold."""
         return self.config.model_dump(mode="json", by_alias=False)
-
-
-def _where(path: PathKey, source: str, lines: dict[PathKey, int], overridden: dict[PathKey, str]) -> str:
-    for prefix in sorted(overridden, key=len, reverse=True):
-        if path[: len(prefix)] == prefix:
-            return f"--set {overridden[prefix]}"
-    for end in range(len(path), 0, -1):
-        if path[:end] in lines:
-            return f"{source}:{lines[path[:end]]}"
-    return source
-
-
-def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[PathKey, int]]:
-    """Plain data and the line of each key; YAML syntax errors name the line."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        detail = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([Problem("", where, f"invalid YAML: {detail}")], source) from None
-    if not isinstance(data, dict):
-        raise ConfigError([Problem("", source, "expected a mapping of keys (data:, model:, compile:, fit:)")], source)
-    lines: dict[PathKey, int] = {}
-    problems: list[Problem] = []
-    if node is not None:
-        _lines(node, (), lines, problems, source)
-    if problems:
-        raise ConfigError(problems, source)
-    return data, lines
-
-
-# --- --set overrides ------------------------------------------------------------------
-
-_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-def _override_path(key: str) -> PathKey:
-    parts: list[str | int] = []
-    for name, index in _SEGMENT.findall(key):
-        if index:
-            parts.append(int(index))
-        else:
-            parts.append(int(name) if name.isdigit() else name)
-    if not parts or "".join(m.group(0) for m in _SEGMENT.finditer(key)).replace(".", "") != key.replace(".", ""):
-        raise UserError(f"--set {key}: expected a dotted path such as fit.epochs or model.layers[0].units")
-    return tuple(parts)
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[PathKey, str]:
-    """Apply `KEY=VALUE` overrides in place (values parsed as YAML scalars)."""
-    applied: dict[PathKey, str] = {}
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set fit.epochs=3")
-        path = _override_path(key.strip())
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text
-        node: Any = raw
-        for depth, part in enumerate(path[:-1]):
-            nxt = path[depth + 1]
-            if isinstance(node, list):
-                if not isinstance(part, int) or part >= len(node):
-                    raise UserError(f"--set {key}: '{_dotted(path[: depth + 1])}' is not an item of the list (it has {len(node)})")
-                node = node[part]
-            elif isinstance(node, dict):
-                node = node.setdefault(part, [] if isinstance(nxt, int) else {})
-            else:
-                raise UserError(f"--set {key}: '{_dotted(path[:depth])}' is a value, not a section")
-        last = path[-1]
-        if isinstance(node, list):
-            if not isinstance(last, int) or last > len(node):
-                raise UserError(f"--set {key}: index {last} is outside the list (it has {len(node)} items)")
-            if last == len(node):
-                node.append(value)
-            else:
-                node[last] = value
-        elif isinstance(node, dict):
-            node[last] = value
-        else:
-            raise UserError(f"--set {key}: '{_dotted(path[:-1])}' is a value, not a section")
-        applied[path] = item
-    return applied
 
 
 # --- validation -----------------------------------------------------------------------
@@ -200,10 +89,9 @@ def _message(err: ErrorDetails) -> str:
     return f"{msg}; received {shown}"
 
 
-def validate(raw: dict[str, Any], source: str, lines: dict[PathKey, int] | None = None,
-             overridden: dict[PathKey, str] | None = None) -> LoadedConfig:
+def validate(raw: dict[str, Any], source: str, origins: Origins | None = None) -> LoadedConfig:
     """Validate plain data; raise one ConfigError listing every problem."""
-    lines, overridden = lines or {}, overridden or {}
+    origins = origins or {}
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -214,10 +102,10 @@ def validate(raw: dict[str, Any], source: str, lines: dict[PathKey, int] | None 
                 continue
             if err["type"] == "unknown_name" and isinstance(err["input"], dict):
                 path += ("source" if "source" in err["input"] else "type",)
-            problems.append(Problem(_dotted(path), _where(path, source, lines, overridden), _message(err)))
+            problems.append(problem(origins, path, _message(err), source))
         problems.sort(key=lambda p: _line_number(p.where))
         raise ConfigError(problems, source) from None
-    return LoadedConfig(config, source, lines, overridden)
+    return LoadedConfig(config, source, origins)
 
 
 def _explained_by_typo(path: PathKey, errors: list[tuple[PathKey, ErrorDetails]]) -> bool:
@@ -232,21 +120,20 @@ def _line_number(where: str) -> int:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedConfig:
-    """Read, override and validate a YAML config file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file not found: '{path}'. Run `dltrain init digits_mlp` to start from a preset.")
-    raw, lines = parse_yaml(path.read_text(encoding="utf-8"), path.name)
-    overridden = apply_overrides(raw, overrides or [])
-    raw.setdefault("name", path.stem)
-    return validate(raw, path.name, lines, overridden)
+    """Compose (bases, `--set`, `${...}`) and validate a YAML config file."""
+    composed = compose.load(path, overrides)
+    composed.raw.setdefault("name", Path(path).stem)
+    loaded = validate(composed.raw, composed.source, composed.origins)
+    loaded.sources = composed.sources
+    return loaded
 
 
 def from_resolved(resolved: dict[str, Any], overrides: list[str] | None = None, source: str = "checkpoint") -> LoadedConfig:
     """A config stored in a checkpoint, with `--set` overrides applied."""
     raw = _deep_copy(resolved)
-    overridden = apply_overrides(raw, overrides or [])
-    return validate(raw, source, None, overridden)
+    origins: Origins = {}
+    compose.apply_overrides(raw, overrides or [], origins)
+    return validate(raw, source, origins)
 
 
 def _deep_copy(value: Any) -> Any:
@@ -263,3 +150,8 @@ def with_seed(loaded: LoadedConfig) -> LoadedConfig:
         return loaded
     loaded.config = loaded.config.model_copy(update={"seed": random.SystemRandom().randrange(2**31)})
     return loaded
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a config file, for editors: the schema's, with `base:` and `vars:`."""
+    return compose.with_composition_keys(schema_config.json_schema())

@@ -22,6 +22,7 @@ import yaml
 
 from . import checkpoint
 from ._files import check_run_name, write_text_atomic
+from .compose import sources_header
 from .errors import RunError, UserError
 
 log = logging.getLogger("dltrain")
@@ -185,9 +186,11 @@ class RunDir:
                     if folder == self._created:
                         break
 
-    def write_config(self, resolved: dict[str, Any]) -> None:
+    def write_config(self, resolved: dict[str, Any], sources: list[dict[str, str]] | None = None) -> None:
+        """The merged, resolved config, opened by a comment naming the files (and hashes) it came from."""
+        text = sources_header(sources or []) + yaml.safe_dump(resolved, sort_keys=False)
         try:
-            write_text_atomic(self.path / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+            write_text_atomic(self.path / "config.yaml", text)
         except OSError as exc:
             raise _cannot_use(self.path, exc) from None
 

@@ -296,6 +296,7 @@ class Trainer:
     def _checkpoint(self, model: dict[str, torch.Tensor], frozen: Any, step: int) -> checkpoint.Checkpoint:
         return checkpoint.Checkpoint(
             config=self.loaded.resolved(),
+            config_sources=[dict(source) for source in self.loaded.sources],
             model=model,
             task=self.data.task,
             input_shape=list(self.data.input_shape),

@@ -6,7 +6,8 @@ do not. Layers, lowest first:
 
 - base: errors, versions, files, the registry and the params base (no torch);
 - schema: every parameter model and registry description (no torch);
-- config: loading YAML into the schema, with the line of every key;
+- config: composing YAML files (bases, `--set`, `${...}`) and loading them into the schema,
+  with the origin of every value;
 - nn: layers, activations, backbones, losses, metrics, optimizers, schedules, the model
   (and `data.adapter`, the module that resizes images inside the model);
 - data: data sources and batching; knows no model (beside nn, not above it);
@@ -39,7 +40,7 @@ LAYERS: dict[str, set[str]] = {
         "schema.data",
         "schema.tune",
     },
-    "config": {"config"},
+    "config": {"config", "compose"},
     "nn": {"activations", "layers", "backbones", "losses", "metrics", "optim", "schedules", "data.adapter", "model"},
     "data": {
         "data",

@@ -82,3 +82,20 @@ def test_init_list_shows_every_preset(cli) -> None:
     assert result.exit_code == 0
     for name in presets():
         assert name in result.output
+
+
+def test_init_copies_the_presets_base_so_the_files_stand_alone(cli, tmp_path: Path) -> None:
+    shipped = presets()["digits_mlp"].parent / "base" / "digits.yaml"
+    result = cli("init", "digits_mlp", tmp_path / "mlp.yaml")
+    assert result.exit_code == 0, result.output
+    assert "base/digits.yaml" in result.output
+    assert (tmp_path / "base" / "digits.yaml").read_text() == shipped.read_text()
+    sources = [Path(s["path"]) for s in load_config(tmp_path / "mlp.yaml").sources]
+    assert sources == [(tmp_path / "base" / "digits.yaml").resolve(), (tmp_path / "mlp.yaml").resolve()]  # none from the package
+    # A second preset on the same base leaves it alone; a base the user edited is never overwritten silently.
+    assert cli("init", "digits_cnn", tmp_path).exit_code == 0
+    (tmp_path / "base" / "digits.yaml").write_text(shipped.read_text() + "  epochs: 5\n")
+    refused = cli("init", "digits_rnn", tmp_path)
+    assert refused.exit_code == 2 and "base/digits.yaml" in refused.output and "--force" in refused.output
+    assert not (tmp_path / "digits_rnn.yaml").exists()
+    assert (tmp_path / "base" / "digits.yaml").read_text().endswith("  epochs: 5\n")

@@ -12,13 +12,14 @@ import yaml
 from conftest import CONFIGS, tiny_digits_config, write_config
 
 from dltrain import api
+from dltrain.config import load_config
 from dltrain.presets import presets
 
 # Presets whose data ships with dltrain (others need files the user brings; their own
 # tests build those files).
 SELF_CONTAINED = sorted(
     name for name, path in presets().items()
-    if yaml.safe_load(path.read_text())["data"]["source"] in ("digits", "synthetic")
+    if load_config(path).resolved()["data"]["source"] in ("digits", "synthetic")  # merged with its base
 )
 
 
