@@ -89,7 +89,8 @@ def plan(config: str | Path, overrides: list[str] | None = None, study: str | No
 
 def check_space(loaded: LoadedConfig, base: dict[str, Any], tune: TuneConfig) -> None:
     """Every searched key takes both ends of its range (or every choice), and the metric is a row column."""
-    from .config import apply_overrides, validate
+    from .compose import apply_overrides, problem
+    from .config import validate
 
     problems: list[Problem] = []
     for key, dist in tune.space.items():
@@ -101,15 +102,16 @@ def check_space(loaded: LoadedConfig, base: dict[str, Any], tune: TuneConfig) ->
                 validate(raw, loaded.source)
             except ConfigError as exc:
                 reasons = "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems)
-                problems.append(Problem(f"tune.space.{key}", loaded.where(path), f"the value {value!r} is not accepted: {reasons}"))
+                problems.append(problem(loaded.origins, path, f"the value {value!r} is not accepted: {reasons}", loaded.source))
                 break
             except UserError as exc:
-                problems.append(Problem(f"tune.space.{key}", loaded.where(path), str(exc).removeprefix(f"--set {key}: ")))
+                problems.append(problem(loaded.origins, path, str(exc).removeprefix(f"--set {key}: "), loaded.source))
                 break
     columns = row_columns(loaded)
     if tune.metric not in columns:
-        problems.append(Problem("tune.metric", loaded.where(("tune", "metric")),
-                                f"'{tune.metric}' is not a column of the epoch row; choose one of: {', '.join(columns)}"))
+        problems.append(problem(loaded.origins, ("tune", "metric"),
+                                f"'{tune.metric}' is not a column of the epoch row; choose one of: {', '.join(columns)}",
+                                loaded.source))
     if problems:
         raise ConfigError(problems, loaded.source)
 
@@ -165,7 +167,7 @@ def objective(p: Plan, say: Say) -> Callable[[Any], float]:
 
     from . import api
     from ._files import write_text_atomic
-    from .config import apply_overrides
+    from .compose import apply_overrides
     from .reporting import Reporter
 
     class TrialReporter(Reporter):
@@ -281,7 +283,7 @@ def finish(p: Plan) -> dict[str, Any]:
     import yaml
 
     from ._files import write_text_atomic
-    from .config import apply_overrides
+    from .compose import apply_overrides
     from .rundir import write_csv
 
     study = open_study(p)
