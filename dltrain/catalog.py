@@ -35,7 +35,7 @@ def markdown_tables() -> str:
     for kind, title in (("layers", "Layer `type`"), ("backbones", "`Backbone` `name`"), ("sources", "`data.source`")):
         lines += [f"| {title} | keys | what it does |", "| --- | --- | --- |"]
         for entry in catalog()[kind]:
-            keys = ", ".join(f"`{k}`" for k in entry["keys"] if k not in ("name", "trainable"))
+            keys = ", ".join(f"`{k}`" for k in entry["keys"] if k not in ("name", "trainable", "inputs"))
             lines.append(f"| `{entry['name']}` | {keys} | {entry['summary']} |")
         lines.append("")
     return "\n".join(lines)

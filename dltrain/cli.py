@@ -151,7 +151,8 @@ def check(
     _, built = api.check(config, list(overrides or []))
     if as_json:
         layers = [
-            {"type": r.type, "output_shape": list(r.output_shape), "params": r.params, "trainable_params": r.trainable_params}
+            {"type": r.type, **({"name": r.name, "inputs": list(r.inputs)} if built.wired else {}),
+             "output_shape": list(r.output_shape), "params": r.params, "trainable_params": r.trainable_params}
             for r in built.summary
         ]
         print(json.dumps({"layers": layers, "total_params": built.total_params, "trainable_params": built.trainable_params,

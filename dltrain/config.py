@@ -17,6 +17,7 @@ import yaml
 from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 from . import backbones  # noqa: F401  (registers the VGG16 and Backbone layers)
+from . import merge  # noqa: F401  (registers Add, Concatenate, ...)
 from ._params import Params, tagged_union
 from .data import SOURCES
 from .errors import ConfigError, Problem, UserError
@@ -42,7 +43,11 @@ class ModelConfig(Params):
     """`model:` the input shape (optional) and the layers, in order."""
 
     input_shape: Annotated[list[PositiveInt], Field(min_length=1)] | None = None
+    inputs: dict[str, Annotated[list[PositiveInt], Field(min_length=1)]] | None = Field(
+        None, description="named model inputs and their shapes; one input named `input` when omitted")
     layers: Annotated[list[LayerConfig], Field(min_length=1)]  # type: ignore[valid-type]
+    outputs: str | list[str] | None = Field(None, description="the layers whose outputs the model returns; "
+                                                            "default: the last layer")
 
 
 class CompileConfig(Params):

@@ -28,6 +28,8 @@ CACHE_LIMIT_BYTES = 4 * 2**30
 def cacheable(network: nn.Module, data_config: Any) -> BackboneModule | None:
     """The leading backbone, when its outputs may be computed once for the whole run."""
     layers = network.layers  # type: ignore[attr-defined]
+    if not isinstance(layers, nn.Sequential):  # a graph: its backbone may not lead every branch
+        return None
     first = layers[0]
     if not isinstance(first, BackboneModule) or len(layers) < 2 or not first.cache_features:
         return None

@@ -65,6 +65,9 @@ class LayerParams(Params):
 
     name: str | None = None
     trainable: bool = True
+    inputs: str | int | list[str | int] | None = Field(
+        None, description="what this layer takes: names of earlier layers or model inputs, or -1 for the layer above "
+                          "(the default)")
 
 
 class KernelParams(LayerParams):
