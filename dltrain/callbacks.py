@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, field_validator
 
+from . import custom
 from ._params import Params
 from ._registry import Registry
 from .errors import ConfigError, UserError
@@ -235,8 +236,12 @@ def build_callbacks(loaded: "LoadedConfig", keys: list[str], default_monitor: st
     problems = []
     for path, params in located:
         try:
-            cls = ReduceLROnPlateau if path[0] == "compile" else CALLBACKS.get(params.type).obj
-            callback = cls(params, default_monitor)
+            found = custom.resolve(params.type, "callback", Params) if path[0] == "fit" else None
+            if found is not None:
+                callback = custom.callback(found, params, default_monitor)
+            else:
+                cls = ReduceLROnPlateau if path[0] == "compile" else CALLBACKS.get(params.type).obj
+                callback = cls(params, default_monitor)
         except UserError as exc:
             problems += loaded.error(path + ("type",), str(exc)).problems
             continue

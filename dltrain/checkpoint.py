@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, custom
 from ._files import atomic_path
 from .errors import CheckpointError
 
@@ -28,7 +28,8 @@ def save(path: Path, payload: dict[str, Any]) -> None:
     """Write `payload` to `path` atomically: a kill at any moment leaves the old file intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        torch.save({"format": FORMAT, "version": __version__, **payload}, handle)
+        imports = custom.requirements(payload.get("config"))  # what the config names by import path
+        torch.save({"format": FORMAT, "version": __version__, "imports": imports, **payload}, handle)
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -60,6 +61,9 @@ def load(path: str | Path, default_name: str = "best.pt") -> dict[str, Any]:
         raise CheckpointError(f"'{file}' is not a readable checkpoint ({str(exc).splitlines()[0]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"'{file}' is not a dltrain checkpoint (written by `dltrain fit`)")
+    absent = custom.missing(payload.get("imports") or [])
+    if absent is not None:
+        raise CheckpointError(f"cannot load '{file}': {absent}")
     payload["path"] = str(file)
     return payload
 

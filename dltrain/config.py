@@ -17,24 +17,24 @@ import yaml
 from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
 
 from . import backbones  # noqa: F401  (registers the VGG16 and Backbone layers)
-from . import merge  # noqa: F401  (registers Add, Concatenate, ...)
+from . import custom, merge  # merge registers Add, Concatenate, ...
 from ._params import Params, tagged_union
 from .data import SOURCES
 from .errors import ConfigError, Problem, UserError
-from .layers import LAYERS
+from .layers import LAYERS, LayerParams
 from .losses import LOSSES
 from .metrics import METRICS
 from .optim import OPTIMIZERS
 from .callbacks import CALLBACKS
 from .schedules import SCHEDULES
 
-LayerConfig = tagged_union(LAYERS)
+LayerConfig = tagged_union(LAYERS, custom=custom.validator("layer", LayerParams))
 DataConfig = tagged_union(SOURCES, tag="source", allow_string=True)
 OptimizerConfig = tagged_union(OPTIMIZERS, allow_string=True)
-LossConfig = tagged_union(LOSSES, allow_string=True)
-MetricConfig = tagged_union(METRICS, allow_string=True)
+LossConfig = tagged_union(LOSSES, allow_string=True, custom=custom.validator("loss", Params))
+MetricConfig = tagged_union(METRICS, allow_string=True, custom=custom.validator("metric", Params))
 ScheduleConfig = tagged_union(SCHEDULES, allow_string=True)
-CallbackConfig = tagged_union(CALLBACKS, allow_string=True)
+CallbackConfig = tagged_union(CALLBACKS, allow_string=True, custom=custom.validator("callback", Params))
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 

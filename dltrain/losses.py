@@ -13,6 +13,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from . import custom
 from ._params import Params
 from ._registry import Registry
 
@@ -97,5 +98,8 @@ LOSSES.register("huber", HuberParams, "Huber loss (quadratic below delta, linear
 
 
 def loss_spec(params: Params) -> LossSpec:
-    """The spec of a validated loss config."""
+    """The spec of a validated loss config (a registered name, or an import path)."""
+    found = custom.resolve(params.type, "loss", Params)  # type: ignore[attr-defined]
+    if found is not None:
+        return custom.loss_spec(found, params)  # type: ignore[no-any-return]
     return LOSSES.get(params.type).obj  # type: ignore[attr-defined]

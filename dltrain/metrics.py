@@ -12,6 +12,7 @@ from typing import Annotated, Any, Callable, Literal
 import torch
 from pydantic import Field
 
+from . import custom
 from ._params import Params
 from ._registry import Registry
 from .losses import Task
@@ -306,4 +307,12 @@ class Tracker:
 
 def build_metrics(configs: list[Params], task: Task, width: int) -> dict[str, Metric]:
     """Instantiate the configured metrics, keyed by their display name."""
-    return {cfg.type: METRICS.get(cfg.type).obj(cfg, task, width) for cfg in configs}  # type: ignore[attr-defined]
+    # an import path's column is its last name, as Keras names a metric function's column
+    return {cfg.type.split(":")[-1]: _metric(cfg, task, width) for cfg in configs}  # type: ignore[attr-defined]
+
+
+def _metric(cfg: Params, task: Task, width: int) -> Metric:
+    found = custom.resolve(cfg.type, "metric", Params)  # type: ignore[attr-defined]
+    if found is not None:
+        return custom.metric(found, cfg, task, width)  # type: ignore[no-any-return]
+    return METRICS.get(cfg.type).obj(cfg, task, width)  # type: ignore[attr-defined]

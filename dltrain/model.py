@@ -13,10 +13,10 @@ from torch import nn
 
 from .activations import apply_output_activation
 from .config import Config, LoadedConfig
-from . import graph
+from . import custom, graph
 from .data.adapter import InputAdapter
 from .errors import ConfigError
-from .layers import LAYERS, Built, LayerError
+from .layers import LAYERS, Built, LayerError, LayerParams
 from .losses import loss_spec
 from .metrics import METRICS
 
@@ -179,6 +179,9 @@ def _build_layer(loaded: LoadedConfig, wiring: graph.Plan, node: graph.Node, par
     layer_type, index = params.type, node.index  # type: ignore[attr-defined]
     given = [shapes[s] for s in node.sources]
     try:
+        found = custom.resolve(layer_type, "layer", LayerParams)
+        if found is not None:
+            return custom.build_layer(found, params, given[0])  # type: ignore[arg-type]
         return LAYERS.get(layer_type).obj(params, given if node.merge else given[0])
     except LayerError as exc:
         takes = ""
@@ -202,6 +205,8 @@ def _check_output(loaded: LoadedConfig, task: str, index: int, shape: Shape, wid
 def _check_metrics(loaded: LoadedConfig, task: str) -> None:
     problems = []
     for index, metric in enumerate(loaded.config.compile.metrics):
+        if METRICS.canonical(metric.type) is None:  # an import path: it declares no tasks
+            continue
         allowed = METRICS.get(metric.type).obj.tasks  # type: ignore[attr-defined]
         if task not in allowed:
             err = loaded.error(("compile", "metrics", index),
