@@ -146,9 +146,14 @@ def check(
     config: Annotated[Path, typer.Argument(help="The YAML config to validate.")],
     overrides: SetOption = None,
     as_json: JsonOption = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the model (layers, inputs, shapes, params) into this image file.")] = None,
 ) -> None:
     """Validate a config and build its model without training; print the summary."""
     _, built = api.check(config, list(overrides or []))
+    if plot is not None:
+        from .graph_plot import write_graph
+
+        write_graph(built, plot, config.stem)
     if as_json:
         layers = [
             {"type": r.type, **({"name": r.name, "inputs": list(r.inputs)} if built.wired else {}),

@@ -185,3 +185,13 @@ def test_concatenate_axis_counts_without_the_batch() -> None:
     built = entry.obj(entry.params.model_validate({"type": "Concatenate", "axis": 0}), [(3, 2), (4, 2)])
     assert built.shape == (7, 2)
     assert built.module([torch.zeros(1, 3, 2), torch.ones(1, 4, 2)]).shape == (1, 7, 2)
+
+
+def test_resnet_preset_trains_and_check_plots_it(cli, tmp_path: Path) -> None:
+    from conftest import CONFIGS
+
+    plotted = cli("check", CONFIGS / "digits_resnet.yaml", "--plot", "model.png")
+    assert plotted.exit_code == 0, plotted.output
+    assert (tmp_path / "model.png").read_bytes()[:4] == b"\x89PNG"
+    run = api.fit(CONFIGS / "digits_resnet.yaml", ["fit.epochs=3", "fit.device=cpu"], run_dir="resnet")
+    assert run.history[-1]["accuracy"] > 0.6 and run.history[-1]["val_accuracy"] > 0.4
