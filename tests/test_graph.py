@@ -195,3 +195,26 @@ def test_resnet_preset_trains_and_check_plots_it(cli, tmp_path: Path) -> None:
     assert (tmp_path / "model.png").read_bytes()[:4] == b"\x89PNG"
     run = api.fit(CONFIGS / "digits_resnet.yaml", ["fit.epochs=3", "fit.device=cpu"], run_dir="resnet")
     assert run.history[-1]["accuracy"] > 0.6 and run.history[-1]["val_accuracy"] > 0.4
+
+
+def test_ddp_on_a_graph_model_equals_one_process(cli, tmp_path: Path) -> None:
+    from conftest import tiny_digits_config
+    from test_distributed import PER_RANK, RANK_ENV, assert_same_epochs, history
+
+    def graph_config(batch_size: int) -> dict[str, Any]:
+        config = tiny_digits_config(batch_size=batch_size)
+        config["model"]["layers"] = [
+            {"name": "a", "type": "Dense", "units": 32, "activation": "relu"},
+            {"name": "b", "type": "Dense", "units": 32, "activation": "relu"},
+            {"type": "Add", "inputs": ["a", "b"]},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]
+        return config
+
+    single = write_config(tmp_path, graph_config(2 * PER_RANK), "single.yaml")
+    assert cli("fit", single, "--run-dir", tmp_path / "one").exit_code == 0
+    double = write_config(tmp_path, graph_config(PER_RANK), "double.yaml")
+    ddp = cli.subprocess("fit", double, "--devices", "2", "--device", "cpu", "--run-dir", tmp_path / "two",
+                         cwd=tmp_path, env=RANK_ENV)
+    assert ddp.returncode == 0, ddp.stderr
+    assert_same_epochs(history(tmp_path / "two"), history(tmp_path / "one"))
