@@ -120,13 +120,16 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
     config = loaded.config
     spec = loss_spec(config.compile.loss)
     _check_metrics(loaded, spec.task)
-    declared = config.model.input_shape
+    declared, where = config.model.input_shape, ("model", "input_shape")
+    if config.model.inputs and len(config.model.inputs) == 1:  # one named input: its shape is the input_shape
+        [(name, declared)] = config.model.inputs.items()
+        where = ("model", "inputs", name)
     if declared is not None:
         hint = _channels_last_hint(declared)
         if hint and tuple(declared) != tuple(data_shape):
-            raise loaded.error(("model", "input_shape"), hint)
+            raise loaded.error(where, hint)
         if tuple(declared) != tuple(data_shape):
-            raise loaded.error(("model", "input_shape"),
+            raise loaded.error(where,
                                f"input_shape {declared} does not match the data, whose samples are {list(data_shape)}; "
                                f"remove input_shape (it is inferred) or fix the data preprocessing")
     wiring = graph.plan(loaded)
