@@ -93,7 +93,8 @@ def fit_config(config: str | Path | None, overrides: list[str] | None = None,
     if resume is not None:
         payload = checkpoint.load(resume, "last.pt")
         loaded = from_resolved(payload["config"], overrides, source=Path(payload["path"]).name)
-        if loaded.resolved()["model"] != payload["config"]["model"] or loaded.resolved()["data"] != payload["config"]["data"]:
+        stored = from_resolved(payload["config"], source=loaded.source).resolved()  # with keys added since it was written
+        if loaded.resolved()["model"] != stored["model"] or loaded.resolved()["data"] != stored["data"]:
             raise UserError("--resume cannot change model or data; only fit and compile settings (e.g. fit.epochs)")
         return loaded, payload
     if config is not None:

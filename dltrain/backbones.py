@@ -308,9 +308,17 @@ class VGG16Params(PretrainedParams):
 
 class BackboneParams(PretrainedParams):
     type: Literal["Backbone"]
-    name: str  # the torchvision model (this layer's `name` key names the backbone)
+    arch: str = Field(description="the torchvision model, e.g. resnet18 (`name` names the layer's node in a graph)")
 
-    @field_validator("name")
+    @model_validator(mode="before")
+    @classmethod
+    def _name_as_arch(cls, data: Any) -> Any:
+        """The old form `name: resnet18` (before `name` named graph nodes) still reads as the architecture."""
+        if isinstance(data, dict) and "arch" not in data and isinstance(data.get("name"), str):
+            return {**data, "arch": data["name"]}
+        return data
+
+    @field_validator("arch")
     @classmethod
     def _known(cls, value: str) -> str:
         canonical = BACKBONES.canonical(value)
@@ -320,11 +328,11 @@ class BackboneParams(PretrainedParams):
 
     @property
     def spec(self) -> BackboneSpec:
-        return BACKBONES.get(self.name).obj
+        return BACKBONES.get(self.arch).obj
 
     @property
     def label(self) -> str:
-        return self.name
+        return self.arch
 
 
 def build_backbone(p: PretrainedParams, shape: Shape) -> Built:

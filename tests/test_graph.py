@@ -218,3 +218,16 @@ def test_ddp_on_a_graph_model_equals_one_process(cli, tmp_path: Path) -> None:
                          cwd=tmp_path, env=RANK_ENV)
     assert ddp.returncode == 0, ddp.stderr
     assert_same_epochs(history(tmp_path / "two"), history(tmp_path / "one"))
+
+
+def test_backbone_takes_arch_and_its_name_names_the_node() -> None:
+    from dltrain.config import validate
+
+    def backbone(**keys: Any) -> Any:
+        raw = digits_graph([{"type": "Backbone", "weights": None, **keys}, {"type": "Flatten"},
+                            {"type": "Dense", "units": 10, "activation": "softmax"}])
+        return validate(raw, "t.yaml").config.model.layers[0]
+
+    named = backbone(arch="resnet18", name="body")
+    assert (named.arch, named.name) == ("resnet18", "body")
+    assert backbone(name="resnet18").arch == "resnet18"  # the form from before graphs still reads
