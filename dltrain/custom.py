@@ -148,12 +148,19 @@ def kwargs(custom: Custom, params: Params) -> dict[str, Any]:
 def requirements(config: Any) -> list[dict[str, Any]]:
     """Every custom name a resolved config uses, with its import path and providing package's version."""
     found: dict[str, dict[str, Any]] = {}
+    registered: dict[str, str] = {}  # entry points, read once (on the first layer-like name not an import path)
+    layers = config.get("model", {}).get("layers", []) if isinstance(config, dict) else []
+    if any(isinstance(layer, dict) and ":" not in str(layer.get("type")) for layer in layers):
+        from .layers import LAYERS
+
+        if any(str(layer.get("type")) not in LAYERS for layer in layers if isinstance(layer, dict)):
+            registered = entry_points()
 
     def visit(node: Any) -> None:
         if isinstance(node, dict):
             name = node.get("type")
-            if isinstance(name, str) and (":" in name or name in _entry_names()):
-                path = name if ":" in name else entry_points()[name]
+            if isinstance(name, str) and (":" in name or name in registered):
+                path = name if ":" in name else registered[name]
                 found[name] = {"type": name, "path": path, **_package(path)}
             for value in node.values():
                 visit(value)
@@ -163,10 +170,6 @@ def requirements(config: Any) -> list[dict[str, Any]]:
 
     visit(config)
     return list(found.values())
-
-
-def _entry_names() -> set[str]:
-    return set(entry_points())
 
 
 def _package(path: str) -> dict[str, Any]:

@@ -182,7 +182,7 @@ def _build_layer(loaded: LoadedConfig, wiring: graph.Plan, node: graph.Node, par
     layer_type, index = params.type, node.index  # type: ignore[attr-defined]
     given = [shapes[s] for s in node.sources]
     try:
-        found = custom.resolve(layer_type, "layer", LayerParams)
+        found = None if layer_type in LAYERS else custom.resolve(layer_type, "layer", LayerParams)
         if found is not None:
             return custom.build_layer(found, params, given[0])  # type: ignore[arg-type]
         return LAYERS.get(layer_type).obj(params, given if node.merge else given[0])
