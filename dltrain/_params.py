@@ -89,7 +89,7 @@ def tagged_union(registry: Registry[Any], tag: str = "type", allow_string: bool 
             raise PydanticCustomError("unknown_name", registry.unknown_message(value[tag]))
         return {**value, tag: canonical}
 
-    union = models[0] if len(models) == 1 else Union[models]  # type: ignore[valid-type]
+    union = models[0] if len(models) == 1 else Union[models]
     if len(models) == 1:
         annotated = Annotated[union, BeforeValidator(check_tag)]
     else:

@@ -14,7 +14,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from .metrics import Tracker
@@ -59,7 +67,7 @@ class RichReporter(Reporter):
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
         self.last_refresh = 0.0
         self.steps = 0
 
@@ -84,7 +92,7 @@ class RichReporter(Reporter):
         self.last_refresh = time.monotonic()
 
     def step(self, step: int, tracker: Tracker) -> None:
-        if self.progress is None:
+        if self.progress is None or self.task is None:
             return
         now = time.monotonic()
         if now - self.last_refresh < REFRESH_SECONDS and step != self.steps:

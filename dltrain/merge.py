@@ -8,19 +8,25 @@ requires equal shapes for the element-wise merges and equal shapes except along
 
 from __future__ import annotations
 
-from typing import List, Literal
+from typing import List
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from .layers import Built, LayerParams, ShapeError, register_layer
+from .layers import Built, ShapeError, register_layer
+from .schema.layers import (
+    AddParams,
+    AverageParams,
+    ConcatenateParams,
+    MaximumParams,
+    MergeParams,
+    MultiplyParams,
+    SubtractParams,
+)
+
+__all__ = ["MergeParams"]
 
 Shape = tuple[int, ...]
-
-
-class MergeParams(LayerParams):
-    """A layer that combines two or more inputs into one."""
 
 
 class _Elementwise(nn.Module):
@@ -78,32 +84,6 @@ def _same_shapes(shapes: list[Shape]) -> Shape:
     if any(s != shapes[0] for s in shapes):
         raise ShapeError(f"needs inputs of one shape; received {_shown(shapes)}")
     return shapes[0]
-
-
-class AddParams(MergeParams):
-    type: Literal["Add"]
-
-
-class MultiplyParams(MergeParams):
-    type: Literal["Multiply"]
-
-
-class AverageParams(MergeParams):
-    type: Literal["Average"]
-
-
-class MaximumParams(MergeParams):
-    type: Literal["Maximum"]
-
-
-class SubtractParams(MergeParams):
-    type: Literal["Subtract"]
-
-
-class ConcatenateParams(MergeParams):
-    type: Literal["Concatenate"]
-    axis: int | None = Field(None, description="the axis to join along, without the batch; default: channels of "
-                                                "[C, H, W] (0), the last axis of [T, F] and [F] (Keras's axis=-1)")
 
 
 @register_layer(AddParams)

@@ -7,15 +7,28 @@ the end of an epoch. Sums, not means, so ranks can add theirs up under DDP.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Literal
+import inspect
+from typing import Any, Callable
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel
 
-from . import custom
 from ._params import Params
-from ._registry import Registry
-from .losses import Task
+from ._registry import tag_value
+from .schema import custom
+from .schema.losses import Task
+from .schema.metrics import (
+    METRICS,
+    AccuracyParams,
+    F1Params,
+    MaeParams,
+    MseParams,
+    PrecisionParams,
+    R2Params,
+    RecallParams,
+    RmseParams,
+    TopKParams,
+)
 
 
 class Metric:
@@ -25,7 +38,7 @@ class Metric:
     sums: tuple[str, ...] = ()
     greater_is_better = False  # for `mode: auto` in callbacks that monitor it
 
-    def __init__(self, params: Params, task: Task, width: int) -> None:
+    def __init__(self, params: Any, task: Task, width: int) -> None:
         self.params = params
         self.task = task
         self.width = width  # classes for classification, outputs per sample otherwise
@@ -41,21 +54,17 @@ class Metric:
         raise NotImplementedError
 
 
-METRICS: Registry[type[Metric]] = Registry("metric", case_sensitive=False)
+MetricClass = type[Metric]
 
 
-def register_metric(params: type[Params]):  # type: ignore[no-untyped-def]
-    """Register a Metric class under the name in its params' `type` literal."""
-    return METRICS.register_params(params)
+def register_metric(params: type[BaseModel]) -> Callable[[MetricClass], MetricClass]:
+    """Attach a Metric class to the name in its params' `type` literal."""
+    return METRICS.implement(tag_value(params))
 
 
 def predicted_labels(task: Task, outputs: torch.Tensor) -> torch.Tensor:
     """Class indices (classification) or 0/1 decisions (binary) from logits."""
     return outputs.argmax(dim=-1) if task == "classification" else (outputs > 0).to(outputs.dtype)
-
-
-class AccuracyParams(Params):
-    type: Literal["accuracy"]
 
 
 @register_metric(AccuracyParams)
@@ -66,16 +75,12 @@ class Accuracy(Metric):
     sums = ("correct",)
     greater_is_better = True
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["correct"] += (predicted_labels(self.task, outputs) == targets).sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         per_sample = 1 if self.task == "classification" else self.width
         return sums["correct"].item() / max(count * per_sample, 1)
-
-
-class MaeParams(Params):
-    type: Literal["mae"]
 
 
 @register_metric(MaeParams)
@@ -85,15 +90,11 @@ class MeanAbsoluteError(Metric):
     tasks = ("regression",)
     sums = ("abs_error",)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["abs_error"] += (outputs.detach() - targets).abs().sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return sums["abs_error"].item() / max(count * self.width, 1)
-
-
-class MseParams(Params):
-    type: Literal["mse"]
 
 
 @register_metric(MseParams)
@@ -103,27 +104,19 @@ class MeanSquaredError(Metric):
     tasks = ("regression",)
     sums = ("squared_error",)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["squared_error"] += (outputs.detach() - targets).square().sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return sums["squared_error"].item() / max(count * self.width, 1)
-
-
-class RmseParams(Params):
-    type: Literal["rmse"]
 
 
 @register_metric(RmseParams)
 class RootMeanSquaredError(MeanSquaredError):
     """Root mean squared error (shares the squared-error sum with `mse`)."""
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return super().compute(sums, count) ** 0.5
-
-
-class R2Params(Params):
-    type: Literal["r2"]
 
 
 @register_metric(R2Params)
@@ -137,21 +130,16 @@ class RSquared(Metric):
     def shape(self, name: str) -> tuple[int, ...]:
         return (self.width,)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["r2_sse"] += (outputs - targets).square().sum(dim=0)
         sums["r2_sum"] += targets.sum(dim=0)
         sums["r2_sumsq"] += targets.square().sum(dim=0)
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         n = max(count, 1)
         total = sums["r2_sumsq"] - sums["r2_sum"].square() / n  # (width,) sum of squares about the mean
         r2 = torch.where(total > 0, 1 - sums["r2_sse"] / total.clamp_min(1e-300), torch.zeros_like(total))
         return r2.mean().item()
-
-
-class TopKParams(Params):
-    type: Literal["top_k_accuracy"]
-    k: Annotated[int, Field(ge=1)] = 5
 
 
 @register_metric(TopKParams)
@@ -162,12 +150,12 @@ class TopKAccuracy(Metric):
     sums = ("top_k_correct",)
     greater_is_better = True
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
-        k = min(self.params.k, outputs.shape[-1])  # type: ignore[attr-defined]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        k = min(self.params.k, outputs.shape[-1])
         top = outputs.topk(k, dim=-1).indices  # (B, k)
         sums["top_k_correct"] += (top == targets.unsqueeze(-1)).any(dim=-1).sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return sums["top_k_correct"].item() / max(count, 1)
 
 
@@ -202,26 +190,14 @@ class ConfusionMetric(Metric):
     def shape(self, name: str) -> tuple[int, ...]:
         return (self.classes * self.classes,)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         predicted = predicted_labels(self.task, outputs).long().reshape(-1)
         cells = targets.long().reshape(-1) * self.classes + predicted
         sums["confusion"] += torch.bincount(cells, minlength=self.classes * self.classes)
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         scores = class_scores(sums["confusion"].view(self.classes, self.classes))[self.score]
         return (scores.mean() if self.task == "classification" else scores[1]).item()
-
-
-class PrecisionParams(Params):
-    type: Literal["precision"]
-
-
-class RecallParams(Params):
-    type: Literal["recall"]
-
-
-class F1Params(Params):
-    type: Literal["f1"]
 
 
 @register_metric(PrecisionParams)
@@ -305,14 +281,34 @@ class Tracker:
         self.count = state["count"]
 
 
-def build_metrics(configs: list[Params], task: Task, width: int) -> dict[str, Metric]:
-    """Instantiate the configured metrics, keyed by their display name."""
+def build_metrics(configs: list[Any], task: Task, width: int) -> dict[str, Metric]:
+    """Instantiate the configured metrics (validated params models), keyed by their display name."""
     # an import path's column is its last name, as Keras names a metric function's column
-    return {cfg.type.split(":")[-1]: _metric(cfg, task, width) for cfg in configs}  # type: ignore[attr-defined]
+    built: dict[str, Metric] = {cfg.type.split(":")[-1]: _metric(cfg, task, width) for cfg in configs}
+    return built
 
 
-def _metric(cfg: Params, task: Task, width: int) -> Metric:
-    found = custom.resolve(cfg.type, "metric", Params)  # type: ignore[attr-defined]
+def _metric(cfg: Any, task: Task, width: int) -> Metric:
+    found = custom.resolve(cfg.type, "metric", Params)
     if found is not None:
-        return custom.metric(found, cfg, task, width)  # type: ignore[no-any-return]
-    return METRICS.get(cfg.type).obj(cfg, task, width)  # type: ignore[attr-defined]
+        return custom_metric(found, cfg, task, width)
+    metric: Metric = METRICS.get(cfg.type).obj(cfg, task, width)
+    return metric
+
+
+def custom_metric(found: custom.Custom, params: Any, task: Task, width: int) -> Metric:
+    """A custom metric: `fn(outputs, targets, **keys)` (or a class whose instance is one) giving a batch's mean."""
+    fn = found.obj(**custom.kwargs(found, params)) if inspect.isclass(found.obj) else found.obj
+    keys = {} if inspect.isclass(found.obj) else custom.kwargs(found, params)
+
+    class MeanOfBatches(Metric):
+        sums = ("total",)
+        greater_is_better = bool(getattr(found.obj, "greater_is_better", False))
+
+        def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+            sums["total"] += fn(outputs.detach(), targets, **keys).detach().double() * outputs.shape[0]
+
+        def compute(self, sums, count):  # type: ignore[no-untyped-def]
+            return sums["total"].item() / max(count, 1)
+
+    return MeanOfBatches(params, task, width)

@@ -1,24 +1,28 @@
 """Build the model layer by layer with the shape known at each step, and summarize it.
 
 The network returns logits: a final softmax (or sigmoid) that a cross-entropy loss
-absorbs is split off here and applied only to the outputs of `predict`/`evaluate`.
+absorbs is split off here (kept by name as `output_activation`, applied by
+`probabilities`); `predict` and the exported models turn the logits into
+probabilities, and `evaluate` scores the logits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
+from . import custom, graph
 from .activations import apply_output_activation
 from .config import Config, LoadedConfig
-from . import custom, graph
 from .data.adapter import InputAdapter
 from .errors import ConfigError
-from .layers import LAYERS, Built, LayerError, LayerParams
+from .layers import LAYERS, Built, LayerError
 from .losses import loss_spec
 from .metrics import METRICS
+from .schema.layers import LayerParams
 
 Shape = tuple[int, ...]
 
@@ -42,7 +46,7 @@ class Network(nn.Module):
     __jit_unused_properties__ = ["has_penalty"]  # training-only: keeps the network scriptable for export
 
     def __init__(self, layers: list[nn.Module] | nn.Module, output_activation: str | None,
-                 penalties: list[tuple[nn.Parameter, float, float]], adapter: InputAdapter | None = None) -> None:
+                 penalties: list[tuple[torch.Tensor, float, float]], adapter: InputAdapter | None = None) -> None:
         super().__init__()
         self.adapter = adapter
         self.layers = layers if isinstance(layers, nn.Module) else nn.Sequential(*layers)  # a graph's GraphModule
@@ -55,7 +59,7 @@ class Network(nn.Module):
         return self.layers(x)
 
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
-        """What the user's final activation would have produced from `outputs`."""
+        """What the user's final activation would have produced from `outputs` (the logits)."""
         return apply_output_activation(self.output_activation, outputs)
 
     @property
@@ -139,7 +143,7 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
 
     shapes: dict[graph.Source, Shape] = {next(iter(wiring.inputs)): adapter.out_shape if adapter else tuple(data_shape)}
     modules: list[nn.Module] = []
-    penalties: list[tuple[nn.Parameter, float, float]] = []
+    penalties: list[tuple[torch.Tensor, float, float]] = []
     summary: list[LayerSummary] = []
     for node, params in zip(wiring.nodes, config.model.layers):
         if split_off and node.index == output:
@@ -177,9 +181,9 @@ def _input_adapter(loaded: LoadedConfig, shape: Shape) -> InputAdapter | None:
     return None if adapter.is_identity else adapter
 
 
-def _build_layer(loaded: LoadedConfig, wiring: graph.Plan, node: graph.Node, params: object,
+def _build_layer(loaded: LoadedConfig, wiring: graph.Plan, node: graph.Node, params: Any,
                  shapes: dict[graph.Source, Shape]) -> Built:
-    layer_type, index = params.type, node.index  # type: ignore[attr-defined]
+    layer_type, index = params.type, node.index
     given = [shapes[s] for s in node.sources]
     try:
         found = None if layer_type in LAYERS else custom.resolve(layer_type, "layer", LayerParams)
@@ -210,7 +214,7 @@ def _check_metrics(loaded: LoadedConfig, task: str) -> None:
     for index, metric in enumerate(loaded.config.compile.metrics):
         if METRICS.canonical(metric.type) is None:  # an import path: it declares no tasks
             continue
-        allowed = METRICS.get(metric.type).obj.tasks  # type: ignore[attr-defined]
+        allowed = METRICS.get(metric.type).obj.tasks
         if task not in allowed:
             err = loaded.error(("compile", "metrics", index),
                                f"metric '{metric.type}' does not apply to a {task} loss "

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import write_config
 from torch import nn
 
-from conftest import write_config
 from dltrain import api
 from dltrain.layers import LAYERS
 from dltrain.merge import MergeParams
