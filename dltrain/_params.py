@@ -90,6 +90,7 @@ def tagged_union(registry: Registry[Any], tag: str = "type", allow_string: bool 
         return {**value, tag: canonical}
 
     union = models[0] if len(models) == 1 else Union[models]
+    annotated: Any
     if len(models) == 1:
         annotated = Annotated[union, BeforeValidator(check_tag)]
     else:

@@ -67,7 +67,7 @@ def cache_features(network: Network, splits: dict[str, Split], data_config: Any,
     started = time.perf_counter()
     cached = {name: Split(_features(prefix, split, batch_size, device), split.y.to(device)) for name, split in splits.items()}
     seconds = time.perf_counter() - started
-    head = network.layers[1:]
+    head = network.layers[1:]  # type: ignore[index]  # a chain: cacheable() returns None for a graph
     shape = list(sample.shape[1:])
     count = sum(len(s) for s in splits.values())
     reporter.message(f"{backbone.label} is frozen: its outputs {shape} for {count:,} samples were computed once "

@@ -68,15 +68,15 @@ def custom_loss_spec(found: custom.Custom) -> LossSpec:
     Its task comes from a `task` attribute ("classification", "binary" or "regression"; default
     regression), and the output activation it trains as logits from `absorbs` (default none).
     """
-    obj = found.obj
-    task = getattr(obj, "task", "regression")
+    obj: Any = found.obj
+    task: Task = getattr(obj, "task", "regression")
     if task not in ("classification", "binary", "regression"):
         raise ValueError(f"'{found.path}'.task must be classification, binary or regression; received {task!r}")
 
     def make(p: Any) -> nn.Module:
         if inspect.isclass(obj):
             made = obj(**custom.kwargs(found, p))
-            return made if isinstance(made, nn.Module) else _Call(made, {})
+            return made if isinstance(made, nn.Module) else _Call(made, {})  # type: ignore[arg-type]
         return _Call(obj, custom.kwargs(found, p))
 
     return LossSpec(task, make, getattr(obj, "absorbs", None))

@@ -298,7 +298,7 @@ def _metric(cfg: Any, task: Task, width: int) -> Metric:
 
 def custom_metric(found: custom.Custom, params: Any, task: Task, width: int) -> Metric:
     """A custom metric: `fn(outputs, targets, **keys)` (or a class whose instance is one) giving a batch's mean."""
-    fn = found.obj(**custom.kwargs(found, params)) if inspect.isclass(found.obj) else found.obj
+    fn: Any = found.obj(**custom.kwargs(found, params)) if inspect.isclass(found.obj) else found.obj
     keys = {} if inspect.isclass(found.obj) else custom.kwargs(found, params)
 
     class MeanOfBatches(Metric):

@@ -124,7 +124,8 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
     config = loaded.config
     spec = loss_spec(config.compile.loss)
     _check_metrics(loaded, spec.task)
-    declared, where = config.model.input_shape, ("model", "input_shape")
+    declared = config.model.input_shape
+    where: tuple[str, ...] = ("model", "input_shape")
     if config.model.inputs and len(config.model.inputs) == 1:  # one named input: its shape is the input_shape
         [(name, declared)] = config.model.inputs.items()
         where = ("model", "inputs", name)
@@ -188,7 +189,7 @@ def _build_layer(loaded: LoadedConfig, wiring: graph.Plan, node: graph.Node, par
     try:
         found = None if layer_type in LAYERS else custom.resolve(layer_type, "layer", LayerParams)
         if found is not None:
-            return custom.build_layer(found, params, given[0])  # type: ignore[arg-type]
+            return custom.build_layer(found, params, given[0])
         return LAYERS.get(layer_type).obj(params, given if node.merge else given[0])
     except LayerError as exc:
         takes = ""

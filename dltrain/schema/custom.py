@@ -140,7 +140,8 @@ def _params_model(name: str, obj: Any, base: type[Params]) -> tuple[type[Params]
             continue
         default = ... if parameter.default is parameter.empty else parameter.default
         fields[parameter.name] = (hints.get(parameter.name, Any), default)
-    model = create_model(f"Custom[{name}]", __base__=base, type=(Literal[name], ...), **fields)  # type: ignore[call-overload]
+    fields = {"type": (Literal[name], ...), **fields}
+    model = create_model(f"Custom[{name}]", __base__=base, **fields)
     model.__doc__ = (inspect.getdoc(obj) or name).split("\n")[0]
     return model, tuple(keys), takes_shape
 
