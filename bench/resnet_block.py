@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from bench.digits_epoch import plain_epoch
-from dltrain import api
+from dltrain.build import prepare, seed_everything
 from dltrain.config import load_config
 from dltrain.data.batches import TensorBatches
 from dltrain.distributed import Context, resolve_device
@@ -51,12 +51,12 @@ class HandResNet(nn.Module):
 
 def measure(device: str, epochs: int) -> dict[str, float]:
     loaded = load_config(CONFIG, [f"fit.device={device}"])
-    api.seed_everything(0)
-    data, built = api.prepare(loaded)
+    seed_everything(0)
+    data, built = prepare(loaded)
     ctx = Context(resolve_device(device))
     trainer = Trainer(loaded, data, built, ctx)
     batches = TensorBatches(trainer.splits["train"], loaded.config.fit.batch_size, True, 0)
-    _, graph_built = api.prepare(loaded)
+    _, graph_built = prepare(loaded)
     graph_net = graph_built.network.to(ctx.device)
     hand_net = HandResNet().to(ctx.device)
     assert sum(p.numel() for p in hand_net.parameters()) == sum(p.numel() for p in graph_net.parameters())
