@@ -15,6 +15,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WrapSerializer,
+    WrapValidator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -62,7 +64,8 @@ def _with_suggestions(exc: ValidationError, model: type[BaseModel]) -> Validatio
     return ValidationError.from_exception_data(exc.title, details)
 
 
-def tagged_union(registry: Registry[Any], tag: str = "type", allow_string: bool = False) -> Any:
+def tagged_union(registry: Registry[Any], tag: str = "type", allow_string: bool = False,
+                 custom: Callable[[str], type[BaseModel] | None] | None = None) -> Any:
     """An annotation accepting any registered params model, chosen by its `tag` key.
 
     The tag is checked against the registry first, so an unknown name gets the list of
@@ -87,6 +90,27 @@ def tagged_union(registry: Registry[Any], tag: str = "type", allow_string: bool 
         return {**value, tag: canonical}
 
     union = models[0] if len(models) == 1 else Union[models]
+    annotated: Any
     if len(models) == 1:
-        return Annotated[union, BeforeValidator(check_tag)]
-    return Annotated[union, Field(discriminator=tag), BeforeValidator(check_tag)]
+        annotated = Annotated[union, BeforeValidator(check_tag)]
+    else:
+        annotated = Annotated[union, Field(discriminator=tag), BeforeValidator(check_tag)]
+    if custom is None:
+        return annotated
+
+    def check_custom(value: Any, handler: Callable[[Any], Any]) -> Any:
+        """A name that is no registered one may be an import path (`pkg.mod:Class`): validate it by its own model."""
+        name = value if isinstance(value, str) and allow_string else value.get(tag) if isinstance(value, dict) else None
+        if isinstance(name, str) and registry.canonical(name) is None:
+            model = custom(name)
+            if model is not None:
+                return model.model_validate({tag: name} if isinstance(value, str) else value)
+        return handler(value)
+
+    def dump_custom(value: Any, handler: Callable[[Any], Any], info: Any) -> Any:
+        """A custom name's params are no member of the union: dump them by their own model."""
+        if isinstance(value, models):
+            return handler(value)
+        return value.model_dump(mode=info.mode, by_alias=info.by_alias)
+
+    return Annotated[annotated, WrapValidator(check_custom), WrapSerializer(dump_custom)]

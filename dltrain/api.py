@@ -77,7 +77,8 @@ def fit_config(config: str | Path | None, overrides: list[str] | None = None,
         payload = checkpoint.load(resume, "last.pt")
         loaded = _stored_config(payload, overrides)
         loaded.sources = payload.config_sources  # the files of the run's first start
-        if loaded.resolved()["model"] != payload.config["model"] or loaded.resolved()["data"] != payload.config["data"]:
+        stored = _stored_config(payload).resolved()  # with keys added since it was written
+        if loaded.resolved()["model"] != stored["model"] or loaded.resolved()["data"] != stored["data"]:
             raise UserError("--resume cannot change model or data; only fit and compile settings (e.g. fit.epochs)")
         return loaded, payload
     if config is not None:
@@ -131,7 +132,7 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
     as an image (classification only).
     """
     if plot is not None:
-        _check_plot(Path(plot))
+        check_plot(Path(plot))
     trainer = restore(path, overrides, device)
     task = trainer.data.task
     if plot is not None and task == "regression":
@@ -151,7 +152,7 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
     return report
 
 
-def _check_plot(path: Path) -> None:
+def check_plot(path: Path) -> None:
     """`--plot` must name an image file that matplotlib can write, in a folder that can be written."""
     check_output_file(path, "--plot", make_folder=True)
     formats = image_formats()

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 import torch
 from torch import nn
 
+from ._params import Params
 from ._registry import tag_value
 from .errors import ConfigError, Problem, UserError
 from .monitor import Monitor
 from .reporting import Reporter
 from .rundir import RunDir, write_csv
+from .schema import custom
 from .schema.callbacks import (
     CALLBACKS,
     CsvLoggerParams,
@@ -255,8 +257,12 @@ def build_callbacks(loaded: "LoadedConfig", keys: list[str], default_monitor: st
     problems: list[Problem] = []
     for path, params in located:
         try:
-            cls = ReduceLROnPlateau if path[0] == "compile" else CALLBACKS.get(params.type).obj
-            callback = cls(params, default_monitor)
+            found = custom.resolve(params.type, "callback", Params) if path[0] == "fit" else None
+            if found is not None:
+                callback = custom_callback(found, params, default_monitor)
+            else:
+                cls = ReduceLROnPlateau if path[0] == "compile" else CALLBACKS.get(params.type).obj
+                callback = cls(params, default_monitor)
         except UserError as exc:
             problems += loaded.error(path + ("type",), str(exc)).problems
             continue
@@ -271,3 +277,28 @@ def build_callbacks(loaded: "LoadedConfig", keys: list[str], default_monitor: st
         best = [ModelCheckpoint(ModelCheckpointParams(type="ModelCheckpoint"), default_monitor)]
         callbacks.append(best[0])
     return callbacks, best[0]
+
+
+def custom_callback(found: custom.Custom, params: Any, default_monitor: str) -> Callback:
+    """A custom callback: a class with any of Keras-like hooks `on_epoch_end(trainer, row)`, `on_fit_end(trainer)`."""
+    inner = found.obj(**custom.kwargs(found, params))
+
+    class Hooks(Callback):
+        def on_epoch_end(self, trainer, row):  # type: ignore[no-untyped-def]
+            if hasattr(inner, "on_epoch_end"):
+                inner.on_epoch_end(trainer, row)
+
+        def on_fit_end(self, trainer):  # type: ignore[no-untyped-def]
+            if hasattr(inner, "on_fit_end"):
+                inner.on_fit_end(trainer)
+
+        def state(self) -> dict[str, Any]:
+            return inner.state() if hasattr(inner, "state") else {}
+
+        def load_state(self, state: dict[str, Any]) -> None:
+            if hasattr(inner, "load_state"):
+                inner.load_state(state)
+
+    hooks = Hooks(params, default_monitor)
+    hooks.__class__.__name__ = found.name  # the checkpoint matches saved states by this name
+    return hooks

@@ -38,10 +38,10 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
 def markdown_tables() -> str:
     """The README's tables of layers and data sources, generated from the registries."""
     lines = []
-    for kind, title in (("layers", "Layer `type`"), ("backbones", "`Backbone` `name`"), ("sources", "`data.source`")):
+    for kind, title in (("layers", "Layer `type`"), ("backbones", "`Backbone` `arch`"), ("sources", "`data.source`")):
         lines += [f"| {title} | keys | what it does |", "| --- | --- | --- |"]
         for entry in catalog()[kind]:
-            keys = ", ".join(f"`{k}`" for k in entry["keys"] if k not in ("name", "trainable"))
+            keys = ", ".join(f"`{k}`" for k in entry["keys"] if k not in ("name", "trainable", "inputs"))
             lines.append(f"| `{entry['name']}` | {keys} | {entry['summary']} |")
         lines.append("")
     return "\n".join(lines)

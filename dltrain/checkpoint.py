@@ -33,6 +33,7 @@ import torch
 from ._files import atomic_path
 from ._version import __version__
 from .errors import CheckpointError
+from .schema import custom
 
 FORMAT = "dltrain-checkpoint-2"
 FORMAT_1 = "dltrain-checkpoint-1"  # before checksums and flat layer names: still loaded
@@ -76,8 +77,13 @@ class Checkpoint:
     config_sources: list[dict[str, str]] = field(default_factory=list)  # the files the config was composed from
     checksum: str | None = None  # of `model` (format 1 files have none)
     version: str = __version__
+    imports: list[dict[str, Any]] | None = None  # what the config names by import path: path, package, version
     path: Path | None = None  # where it was loaded from (not stored)
     legacy_names: bool = False  # format 1: nested layer names (not stored)
+
+    def __post_init__(self) -> None:
+        if self.imports is None:  # a new checkpoint (or one written before imports were stored)
+            self.imports = custom.requirements(self.config)
 
     def to_plain(self) -> dict[str, Any]:
         """The file's content: plain data and tensors only (what `weights_only=True` loads)."""
@@ -173,6 +179,8 @@ _SCHEMA: dict[str, tuple[Callable[[Any], bool], bool]] = {  # key: (check, requi
     "config_sources": (lambda v: isinstance(v, list) and all(_is_source(s) for s in v), False),
     "checksum": (_optional(lambda v: isinstance(v, str)), False),
     "version": (lambda v: isinstance(v, str), False),
+    "imports": (_optional(lambda v: isinstance(v, list) and all(
+        isinstance(i, dict) and isinstance(i.get("path"), str) for i in v)), False),
 }
 
 
@@ -433,6 +441,9 @@ def load(path: str | Path, default_name: str = "best.pt") -> Checkpoint:
     if not isinstance(data, dict) or data.get("format") not in (FORMAT, FORMAT_1):
         raise CheckpointError(f"'{file}' is not a dltrain checkpoint (written by `dltrain fit`)")
     saved = Checkpoint.from_plain(data, file)
+    absent = custom.missing(saved.imports or [])
+    if absent is not None:
+        raise CheckpointError(f"cannot load '{file}': {absent}")
     verify(saved)
     return saved
 

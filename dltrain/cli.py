@@ -163,6 +163,7 @@ def check(
     print_config: Annotated[bool, typer.Option("--print-config", help="Validate, then print the config that would run "
                                                "(bases, --set, ${...} and defaults applied), a '# file:line' on each value; "
                                                "no model is built.")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the model (layers, inputs, shapes, params) into this image file.")] = None,
 ) -> None:
     """Validate a config and build its model without training; print the summary."""
     from . import api
@@ -171,10 +172,17 @@ def check(
     if print_config:
         print(api.annotated_config(config, list(overrides or [])), end="")
         return
+    if plot is not None:
+        api.check_plot(plot)  # refused before anything is built
     _, built = api.check(config, list(overrides or []))
+    if plot is not None:
+        from .graph_plot import write_graph
+
+        write_graph(built, plot, config.stem)
     if as_json:
         layers = [
-            {"type": r.type, "output_shape": list(r.output_shape), "params": r.params, "trainable_params": r.trainable_params}
+            {"type": r.type, **({"name": r.name, "inputs": list(r.inputs)} if built.wired else {}),
+             "output_shape": list(r.output_shape), "params": r.params, "trainable_params": r.trainable_params}
             for r in built.summary
         ]
         print(json.dumps({"layers": layers, "total_params": built.total_params, "trainable_params": built.trainable_params,

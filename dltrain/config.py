@@ -40,6 +40,11 @@ class LoadedConfig:
         return {path: origin.where.removeprefix("--set ") for path, origin in self.origins.items()
                 if origin.where.startswith("--set ")}
 
+    def where(self, path: PathKey) -> str:
+        """'file.yaml:12', '--set a.b=1', or the source name: where the value at `path` was set."""
+        origin = compose.origin_of(self.origins, path)
+        return origin.where if origin else self.source
+
     def error(self, path: PathKey, message: str) -> ConfigError:
         """One problem at `path`: 'exp.yaml:7: fit.batch_size: ... (overrides base.yaml:12)'."""
         return ConfigError([problem(self.origins, path, message, self.source)], self.source)

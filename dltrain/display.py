@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -33,13 +34,20 @@ REFRESH_SECONDS = 0.25
 
 def summary_table(built: BuiltModel, title: str = "Model") -> Table:
     table = Table(title=title, title_justify="left")
+    wired = built.wired  # a graph: show what each layer takes
     table.add_column("#", justify="right")
+    if wired:
+        table.add_column("Name")
     table.add_column("Layer")
+    if wired:
+        table.add_column("Inputs")
     table.add_column("Output shape")
     table.add_column("Params", justify="right")
     table.add_column("Trainable", justify="right")
     for row in built.summary:
-        table.add_row(str(row.index), row.type, str(list(row.output_shape)), f"{row.params:,}", f"{row.trainable_params:,}")
+        named = [row.name, row.type, ", ".join(row.inputs)] if wired else [row.type]
+        table.add_row(str(row.index), *(escape(t) for t in named), str(list(row.output_shape)), f"{row.params:,}",
+                      f"{row.trainable_params:,}")
     frozen = built.total_params - built.trainable_params
     adapter = built.network.adapter
     steps = f" → {adapter.describe()} → {list(adapter.out_shape)}" if adapter is not None else ""

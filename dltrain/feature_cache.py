@@ -30,6 +30,8 @@ CACHE_LIMIT_BYTES = 4 * 2**30
 def cacheable(network: Network, data_config: Any) -> BackboneModule | None:
     """The leading backbone, when its outputs may be computed once for the whole run."""
     layers = network.layers
+    if not isinstance(layers, nn.Sequential):  # a graph: its backbone may not lead every branch
+        return None
     first = layers[0]
     if not isinstance(first, BackboneModule) or len(layers) < 2 or not first.cache_features:
         return None
@@ -65,7 +67,7 @@ def cache_features(network: Network, splits: dict[str, Split], data_config: Any,
     started = time.perf_counter()
     cached = {name: Split(_features(prefix, split, batch_size, device), split.y.to(device)) for name, split in splits.items()}
     seconds = time.perf_counter() - started
-    head = network.layers[1:]
+    head = network.layers[1:]  # type: ignore[index]  # a chain: cacheable() returns None for a graph
     shape = list(sample.shape[1:])
     count = sum(len(s) for s in splits.values())
     reporter.message(f"{backbone.label} is frozen: its outputs {shape} for {count:,} samples were computed once "

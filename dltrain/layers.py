@@ -65,7 +65,7 @@ class Built:
     penalties: list[tuple[torch.Tensor, float, float]] = field(default_factory=list)
 
 
-Builder = Callable[[Any, Shape], Built]
+Builder = Callable[[Any, Any], Built]  # (params, input shape); merge layers take a list of shapes
 
 
 def register_layer(params: type[BaseModel]) -> Callable[[Builder], Builder]:

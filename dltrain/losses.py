@@ -6,12 +6,15 @@ off), so training uses PyTorch's fused, numerically stable kernels.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from ._params import Params
+from .schema import custom
 from .schema.losses import LOSSES, CategoricalParams, SparseCategoricalParams, Task
 
 
@@ -51,6 +54,40 @@ LOSSES.implement("huber")(LossSpec("regression", lambda p: nn.HuberLoss(delta=p.
 
 
 def loss_spec(params: Any) -> LossSpec:
-    """The spec of a validated loss config (a params model of `dltrain.schema.losses`)."""
+    """The spec of a validated loss config: a params model of `dltrain.schema.losses`, or an import path's."""
+    found = custom.resolve(params.type, "loss", Params)
+    if found is not None:
+        return custom_loss_spec(found)
     spec: LossSpec = LOSSES.get(params.type).obj
     return spec
+
+
+def custom_loss_spec(found: custom.Custom) -> LossSpec:
+    """A custom loss: a class (its instance is called) or a function `fn(outputs, targets, **keys)`.
+
+    Its task comes from a `task` attribute ("classification", "binary" or "regression"; default
+    regression), and the output activation it trains as logits from `absorbs` (default none).
+    """
+    obj: Any = found.obj
+    task: Task = getattr(obj, "task", "regression")
+    if task not in ("classification", "binary", "regression"):
+        raise ValueError(f"'{found.path}'.task must be classification, binary or regression; received {task!r}")
+
+    def make(p: Any) -> nn.Module:
+        if inspect.isclass(obj):
+            made = obj(**custom.kwargs(found, p))
+            return made if isinstance(made, nn.Module) else _Call(made, {})  # type: ignore[arg-type]
+        return _Call(obj, custom.kwargs(found, p))
+
+    return LossSpec(task, make, getattr(obj, "absorbs", None))
+
+
+class _Call(nn.Module):
+    """A loss function with its keyword arguments bound, as an nn.Module (what the trainer calls a loss)."""
+
+    def __init__(self, fn: Callable[..., Any], keys: dict[str, Any]) -> None:
+        super().__init__()
+        self.fn, self.keys = fn, keys
+
+    def forward(self, outputs: Any, targets: Any) -> Any:
+        return self.fn(outputs, targets, **self.keys)

@@ -7,12 +7,15 @@ the end of an epoch. Sums, not means, so ranks can add theirs up under DDP.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import torch
 from pydantic import BaseModel
 
+from ._params import Params
 from ._registry import tag_value
+from .schema import custom
 from .schema.losses import Task
 from .schema.metrics import (
     METRICS,
@@ -280,5 +283,32 @@ class Tracker:
 
 def build_metrics(configs: list[Any], task: Task, width: int) -> dict[str, Metric]:
     """Instantiate the configured metrics (validated params models), keyed by their display name."""
-    built: dict[str, Metric] = {cfg.type: METRICS.get(cfg.type).obj(cfg, task, width) for cfg in configs}
+    # an import path's column is its last name, as Keras names a metric function's column
+    built: dict[str, Metric] = {cfg.type.split(":")[-1]: _metric(cfg, task, width) for cfg in configs}
     return built
+
+
+def _metric(cfg: Any, task: Task, width: int) -> Metric:
+    found = custom.resolve(cfg.type, "metric", Params)
+    if found is not None:
+        return custom_metric(found, cfg, task, width)
+    metric: Metric = METRICS.get(cfg.type).obj(cfg, task, width)
+    return metric
+
+
+def custom_metric(found: custom.Custom, params: Any, task: Task, width: int) -> Metric:
+    """A custom metric: `fn(outputs, targets, **keys)` (or a class whose instance is one) giving a batch's mean."""
+    fn: Any = found.obj(**custom.kwargs(found, params)) if inspect.isclass(found.obj) else found.obj
+    keys = {} if inspect.isclass(found.obj) else custom.kwargs(found, params)
+
+    class MeanOfBatches(Metric):
+        sums = ("total",)
+        greater_is_better = bool(getattr(found.obj, "greater_is_better", False))
+
+        def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+            sums["total"] += fn(outputs.detach(), targets, **keys).detach().double() * outputs.shape[0]
+
+        def compute(self, sums, count):  # type: ignore[no-untyped-def]
+            return sums["total"].item() / max(count, 1)
+
+    return MeanOfBatches(params, task, width)

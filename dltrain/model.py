@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import custom, graph
 from .activations import apply_output_activation
 from .config import Config, LoadedConfig
 from .data.adapter import InputAdapter
@@ -21,6 +22,7 @@ from .errors import ConfigError
 from .layers import LAYERS, Built, LayerError
 from .losses import loss_spec
 from .metrics import METRICS
+from .schema.layers import LayerParams
 
 Shape = tuple[int, ...]
 
@@ -34,6 +36,8 @@ class LayerSummary:
     output_shape: Shape
     params: int
     trainable_params: int
+    name: str = ""
+    inputs: tuple[str, ...] = ()  # what the layer takes (model inputs or earlier layers' names)
 
 
 class Network(nn.Module):
@@ -41,11 +45,11 @@ class Network(nn.Module):
 
     __jit_unused_properties__ = ["has_penalty"]  # training-only: keeps the network scriptable for export
 
-    def __init__(self, layers: list[nn.Module], output_activation: str | None,
+    def __init__(self, layers: list[nn.Module] | nn.Module, output_activation: str | None,
                  penalties: list[tuple[torch.Tensor, float, float]], adapter: InputAdapter | None = None) -> None:
         super().__init__()
         self.adapter = adapter
-        self.layers = nn.Sequential(*layers)
+        self.layers = layers if isinstance(layers, nn.Module) else nn.Sequential(*layers)  # a graph's GraphModule
         self.output_activation = output_activation
         self._penalties = penalties
 
@@ -74,6 +78,7 @@ class BuiltModel:
     summary: list[LayerSummary]
     input_shape: Shape
     notes: list[str] = field(default_factory=list)  # defaults applied and plans made, for the user
+    wired: bool = False  # a graph (not a plain stack): the summary shows each layer's name and inputs
 
     @property
     def total_params(self) -> int:
@@ -91,11 +96,10 @@ def _channels_last_hint(shape: list[int]) -> str | None:
     return None
 
 
-def _final_activation(config: Config) -> tuple[int, str] | None:
-    """(index, name) of the activation the last layer applies, if it has one."""
-    last = config.model.layers[-1]
-    name = getattr(last, "activation", None)
-    return (len(config.model.layers) - 1, name) if isinstance(name, str) else None
+def _final_activation(config: Config, index: int) -> tuple[int, str] | None:
+    """(index, name) of the activation the output layer `index` applies, if it has one."""
+    name = getattr(config.model.layers[index], "activation", None)
+    return (index, name) if isinstance(name, str) else None
 
 
 def _check_task(loaded: LoadedConfig, final: tuple[int, str] | None, absorbs: str | None) -> str | None:
@@ -121,35 +125,44 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
     spec = loss_spec(config.compile.loss)
     _check_metrics(loaded, spec.task)
     declared = config.model.input_shape
+    where: tuple[str, ...] = ("model", "input_shape")
+    if config.model.inputs and len(config.model.inputs) == 1:  # one named input: its shape is the input_shape
+        [(name, declared)] = config.model.inputs.items()
+        where = ("model", "inputs", name)
     if declared is not None:
         hint = _channels_last_hint(declared)
         if hint and tuple(declared) != tuple(data_shape):
-            raise loaded.error(("model", "input_shape"), hint)
+            raise loaded.error(where, hint)
         if tuple(declared) != tuple(data_shape):
-            raise loaded.error(("model", "input_shape"),
+            raise loaded.error(where,
                                f"input_shape {declared} does not match the data, whose samples are {list(data_shape)}; "
                                f"remove input_shape (it is inferred) or fix the data preprocessing")
-    split_off = _check_task(loaded, _final_activation(config), spec.absorbs)
+    wiring = graph.plan(loaded)
+    output = graph.single_output(loaded, wiring)
+    split_off = _check_task(loaded, _final_activation(config, output), spec.absorbs)
     adapter = _input_adapter(loaded, tuple(data_shape))
 
-    shape: Shape = adapter.out_shape if adapter else tuple(data_shape)
+    shapes: dict[graph.Source, Shape] = {next(iter(wiring.inputs)): adapter.out_shape if adapter else tuple(data_shape)}
     modules: list[nn.Module] = []
     penalties: list[tuple[torch.Tensor, float, float]] = []
     summary: list[LayerSummary] = []
-    for index, params in enumerate(config.model.layers):
-        if split_off and index == len(config.model.layers) - 1:
+    for node, params in zip(wiring.nodes, config.model.layers):
+        if split_off and node.index == output:
             params = params.model_copy(update={"activation": "linear"})
-        built = _build_layer(loaded, index, params, shape)
+        built = _build_layer(loaded, wiring, node, params, shapes)
         if not params.trainable:
             built.module.requires_grad_(False)
         modules.append(built.module)
         penalties += [p for p in built.penalties if p[0].requires_grad]
         count = sum(p.numel() for p in built.module.parameters())
         trainable = sum(p.numel() for p in built.module.parameters() if p.requires_grad)
-        summary.append(LayerSummary(index, params.type, built.shape, count, trainable))
-        shape = built.shape
-    _check_output(loaded, spec.task, shape, target_width)
-    return BuiltModel(Network(modules, split_off, penalties, adapter), summary, tuple(data_shape))
+        summary.append(LayerSummary(node.index, params.type, built.shape, count, trainable, node.name,
+                                    tuple(wiring.label(s) for s in node.sources)))
+        shapes[node.index] = built.shape
+    _check_output(loaded, spec.task, output, shapes[output], target_width)
+    layers = modules if wiring.is_chain else graph.graph_module(wiring, modules)
+    return BuiltModel(Network(layers, split_off, penalties, adapter), summary, tuple(data_shape),
+                      wired=not wiring.is_chain)
 
 
 def _input_adapter(loaded: LoadedConfig, shape: Shape) -> InputAdapter | None:
@@ -169,17 +182,25 @@ def _input_adapter(loaded: LoadedConfig, shape: Shape) -> InputAdapter | None:
     return None if adapter.is_identity else adapter
 
 
-def _build_layer(loaded: LoadedConfig, index: int, params: Any, shape: Shape) -> Built:
-    layer_type = params.type
+def _build_layer(loaded: LoadedConfig, wiring: graph.Plan, node: graph.Node, params: Any,
+                 shapes: dict[graph.Source, Shape]) -> Built:
+    layer_type, index = params.type, node.index
+    given = [shapes[s] for s in node.sources]
     try:
-        return LAYERS.get(layer_type).obj(params, shape)
+        found = None if layer_type in LAYERS else custom.resolve(layer_type, "layer", LayerParams)
+        if found is not None:
+            return custom.build_layer(found, params, given[0])
+        return LAYERS.get(layer_type).obj(params, given if node.merge else given[0])
     except LayerError as exc:
-        raise loaded.error(("model", "layers", index), f"{layer_type} (layer {index}) {exc}") from None
+        takes = ""
+        if not wiring.is_chain:
+            takes = "; its inputs: " + ", ".join(f"{wiring.label(s)} {list(shapes[s])}" for s in node.sources)
+        raise loaded.error(("model", "layers", index), f"{layer_type} (layer {index}) {exc}{takes}") from None
 
 
-def _check_output(loaded: LoadedConfig, task: str, shape: Shape, width: int) -> None:
-    last = ("model", "layers", len(loaded.config.model.layers) - 1)
-    layer_type = loaded.config.model.layers[-1].type
+def _check_output(loaded: LoadedConfig, task: str, index: int, shape: Shape, width: int) -> None:
+    last = ("model", "layers", index)
+    layer_type = loaded.config.model.layers[index].type
     if len(shape) != 1:
         raise loaded.error(last, f"the model's output is {list(shape)} per sample; the loss needs a flat [{width}] "
                                  f"(add Flatten or GlobalAveragePooling before the last Dense)")
@@ -192,6 +213,8 @@ def _check_output(loaded: LoadedConfig, task: str, shape: Shape, width: int) -> 
 def _check_metrics(loaded: LoadedConfig, task: str) -> None:
     problems = []
     for index, metric in enumerate(loaded.config.compile.metrics):
+        if METRICS.canonical(metric.type) is None:  # an import path: it declares no tasks
+            continue
         allowed = METRICS.get(metric.type).obj.tasks
         if task not in allowed:
             err = loaded.error(("compile", "metrics", index),

@@ -28,7 +28,7 @@ def _integer_ticks() -> Any:
     return MaxNLocator(integer=True)
 
 
-def _save(plt: Any, figure: Any, path: Path) -> None:
+def save_figure(plt: Any, figure: Any, path: Path) -> None:
     """Write `figure` atomically (its format from the suffix), then free it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -68,7 +68,7 @@ def write_curves(history: list[dict[str, Any]], path: Path) -> None:
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
     figure.tight_layout()
-    _save(plt, figure, path)
+    save_figure(plt, figure, path)
 
 
 def write_confusion(matrix: list[list[int]], names: list[str], path: Path, title: str = "Confusion matrix") -> None:
@@ -90,4 +90,4 @@ def write_confusion(matrix: list[list[int]], names: list[str], path: Path, title
             ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
                     color="white" if value > peak / 2 else "black")
     figure.tight_layout()
-    _save(plt, figure, path)
+    save_figure(plt, figure, path)

@@ -39,9 +39,11 @@ LAYERS: dict[str, set[str]] = {
         "schema.callbacks",
         "schema.data",
         "schema.tune",
+        "schema.custom",
     },
     "config": {"config", "compose"},
-    "nn": {"activations", "layers", "backbones", "losses", "metrics", "optim", "schedules", "data.adapter", "model"},
+    "nn": {"activations", "layers", "backbones", "losses", "metrics", "optim", "schedules", "data.adapter", "model",
+           "custom", "merge", "graph"},
     "data": {
         "data",
         "data.base",
@@ -72,7 +74,7 @@ LAYERS: dict[str, set[str]] = {
     },
     "library": {"api", "runs", "tune", "tracking", "build", "predict", "export", "presets", "catalog", "display", "launch", "", "_docs", "serve",
                 "serve.spec", "serve.models", "serve.batching", "serve.options", "serve.app", "serve.server",
-                "serve.process", "serve.__main__"},
+                "serve.process", "serve.__main__", "graph_plot"},
     "cli": {"cli", "__main__"},
 }
 ORDER = list(LAYERS)

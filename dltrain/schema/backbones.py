@@ -130,14 +130,23 @@ class VGG16Params(PretrainedParams):
 
 @layer
 class BackboneParams(PretrainedParams):
-    """A torchvision classification model without its classifier (`name`: see the backbones)."""
+    """A torchvision classification model without its classifier (`arch`: see the backbones)."""
 
     type: Literal["Backbone"]
-    name: str = Field(
-        description="The torchvision model (see the backbones table); this layer's `name` names the backbone."
+    arch: str = Field(
+        description="The torchvision model, e.g. resnet18 (see the backbones table); `name` names the layer's node "
+        "in a graph."
     )
 
-    @field_validator("name")
+    @model_validator(mode="before")
+    @classmethod
+    def _name_as_arch(cls, data: Any) -> Any:
+        """The old form `name: resnet18` (before `name` named graph nodes) still reads as the architecture."""
+        if isinstance(data, dict) and "arch" not in data and isinstance(data.get("name"), str):
+            return {**data, "arch": data["name"]}
+        return data
+
+    @field_validator("arch")
     @classmethod
     def _known(cls, value: str) -> str:
         canonical = BACKBONES.canonical(value)
@@ -147,8 +156,8 @@ class BackboneParams(PretrainedParams):
 
     @property
     def backbone(self) -> str:
-        return self.name
+        return self.arch
 
     @property
     def label(self) -> str:
-        return self.name
+        return self.arch

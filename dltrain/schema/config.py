@@ -12,10 +12,13 @@ from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_
 
 from .._files import check_run_name
 from .._params import Params, tagged_union
-from . import backbones  # noqa: F401  (describes the VGG16 and Backbone layers)
+from . import (
+    backbones,  # noqa: F401  (describes the VGG16 and Backbone layers)
+    custom,
+)
 from .callbacks import CALLBACKS
 from .data import SOURCES
-from .layers import LAYERS
+from .layers import LAYERS, LayerParams
 from .losses import LOSSES
 from .metrics import METRICS
 from .optim import OPTIMIZERS
@@ -31,13 +34,14 @@ if TYPE_CHECKING:  # unions built from the registries at run time; statically, a
     ScheduleConfig: TypeAlias = Any
     CallbackConfig: TypeAlias = Any
 else:
-    LayerConfig = tagged_union(LAYERS)
+    # a name no registry knows may be an import path (`pkg.mod:Class`), validated by its own model
+    LayerConfig = tagged_union(LAYERS, custom=custom.validator("layer", LayerParams))
     DataConfig = tagged_union(SOURCES, tag="source", allow_string=True)
     OptimizerConfig = tagged_union(OPTIMIZERS, allow_string=True)
-    LossConfig = tagged_union(LOSSES, allow_string=True)
-    MetricConfig = tagged_union(METRICS, allow_string=True)
+    LossConfig = tagged_union(LOSSES, allow_string=True, custom=custom.validator("loss", Params))
+    MetricConfig = tagged_union(METRICS, allow_string=True, custom=custom.validator("metric", Params))
     ScheduleConfig = tagged_union(SCHEDULES, allow_string=True)
-    CallbackConfig = tagged_union(CALLBACKS, allow_string=True)
+    CallbackConfig = tagged_union(CALLBACKS, allow_string=True, custom=custom.validator("callback", Params))
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -48,13 +52,20 @@ class ModelConfig(Params):
     input_shape: Annotated[list[PositiveInt], Field(min_length=1)] | None = Field(
         None, description="The shape of one sample, channels first ([C, H, W], [T, F]); default: the data's."
     )
+    inputs: dict[str, Annotated[list[PositiveInt], Field(min_length=1)]] | None = Field(
+        None, description="Named model inputs and their shapes; one input named `input` when omitted."
+    )
     layers: Annotated[
         list[LayerConfig],
         Field(
             min_length=1,
-            description="The layers, in order; `type` is the Keras class name (see `dltrain list-models`).",
+            description="The layers, in order; `type` is the Keras class name (see `dltrain list-models`) "
+            "or an import path (`pkg.module:Class`).",
         ),
     ]
+    outputs: str | list[str] | None = Field(
+        None, description="The layers whose outputs the model returns; default: the last layer."
+    )
 
 
 class CompileConfig(Params):

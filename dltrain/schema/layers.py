@@ -13,7 +13,7 @@ from pydantic import Field, NonNegativeFloat, PositiveInt
 from .._params import Params
 from .._registry import Registry
 
-LAYERS: Registry[Any] = Registry("layer", implemented_in=("dltrain.layers", "dltrain.backbones"))
+LAYERS: Registry[Any] = Registry("layer", implemented_in=("dltrain.layers", "dltrain.backbones", "dltrain.merge"))
 layer = LAYERS.describes()
 
 ActivationName = Literal[
@@ -53,6 +53,11 @@ class LayerParams(Params):
 
     name: str | None = Field(None, description="A name for the layer in the model summary.")
     trainable: bool = Field(True, description="false freezes the layer's weights (they are not updated).")
+    inputs: str | int | list[str | int] | None = Field(
+        None,
+        description="What this layer takes: names of earlier layers or model inputs, or -1 for the layer above "
+        "(the default).",
+    )
 
 
 class KernelParams(LayerParams):
@@ -268,3 +273,57 @@ class TransformerEncoderParams(LayerParams):
     num_layers: PositiveInt = Field(1, description="Encoder blocks stacked.")
     dropout: Annotated[float, Field(ge=0.0, lt=1.0, description="Dropout rate inside each block.")] = 0.1
     activation: Literal["relu", "gelu"] = Field("relu", description="Activation of the feed-forward network.")
+
+
+# --- merge layers (built in dltrain.merge) -------------------------------------------------
+
+
+class MergeParams(LayerParams):
+    """A layer that combines two or more inputs into one."""
+
+
+@layer
+class AddParams(MergeParams):
+    """Sum of the inputs (a residual connection); equal shapes."""
+
+    type: Literal["Add"]
+
+
+@layer
+class MultiplyParams(MergeParams):
+    """Element-wise product of the inputs; equal shapes."""
+
+    type: Literal["Multiply"]
+
+
+@layer
+class AverageParams(MergeParams):
+    """Element-wise mean of the inputs; equal shapes."""
+
+    type: Literal["Average"]
+
+
+@layer
+class MaximumParams(MergeParams):
+    """Element-wise maximum of the inputs; equal shapes."""
+
+    type: Literal["Maximum"]
+
+
+@layer
+class SubtractParams(MergeParams):
+    """The first input minus the second; equal shapes."""
+
+    type: Literal["Subtract"]
+
+
+@layer
+class ConcatenateParams(MergeParams):
+    """Join the inputs along `axis`; every other axis must match."""
+
+    type: Literal["Concatenate"]
+    axis: int | None = Field(
+        None,
+        description="The axis to join along, without the batch; default: channels of [C, H, W] (0), the last axis "
+        "of [T, F] and [F] (Keras's axis=-1).",
+    )
