@@ -19,6 +19,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_
 from . import backbones  # noqa: F401  (registers the VGG16 and Backbone layers)
 from ._params import Params, tagged_union
 from .data import SOURCES
+from .data.splits import ValidationMode
 from .errors import ConfigError, Problem, UserError
 from .layers import LAYERS
 from .losses import LOSSES
@@ -60,6 +61,10 @@ class FitConfig(Params):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
     validation_split: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    validation_mode: Annotated[ValidationMode, Field(description=(
+        "How validation_split chooses its samples: random (a fixed seeded draw, stratified by class for "
+        "classification), last (Keras: the last fraction of the training data), or auto (random, except last "
+        "for time series)."))] = "auto"
     shuffle: bool = True
     device: str = "auto"
     strategy: Literal["auto", "ddp", "single"] = "auto"  # auto: ddp when torchrun starts several processes

@@ -19,11 +19,9 @@ from .._registry import Registry
 from ..errors import DataError
 from ..losses import Task
 from .augment import AugmentParams
+from .splits import ValidationMode, random_split, validation_indices
 
 Shape = tuple[int, ...]
-
-# Independent of the run's seed, so every run (and `evaluate`) sees the same test set.
-SPLIT_SEED = 20240101
 
 
 class DataParams(Params):
@@ -57,6 +55,7 @@ class RawData:
     x_val: np.ndarray | None = None  # the source's own validation set, when it has one
     y_val: np.ndarray | None = None
     encoder: "FeatureEncoder | None" = None  # turns raw table cells into numbers, fitted on train
+    chronological: bool = False  # samples in time order: validation is the last fraction, never a random draw
 
 
 class FeatureEncoder(Protocol):
@@ -184,13 +183,6 @@ def _targets(y: np.ndarray, task: Task, where: str) -> torch.Tensor:
     return torch.from_numpy(y.reshape(len(y), -1))
 
 
-def _permuted_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(keep, held out) indices: a fixed shuffle, so the held-out set never changes."""
-    order = np.random.default_rng(SPLIT_SEED).permutation(n)
-    held = max(1, int(round(n * fraction)))
-    return np.sort(order[held:]), np.sort(order[:held])
-
-
 def _stat_axes(shape: Shape) -> tuple[int, ...]:
     """Axes to average over for standardization: all but features (or channels)."""
     if len(shape) == 3:  # [C, H, W]: per channel
@@ -234,13 +226,15 @@ def assemble(
     task: Task,
     validation_split: float,
     preprocessing: Preprocessing | None = None,
+    validation_mode: ValidationMode = "auto",
 ) -> DataBundle:
     """Split, shape the targets and preprocess: the path every source shares.
 
     The test split (for sources without one) is a fixed shuffle; the validation split
-    is the source's own, else Keras's: the last `validation_split` of the training
-    samples, before shuffling. Pass `preprocessing` (from a checkpoint) to reuse fitted
-    statistics.
+    is the source's own (a `val/` folder, validation arrays or file), else a fixed
+    draw of `validation_split` of the training samples (stratified for
+    classification; see `splits`). Pass `preprocessing` (from a checkpoint) to reuse
+    fitted statistics.
     """
     raw = _named_labels(raw, task)
     x_train, y_train = raw.x_train, raw.y_train
@@ -248,14 +242,15 @@ def assemble(
         raise DataError(f"{len(x_train)} inputs but {len(y_train)} targets: they must match")
     x_test, y_test = raw.x_test, raw.y_test
     if x_test is None:
-        keep, held = _permuted_split(len(x_train), params.test_split)
+        keep, held = random_split(len(x_train), params.test_split)
         x_test, y_test = x_train[held], y_train[held]
         x_train, y_train = x_train[keep], y_train[keep]
     x_val, y_val = raw.x_val, raw.y_val
     if x_val is None and validation_split > 0:
-        cut = len(x_train) - max(1, int(round(len(x_train) * validation_split)))
-        x_val, y_val = x_train[cut:], y_train[cut:]
-        x_train, y_train = x_train[:cut], y_train[:cut]
+        keep, held = validation_indices(np.asarray(y_train), validation_split, validation_mode,
+                                        task == "classification", raw.chronological)
+        x_val, y_val = x_train[held], y_train[held]
+        x_train, y_train = x_train[keep], y_train[keep]
 
     table = preprocessing.table if preprocessing else None
     if raw.encoder is not None:

@@ -158,6 +158,7 @@ class CsvParams(DataParams):
     target: str
     features: Annotated[list[str], Field(min_length=1)] | None = None  # default: every other column
     categorical: list[str] = []  # numeric-looking columns to one-hot as categories (e.g. zip codes)
+    validation_path: Path | None = None  # a CSV with the same columns: the validation set (as Keras's validation_data)
 
 
 def target_values(table: Table, name: str) -> np.ndarray:
@@ -184,4 +185,24 @@ def csv_source(p: CsvParams) -> RawData:
         table.index(name, "features" if name in features else "categorical")
     categorical = infer_categorical(table, features, p.categorical)
     x = feature_cells(table, features, categorical)
-    return RawData(x, target_values(table, p.target), encoder=TableEncoder(features, categorical))
+    raw = RawData(x, target_values(table, p.target), encoder=TableEncoder(features, categorical))
+    if p.validation_path is not None:
+        raw.x_val, raw.y_val = _validation_rows(p.validation_path, features, categorical, p.target, raw.y_train)
+    return raw
+
+
+def _validation_rows(path: Path, features: list[str], categorical: set[str], target: str,
+                     y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of `data.validation_path`, read with the training file's columns."""
+    if not path.is_file():
+        raise DataError(f"data.validation_path: no file at '{path}'. Give a CSV with the same columns as data.path.")
+    table = read_table(path)
+    table.index(target, "validation_path")
+    for name in features:
+        table.index(name, "validation_path")
+    y = target_values(table, target)
+    if (y.dtype.kind == "U") != (y_train.dtype.kind == "U"):
+        kinds = {True: "class names", False: "numbers"}
+        raise DataError(f"data.validation_path: the target column '{target}' of '{path}' holds "
+                        f"{kinds[y.dtype.kind == 'U']}, but in data.path it holds {kinds[y_train.dtype.kind == 'U']}")
+    return feature_cells(table, features, categorical), y
