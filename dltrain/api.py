@@ -141,8 +141,9 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
     """
     trainer = restore(path, overrides, device)
     task = trainer.data.task
-    if plot is not None and task == "regression":
-        raise UserError("--plot draws a confusion matrix, which needs a classification model; this one is regression")
+    if plot is not None and not trainer.data.confusion_classes:
+        what = "regression" if task == "regression" else "multi-label (several sigmoid outputs)"
+        raise UserError(f"--plot draws a confusion matrix, which needs a classification model; this one is {what}")
     if task == "regression":
         wanted = [METRICS.get(name).params(type=name) for name in ("rmse", "r2")]  # type: ignore[misc]
         trainer.metrics = {**build_metrics(wanted, task, trainer.data.target_width), **trainer.metrics}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
@@ -15,13 +16,12 @@ from typing import Annotated, Any, Callable, Optional, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from . import __version__, api, launch, presets
 from .export import export as export_model
 from .catalog import catalog
 from .config import json_schema
-from .display import RichReporter, predictions_table, report_table, summary_table
+from .display import RichReporter, add_row, data_table, predictions_table, report_table, summary_table
 from .errors import DltrainError, ReportedElsewhere
 
 app = typer.Typer(
@@ -33,8 +33,18 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-err_console = Console(stderr=True)
-out_console = Console()
+PIPE_WIDTH = 4096  # piped into a file, a line is as long as it needs: no number wrapped away from its name
+
+
+def _console(stderr: bool) -> Console:
+    """A console at the terminal's width, or unwrapped when its output goes to a file or a pipe."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=PIPE_WIDTH if piped else None)
+
+
+err_console = _console(stderr=True)
+out_console = _console(stderr=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,7 +67,7 @@ def handles_errors(command: F) -> F:
                 err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted")
+            err_console.print("interrupted", highlight=False)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -159,7 +169,7 @@ def check(
         return
     out_console.print(summary_table(built, title=f"{config.name}: valid"))
     for note in built.notes:
-        out_console.print(note, highlight=False, soft_wrap=True)
+        out_console.print(escape(note), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -172,15 +182,13 @@ def init(
 ) -> None:
     """Write a bundled preset config to start a project from."""
     if list_all or preset is None:
-        table = Table(title="presets (dltrain init PRESET [DEST])", title_justify="left")
-        table.add_column("name", no_wrap=True)
-        table.add_column("what it is")
+        table = data_table("presets (dltrain init PRESET [DEST])", "name", "what it is")
         for item in catalog()["presets"]:
-            table.add_row(item["name"], item["summary"])
+            add_row(table, item["name"], item["summary"])
         out_console.print(table)
         return
     written = presets.write_preset(preset, dest, force)
-    out_console.print(f"wrote {written}; train it with: dltrain fit {written}", highlight=False, soft_wrap=True)
+    out_console.print(escape(f"wrote {written}; train it with: dltrain fit {written}"), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -192,8 +200,8 @@ def export(
 ) -> None:
     """Export a checkpoint for deployment, checked against the PyTorch model; preprocessing JSON beside it."""
     result = export_model(checkpoint, fmt, output)
-    out_console.print(f"wrote {result.path} and {result.metadata_path} (checked on {result.samples} test samples: "
-                      f"largest difference {result.max_abs_diff:.2g})", highlight=False, soft_wrap=True)
+    out_console.print(escape(f"wrote {result.path} and {result.metadata_path} (checked on {result.samples} test samples: "
+                             f"largest difference {result.max_abs_diff:.2g})"), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -210,12 +218,9 @@ def list_models(as_json: JsonOption = False) -> None:
         print(json.dumps(entries))
         return
     for kind, items in entries.items():
-        table = Table(title=kind, title_justify="left")
-        table.add_column("name")
-        table.add_column("keys")
-        table.add_column("what it does")
+        table = data_table(kind, "name", "keys", "what it does")
         for item in items:
-            table.add_row(item["name"], ", ".join(item["keys"]), item["summary"])
+            add_row(table, item["name"], ", ".join(item["keys"]), item["summary"])
         out_console.print(table)
 
 

@@ -214,7 +214,7 @@ class Trainer:
             split = split.to(self.ctx.device)
         self.network.eval()
         tracker = Tracker(self.metrics, self.ctx.device)
-        classes = self.data.num_classes or 0
+        classes = self.data.confusion_classes
         matrix = torch.zeros(classes * classes, dtype=torch.int64, device=self.ctx.device) if classes else None
         batches = make_batches(split, max(self.config.fit.batch_size, EVAL_BATCH), False, 0, self.ctx.device,
                                self.ctx.rank, self.ctx.world_size, pad=False, workers=self.workers)
@@ -222,8 +222,9 @@ class Trainer:
             outputs = self.forward(x)
             tracker.update(self.loss_fn(outputs, y), outputs, y)
             if confusion and matrix is not None:
-                predicted = predicted_labels("classification", outputs)
-                matrix += torch.bincount(y * classes + predicted, minlength=classes * classes)
+                predicted = predicted_labels(self.data.task, outputs).long().reshape(-1)
+                truth = y.reshape(-1) if self.data.task == "classification" else (y > 0.5).long().reshape(-1)
+                matrix += torch.bincount(truth * classes + predicted, minlength=classes * classes)
         tracker.all_reduce(self.ctx.all_reduce)
         values: dict[str, Any] = tracker.compute()
         if confusion and matrix is not None:

@@ -33,6 +33,8 @@ class DataParams(Params):
     resize: PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
     channels: Literal[1, 3] | None = None
     augment: AugmentParams | None = None
+    # None: refuse samples that look like Keras's [H, W, C]; true: transpose them to [C, H, W]; false: take as they are
+    channels_last: bool | None = None
 
     @property
     def resize_to(self) -> tuple[int, int] | None:
@@ -109,6 +111,7 @@ class Split:
 class Preprocessing:
     """Input transforms fitted on the training split, stored in the checkpoint."""
 
+    channels_last: bool = False  # samples arrive [H, W, C]: transposed to [C, H, W] first
     flatten: bool = False
     scale: float | None = None
     mean: torch.Tensor | None = None
@@ -118,6 +121,8 @@ class Preprocessing:
     raw_shape: list[int] | None = None  # one sample as the source reads it, before `apply`
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
         if self.flatten:
             x = x.reshape(x.shape[0], -1)
         if self.scale is not None:
@@ -127,7 +132,7 @@ class Preprocessing:
         return x
 
     def state(self) -> dict[str, Any]:
-        return {"flatten": self.flatten, "scale": self.scale, "mean": self.mean, "std": self.std,
+        return {"channels_last": self.channels_last, "flatten": self.flatten, "scale": self.scale, "mean": self.mean, "std": self.std,
                 "value_range": self.value_range, "table": self.table, "raw_shape": self.raw_shape}
 
     @classmethod
@@ -157,6 +162,13 @@ class DataBundle:
                 + ("set fit.validation_split (e.g. 0.2)" if name == "val" else "it was not configured")
             )
         return chosen
+
+    @property
+    def confusion_classes(self) -> int:
+        """Rows of a confusion matrix: the classes, 2 for one binary output, 0 when there is none."""
+        if self.task == "classification":
+            return self.num_classes or 0
+        return 2 if self.task == "binary" and self.target_width == 1 else 0
 
     @property
     def target_width(self) -> int:
@@ -192,7 +204,7 @@ def _stat_axes(shape: Shape) -> tuple[int, ...]:
 
 def fit_preprocessing(params: DataParams, x_train: torch.Tensor, value_range: float | None) -> Preprocessing:
     """Statistics from the training split only (no leak from validation or test)."""
-    prep = Preprocessing(flatten=params.flatten)
+    prep = Preprocessing(channels_last=bool(params.channels_last), flatten=params.flatten)
     if params.normalize in ("scale", "imagenet"):  # ImageNet statistics are for [0, 1] inputs
         prep.scale = float(value_range if value_range else x_train.abs().max().clamp_min(1e-12))
     elif params.normalize == "standardize":
@@ -218,6 +230,35 @@ def _named_labels(raw: RawData, task: Task) -> RawData:
     encode = lambda y: None if y is None else np.array([index[str(v)] for v in y.reshape(-1)], dtype=np.int64)  # noqa: E731
     return replace(raw, y_train=encode(raw.y_train), y_val=encode(raw.y_val), y_test=encode(raw.y_test),
                    class_names=names)
+
+
+def _binary_names(names: list[str] | None, outputs: int) -> list[str] | None:
+    """The two classes of a one-output binary task (label 0, label 1); None for multi-label outputs."""
+    if names is not None and len(names) != 2:
+        raise DataError(f"binary_crossentropy needs two classes; the targets hold {len(names)} "
+                        f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): use categorical_crossentropy")
+    if outputs != 1:
+        return names
+    return names or ["0", "1"]
+
+
+def looks_channels_last(shape: Shape) -> bool:
+    """Keras's image layout `[H, W, C]`: a last axis of 1, 3 or 4 channels after two larger ones."""
+    return len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] > 4 and shape[1] > 4
+
+
+def check_layout(params: DataParams, sample: Shape, decoded: bool) -> None:
+    """Refuse channels-last samples unless `data.channels_last` says what to do with them."""
+    if params.channels_last and (decoded or len(sample) != 3):
+        what = "image files are decoded channels-first already" if decoded else f"the samples are {list(sample)}"
+        raise DataError(f"data.channels_last: true transposes [H, W, C] samples to [C, H, W]; {what}. "
+                        f"Remove channels_last")
+    if params.channels_last is None and not decoded and looks_channels_last(sample):
+        h, w, c = sample
+        raise DataError(f"the samples are {list(sample)}, which looks channels-last ([height, width, channels], "
+                        f"Keras's layout); dltrain's images are channels-first [C, H, W]. Set data.channels_last: true "
+                        f"to transpose them to {[c, h, w]} (or data.channels_last: false if {list(sample)} is "
+                        f"already [C, H, W])")
 
 
 def assemble(
@@ -257,6 +298,7 @@ def assemble(
         table = table or raw.encoder.fit(x_train)
         x_train, x_val, x_test = (None if x is None else raw.encoder.transform(x, table) for x in (x_train, x_val, x_test))
 
+    check_layout(params, tuple(x_train.shape[1:]), isinstance(x_train, LazyInputs))
     if isinstance(x_train, LazyInputs):
         if params.normalize == "standardize":
             raise DataError("data.normalize: 'standardize' needs every training image in memory; "
@@ -283,6 +325,8 @@ def assemble(
         seen = max(int(s.y.max()) for s in (train, val, test) if s is not None and len(s)) + 1
         num_classes = max(seen, len(class_names or []))
         class_names = class_names or [str(i) for i in range(num_classes)]
+    elif task == "binary":
+        class_names = _binary_names(class_names, train.y.shape[1])
     input_shape = tuple(train.x.shape[1:])
     if params.augment is not None and len(input_shape) != 3:
         raise DataError(f"data.augment applies to images [C, H, W]; this data's samples are {list(input_shape)}")
