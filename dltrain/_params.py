@@ -11,12 +11,14 @@ from typing import Annotated, Any, Callable, Union
 
 from pydantic import (
     BaseModel,
+    GetJsonSchemaHandler,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ._registry import Registry, did_you_mean
@@ -87,6 +89,21 @@ def tagged_union(registry: Registry[Any], tag: str = "type", allow_string: bool 
         return {**value, tag: canonical}
 
     union = models[0] if len(models) == 1 else Union[models]  # type: ignore[valid-type]
+    extra: tuple[Any, ...] = (_NameShorthand(registry.names()),) if allow_string else ()
     if len(models) == 1:
-        return Annotated[union, BeforeValidator(check_tag)]
-    return Annotated[union, Field(discriminator=tag), BeforeValidator(check_tag)]
+        return Annotated[union, BeforeValidator(check_tag), *extra]
+    return Annotated[union, Field(discriminator=tag), BeforeValidator(check_tag), *extra]
+
+
+class _NameShorthand:
+    """Adds the bare-name form (`optimizer: adam`) to the JSON Schema, which otherwise shows only mappings.
+
+    Without it, editors and `jsonschema` reject every config that uses the shorthand,
+    including the bundled presets and the schema's own defaults.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {"anyOf": [{"type": "string", "enum": self.names}, handler(core_schema)]}
