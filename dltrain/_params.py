@@ -27,7 +27,8 @@ from ._registry import Registry, did_you_mean
 class Params(BaseModel):
     """Strict parameters: unknown keys are errors with a suggestion."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # nan and inf are never a sensible setting (`lr: .inf` would train on, to a NaN loss)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -16,6 +16,7 @@ import torch
 
 from . import checkpoint, transfer
 from .backbones import weights_from_checkpoint
+from .budget import training_problem
 from .config import LoadedConfig, from_resolved, load_config, with_seed
 from .data import DataBundle, Preprocessing, load_data
 from .distributed import Context, open_context, resolve_device
@@ -46,7 +47,18 @@ def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) ->
     notes += transfer.image_defaults(loaded, data.input_shape)
     built = build_model(loaded, data.input_shape, data.target_width)
     built.notes += notes + transfer.plan_notes(built.network)
+    _check_memory(loaded, data, built)
     return data, built
+
+
+def _check_memory(loaded: LoadedConfig, data: DataBundle, built: BuiltModel) -> None:
+    """Refuse a batch whose training step cannot fit in the device's memory, before the first step."""
+    fit = loaded.config.fit
+    adapter = built.network.adapter
+    shapes = [row.output_shape for row in built.summary] + ([adapter.out_shape] if adapter is not None else [])
+    problem = training_problem(built.total_params, shapes, min(fit.batch_size, len(data.train)), fit.device)
+    if problem:
+        raise loaded.error(("fit", "batch_size"), problem)
 
 
 @dataclass
@@ -95,10 +107,19 @@ def fit_config(config: str | Path | None, overrides: list[str] | None = None,
         loaded = from_resolved(payload["config"], overrides, source=Path(payload["path"]).name)
         if loaded.resolved()["model"] != payload["config"]["model"] or loaded.resolved()["data"] != payload["config"]["data"]:
             raise UserError("--resume cannot change model or data; only fit and compile settings (e.g. fit.epochs)")
+        _check_unfinished(payload, loaded.config.fit.epochs)
         return loaded, payload
     if config is not None:
         return with_seed(load_config(config, overrides)), None
     raise UserError("give a config file, or --resume RUN_DIR")
+
+
+def _check_unfinished(payload: dict[str, Any], epochs: int) -> None:
+    """Refuse to resume a run that has nothing left to do (it would rewrite its files and train nothing)."""
+    done = int(payload["epoch"])
+    if done >= epochs and not payload.get("partial"):
+        raise UserError(f"--resume: the run in {Path(payload['path']).parent} is finished: it trained {done} of "
+                        f"fit.epochs={epochs} epochs. To train on, raise the total: --set fit.epochs={done + 10}")
 
 
 def _fit_setup(loaded: LoadedConfig, payload: dict[str, Any] | None, ctx: Context, reporter: Reporter | None,

@@ -74,6 +74,10 @@ class FitConfig(Params):
     gradient_clip: Annotated[float, Field(gt=0.0)] | None = None
     accumulate_grad_batches: PositiveInt = 1
     num_workers: NonNegativeInt | None = None  # DataLoader workers for sources that decode files (image_folder)
+    num_threads: Annotated[PositiveInt | Literal["auto"], Field(description=(
+        "CPU threads for training on the CPU (torch.set_num_threads). auto: one thread for a small step (batch "
+        "x (parameters + layer outputs) under 10 million), where more threads only wait on each other and, on a "
+        "busy machine, on other processes; PyTorch's default otherwise, or OMP_NUM_THREADS when it is set."))] = "auto"
     callbacks: list[CallbackConfig] = []  # type: ignore[valid-type]
 
     @field_validator("precision", mode="before")
@@ -93,7 +97,7 @@ class Config(Params):
     """A whole dltrain config file."""
 
     name: str | None = None
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None  # what torch, NumPy and Python all accept
     data: DataConfig  # type: ignore[valid-type]
     model: ModelConfig
     compile: CompileConfig
@@ -159,16 +163,42 @@ class LoadedConfig:
         return self.config.model_dump(mode="json", by_alias=False)
 
 
+MAX_VALUES = 100_000  # a config has hundreds; YAML aliases can make billions out of a few lines
+
+
+def _check_expansion(node: yaml.Node | None, source: str) -> None:
+    """Refuse YAML whose aliases expand to more than MAX_VALUES values ("billion laughs"), before expanding it.
+
+    Each alias is counted as often as it is used, by walking the node graph with an
+    explicit stack that stops at the limit: time and memory stay bounded.
+    """
+    stack, count = [node] if node is not None else [], 0
+    while stack:
+        current = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError([Problem("", source, f"the YAML expands to more than {MAX_VALUES:,} values (through "
+                                                   f"aliases `*name`?); a config is far smaller: remove the aliases")],
+                              source)
+        if isinstance(current, yaml.MappingNode):
+            stack.extend(part for pair in current.value for part in pair)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+
+
 def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[PathKey, int]]:
     """Plain data and the line of each key; YAML syntax errors name the line."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_expansion(node, source)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
         detail = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([Problem("", where, f"invalid YAML: {detail}")], source) from None
+    except RecursionError:
+        raise ConfigError([Problem("", source, "invalid YAML: nested too deeply")], source) from None
     if not isinstance(data, dict):
         raise ConfigError([Problem("", source, "expected a mapping of keys (data:, model:, compile:, fit:)")], source)
     lines: dict[PathKey, int] = {}
@@ -196,6 +226,15 @@ def _override_path(key: str) -> PathKey:
     return tuple(parts)
 
 
+def parent_set(raw: dict[str, Any], path: PathKey, value: Any) -> Any:
+    """Put `value` at `path` of `raw` (which exists) and return it."""
+    node: Any = raw
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return value
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[PathKey, str]:
     """Apply `KEY=VALUE` overrides in place (values parsed as YAML scalars)."""
     applied: dict[PathKey, str] = {}
@@ -219,6 +258,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[PathKey, 
                 node = node.setdefault(part, [] if isinstance(nxt, int) else {})
             else:
                 raise UserError(f"--set {key}: '{_dotted(path[:depth])}' is a value, not a section")
+            if isinstance(node, str) and isinstance(nxt, str):  # `optimizer: adam` + `.lr=...` → {type: adam, lr: ...}
+                node = parent_set(raw, path[: depth + 1], {"source" if path[: depth + 1] == ("data",) else "type": node})
         last = path[-1]
         if isinstance(node, list):
             if not isinstance(last, int) or last > len(node):

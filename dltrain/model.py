@@ -7,11 +7,13 @@ absorbs is split off here and applied only to the outputs of `predict`/`evaluate
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from .activations import apply_output_activation
+from .budget import meta_parameters, parameter_problem
 from .config import Config, LoadedConfig
 from .data.adapter import InputAdapter
 from .errors import ConfigError
@@ -136,6 +138,7 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
     for index, params in enumerate(config.model.layers):
         if split_off and index == len(config.model.layers) - 1:
             params = params.model_copy(update={"activation": "linear"})
+        _check_size(loaded, index, params, shape, sum(row.params for row in summary))
         built = _build_layer(loaded, index, params, shape)
         if not params.trainable:
             built.module.requires_grad_(False)
@@ -164,6 +167,19 @@ def _input_adapter(loaded: LoadedConfig, shape: Shape) -> InputAdapter | None:
     if imagenet and adapter.out_shape[0] != 3:
         raise loaded.error(("data", "normalize"), "normalize: imagenet needs 3-channel images; add `channels: 3`")
     return None if adapter.is_identity else adapter
+
+
+def _check_size(loaded: LoadedConfig, index: int, params: Any, shape: Shape, before: int) -> None:
+    """Refuse a layer too large for memory before allocating it (counted on the meta device).
+
+    Backbones are skipped: their sizes are fixed, and building them reads weight files.
+    """
+    if "weights" in type(params).model_fields:
+        return
+    count = meta_parameters(lambda: LAYERS.get(params.type).obj(params, shape))
+    problem = parameter_problem(count, before) if count else None
+    if problem:
+        raise loaded.error(("model", "layers", index), f"{params.type} (layer {index}) {problem}")
 
 
 def _build_layer(loaded: LoadedConfig, index: int, params: object, shape: Shape) -> Built:

@@ -7,6 +7,7 @@ at the end of an epoch.
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import nullcontext
 from itertools import islice
@@ -29,7 +30,7 @@ from .plots import write_curves
 from .precision import Precision
 from .reporting import Reporter
 from .rundir import RunDir
-from .runtime import compile_network, deterministic_mode
+from .runtime import compile_network, cpu_threads, deterministic_mode
 from .safety import NanGuard, StopRequest, tidy_display
 from .schedules import LearningRate
 from .transfer import param_groups, unfreeze
@@ -100,6 +101,8 @@ class Trainer:
         batches = make_batches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0, self.ctx.device,
                                self.ctx.rank, self.ctx.world_size, augment=self.augment, workers=self.workers)
         self.lr.steps = len(batches)
+        self.guard.run_path, self.guard.writes_files = (run.path if run else None), run is not None and self.ctx.is_main
+        self.set_threads()
         self.prepare_model()
         with self.stop, deterministic_mode(fit.deterministic), tidy_display(self.reporter):
             self.run_epochs(batches, run)
@@ -179,6 +182,15 @@ class Trainer:
         tracker.all_reduce(self.ctx.all_reduce)
         guard.check(tracker, epoch, step)
         return tracker.compute()
+
+    def set_threads(self) -> None:
+        """`fit.num_threads` for training on the CPU (a GPU run keeps PyTorch's default)."""
+        if self.ctx.device.type != "cpu":
+            return
+        outputs = sum(math.prod(row.output_shape) for row in self.built.summary)
+        threads = cpu_threads(self.config.fit.num_threads, self.config.fit.batch_size, self.built.total_params, outputs)
+        if threads is not None:
+            torch.set_num_threads(threads)
 
     def prepare_model(self) -> None:
         """Set `model`: `forward`, in its DDP wrapper under DDP, compiled when `fit.compile_model` asks.

@@ -242,6 +242,26 @@ def _binary_names(names: list[str] | None, outputs: int) -> list[str] | None:
     return names or ["0", "1"]
 
 
+def check_arrays(raw: RawData) -> None:
+    """Inputs and targets must be finite real numbers: a complex, text or NaN cell would train silently wrong."""
+    for split in ("train", "val", "test"):
+        for kind in ("x", "y"):
+            array = getattr(raw, f"{kind}_{split}")
+            if array is None or isinstance(array, LazyInputs):
+                continue
+            what = f"the {'inputs' if kind == 'x' else 'targets'} of the {split} split"
+            if array.dtype.kind not in "biuf":
+                received = {"c": "complex numbers", "U": "text", "S": "bytes", "O": "Python objects"}.get(
+                    array.dtype.kind, f"{array.dtype} values")
+                raise DataError(f"{what} hold {received}; dltrain needs real numbers (convert them, e.g. "
+                                f"np.abs or .real for complex values)")
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                bad = np.argwhere(~np.isfinite(array))[0]
+                count = int((~np.isfinite(array)).sum())
+                raise DataError(f"{what} hold {count:,} missing or infinite value(s) (NaN/inf), the first at index "
+                                f"{tuple(int(i) for i in bad)}; fill them in or drop those samples")
+
+
 def looks_channels_last(shape: Shape) -> bool:
     """Keras's image layout `[H, W, C]`: a last axis of 1, 3 or 4 channels after two larger ones."""
     return len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] > 4 and shape[1] > 4
@@ -278,6 +298,8 @@ def assemble(
     fitted statistics.
     """
     raw = _named_labels(raw, task)
+    if raw.encoder is None:
+        check_arrays(raw)
     x_train, y_train = raw.x_train, raw.y_train
     if len(x_train) != len(y_train):
         raise DataError(f"{len(x_train)} inputs but {len(y_train)} targets: they must match")

@@ -22,7 +22,7 @@ class SyntheticParams(DataParams):
     regression: bool = False
     outputs: PositiveInt = 1
     noise: Annotated[float, Field(ge=0.0)] = 0.0
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")
     def _one_task(self) -> "SyntheticParams":
