@@ -47,12 +47,11 @@ def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) ->
     notes += transfer.image_defaults(loaded, data.input_shape)
     built = build_model(loaded, data.input_shape, data.target_width)
     built.notes += notes + transfer.plan_notes(built.network)
-    _check_memory(loaded, data, built)
     return data, built
 
 
-def _check_memory(loaded: LoadedConfig, data: DataBundle, built: BuiltModel) -> None:
-    """Refuse a batch whose training step cannot fit in the device's memory, before the first step."""
+def check_memory(loaded: LoadedConfig, data: DataBundle, built: BuiltModel) -> None:
+    """Refuse a batch whose training step cannot fit in the device's memory, before the first step (fit and check)."""
     fit = loaded.config.fit
     adapter = built.network.adapter
     shapes = [row.output_shape for row in built.summary] + ([adapter.out_shape] if adapter is not None else [])
@@ -128,6 +127,7 @@ def _fit_setup(loaded: LoadedConfig, payload: dict[str, Any] | None, ctx: Contex
     prep = Preprocessing.from_state(payload["preprocessing"]) if payload else None
     with weights_from_checkpoint() if payload else nullcontext():
         data, built = prepare(loaded, prep)
+    check_memory(loaded, data, built)
     trainer = Trainer(loaded, data, built, ctx, reporter)
     run = None
     if payload is not None:
@@ -221,5 +221,6 @@ def check(config: str | Path, overrides: list[str] | None = None) -> tuple[Loade
     """Validate a config and build its model (loading the data for its shape); no training."""
     loaded = load_config(config, overrides)
     seed_everything(loaded.config.seed or 0)
-    _, built = prepare(loaded)
+    data, built = prepare(loaded)
+    check_memory(loaded, data, built)
     return loaded, built

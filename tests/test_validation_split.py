@@ -12,7 +12,7 @@ from conftest import tiny_digits_config, write_config
 from data_files import write_image_folder, write_series, write_table
 
 from dltrain import api
-from dltrain.config import load_config
+from dltrain.config import from_resolved, load_config
 from dltrain.data.splits import stratified_split, validation_indices
 
 
@@ -116,3 +116,11 @@ def test_csv_validation_file_is_the_validation_set(tmp_path: Path) -> None:
     data = _bundle(tmp_path, config)
     assert (len(data.train), len(data.val), len(data.test)) == (96, 30, 24)
     assert data.val.x.shape[1] == data.train.x.shape[1]  # one-hot columns fitted on train, applied to val
+
+
+def test_checkpoints_from_before_validation_mode_keep_the_last_fraction(tmp_path: Path) -> None:
+    loaded = load_config(write_config(tmp_path, tiny_digits_config()))
+    stored = loaded.resolved()
+    assert stored["fit"]["validation_mode"] == "auto"
+    del stored["fit"]["validation_mode"]  # as a checkpoint written before the option existed
+    assert from_resolved(stored).config.fit.validation_mode == "last"
