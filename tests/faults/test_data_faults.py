@@ -141,3 +141,31 @@ def test_predict_refuses_csv_rows_that_do_not_fit_the_model(cli, tmp_path: Path)
     assert_refused(cli("predict", "run", "word.csv"), "line 2, column 3 ('c')", "'x' is not a number")
     (tmp_path / "short.csv").write_text("1,2,3,4\n5,6\n")
     assert_refused(cli("predict", "run", "short.csv"), "line 2: 2 cells")
+
+
+BAD_CELLS = {  # (the cell at line 3, column 'a'; words of the message)
+    "missing feature": ("", ["line 3, column 'a'", "missing value"]),
+    "NA feature": ("NA", ["line 3, column 'a'", "missing value"]),
+    "complex number": ("1+2j", ["line 3, column 'a'", "'1+2j' is not a number"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CELLS))
+def test_csv_cells_that_are_not_numbers_name_their_line(cli, tmp_path: Path, case: str) -> None:
+    cell, words = BAD_CELLS[case]
+    lines = table(tmp_path / "t.csv").read_text().splitlines()
+    lines[2] = cell + lines[2][lines[2].index(","):]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    for command in ("check", "fit"):
+        assert_refused(cli(command, write(tmp_path, csv_config())), "t.csv", *words)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_time_series_with_a_missing_cell_is_refused(cli, tmp_path: Path) -> None:
+    rows = ["t,load"] + [f"{i},{'' if i == 5 else i % 4}" for i in range(40)]
+    (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
+    config = {"name": "faults", "seed": 0,
+              "data": {"source": "timeseries_csv", "path": "s.csv", "target": "load", "columns": ["load"], "window": 4},
+              "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1}]},
+              "compile": {"loss": "mse"}, "fit": {"epochs": 1, "device": "cpu"}}
+    assert_refused(cli("check", write(tmp_path, config)), "s.csv", "line 7", "missing value")
