@@ -349,6 +349,11 @@ def assemble(
         class_names = class_names or [str(i) for i in range(num_classes)]
     elif task == "binary":
         class_names = _binary_names(class_names, train.y.shape[1])
+        for split in (s for s in (train, val, test) if s is not None and len(s)):
+            if split.y.min() < 0 or split.y.max() > 1:
+                raise DataError(f"binary_crossentropy needs targets between 0 and 1; these hold values from "
+                                f"{split.y.min().item():g} to {split.y.max().item():g}: use categorical_crossentropy "
+                                f"for class indices")
     input_shape = tuple(train.x.shape[1:])
     if params.augment is not None and len(input_shape) != 3:
         raise DataError(f"data.augment applies to images [C, H, W]; this data's samples are {list(input_shape)}")

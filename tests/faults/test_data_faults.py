@@ -169,3 +169,9 @@ def test_a_time_series_with_a_missing_cell_is_refused(cli, tmp_path: Path) -> No
               "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1}]},
               "compile": {"loss": "mse"}, "fit": {"epochs": 1, "device": "cpu"}}
     assert_refused(cli("check", write(tmp_path, config)), "s.csv", "line 7", "missing value")
+
+
+def test_binary_crossentropy_on_class_indices_is_refused(cli, tmp_path: Path) -> None:
+    save(tmp_path, x_train=np.ones((30, 4)), y_train=np.arange(30) % 3)
+    config = npz_config(layers=[{"type": "Dense", "units": 1, "activation": "sigmoid"}], loss="binary_crossentropy")
+    assert_refused(cli("check", write(tmp_path, config)), "between 0 and 1", "from 0 to 2", "categorical_crossentropy")
