@@ -75,3 +75,17 @@ def cpu_threads(setting: int | str, batch: int, parameters: int, outputs: int) -
     if "OMP_NUM_THREADS" in os.environ:  # the user's (or torchrun's) choice
         return None
     return 1 if batch * (parameters + outputs) < SMALL_STEP else None
+
+
+@contextlib.contextmanager
+def thread_count(threads: int | None) -> Iterator[None]:
+    """`torch.set_num_threads(threads)` while training, the caller's count restored after (None: unchanged)."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -30,7 +30,7 @@ from .plots import write_curves
 from .precision import Precision
 from .reporting import Reporter
 from .rundir import RunDir
-from .runtime import compile_network, cpu_threads, deterministic_mode
+from .runtime import compile_network, cpu_threads, deterministic_mode, thread_count
 from .safety import NanGuard, StopRequest, tidy_display
 from .schedules import LearningRate
 from .transfer import param_groups, unfreeze
@@ -102,9 +102,8 @@ class Trainer:
                                self.ctx.rank, self.ctx.world_size, augment=self.augment, workers=self.workers)
         self.lr.steps = len(batches)
         self.guard.run_path, self.guard.writes_files = (run.path if run else None), run is not None and self.ctx.is_main
-        self.set_threads()
         self.prepare_model()
-        with self.stop, deterministic_mode(fit.deterministic), tidy_display(self.reporter):
+        with self.stop, deterministic_mode(fit.deterministic), tidy_display(self.reporter), thread_count(self.threads()):
             self.run_epochs(batches, run)
         for callback in self.callbacks:
             callback.on_fit_end(self)
@@ -183,14 +182,12 @@ class Trainer:
         guard.check(tracker, epoch, step)
         return tracker.compute()
 
-    def set_threads(self) -> None:
-        """`fit.num_threads` for training on the CPU (a GPU run keeps PyTorch's default)."""
+    def threads(self) -> int | None:
+        """`fit.num_threads` for training on the CPU; None keeps PyTorch's (always on a GPU)."""
         if self.ctx.device.type != "cpu":
-            return
+            return None
         outputs = sum(math.prod(row.output_shape) for row in self.built.summary)
-        threads = cpu_threads(self.config.fit.num_threads, self.config.fit.batch_size, self.built.total_params, outputs)
-        if threads is not None:
-            torch.set_num_threads(threads)
+        return cpu_threads(self.config.fit.num_threads, self.config.fit.batch_size, self.built.total_params, outputs)
 
     def prepare_model(self) -> None:
         """Set `model`: `forward`, in its DDP wrapper under DDP, compiled when `fit.compile_model` asks.
