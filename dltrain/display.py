@@ -26,8 +26,8 @@ REFRESH_SECONDS = 0.25
 
 
 def data_table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
-    """A table whose title and headers are shown as written (never read as rich markup)."""
-    table = Table(title=Text(title), title_justify="left")
+    """A table whose title and headers are shown as written (never read as rich markup), the title on one line."""
+    table = Table(title=Text(title), title_justify="left", min_width=len(title))
     for column in columns:
         table.add_column(Text(column), justify="right" if column in right else "left")
     return table
