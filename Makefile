@@ -1,10 +1,10 @@
-# dltrain: `make run` trains the embedded default, `make test` runs the whole suite.
+# dltrain: `make run` trains the embedded default, `make test` runs the whole suite, `make lint` checks the code.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench clean
+.PHONY: install run test lint bench clean
 
 install: $(STAMP)
 
@@ -18,6 +18,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy dltrain
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import torch
 
-from dltrain import api
+from dltrain.build import build_trainer, prepare
 from dltrain.config import load_config
 from dltrain.data.batches import TensorBatches
-from dltrain.distributed import Context, resolve_device
-from dltrain.trainer import Trainer
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_mlp.yaml"
 
@@ -49,13 +47,12 @@ def plain_epoch(network: torch.nn.Module, optimizer: torch.optim.Optimizer, x: t
 
 def measure(device: str, epochs: int) -> dict[str, float]:
     loaded = load_config(CONFIG, [f"fit.device={device}"])
-    api.seed_everything(0)
-    data, built = api.prepare(loaded)
-    ctx = Context(resolve_device(device))
-    trainer = Trainer(loaded, data, built, ctx)
+    loaded.config.seed = 0
+    trainer = build_trainer(loaded)
+    ctx = trainer.ctx
     batches = TensorBatches(trainer.splits["train"], loaded.config.fit.batch_size, True, 0)
 
-    _, plain_built = api.prepare(loaded)
+    _, plain_built = prepare(loaded)
     plain_net = plain_built.network.to(ctx.device)
     plain_opt = torch.optim.Adam(plain_net.parameters(), lr=1e-3, eps=1e-7)
     x, y = trainer.splits["train"].x, trainer.splits["train"].y

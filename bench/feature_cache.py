@@ -18,10 +18,9 @@ from pathlib import Path
 
 import torch
 
-from dltrain import api
+from dltrain.build import build_trainer
 from dltrain.config import load_config
 from dltrain.data.batches import TensorBatches
-from dltrain.distributed import Context, resolve_device
 from dltrain.feature_cache import cache_features
 from dltrain.reporting import Reporter
 from dltrain.trainer import EVAL_BATCH, Trainer
@@ -32,10 +31,9 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_vgg16.yaml"
 def build(device: str, cache: bool) -> tuple[Trainer, TensorBatches, float]:
     """A trainer set up as `fit` sets it up, and the seconds its cache took."""
     loaded = load_config(CONFIG, [f"fit.device={device}", f"model.layers[0].cache_features={str(cache).lower()}"])
-    api.seed_everything(0)
-    data, built = api.prepare(loaded)
-    ctx = Context(resolve_device(device))
-    trainer = Trainer(loaded, data, built, ctx)
+    loaded.config.seed = 0
+    trainer = build_trainer(loaded)
+    ctx = trainer.ctx
     sync(ctx.device)
     started = time.perf_counter()
     trainer.forward, trainer.splits = cache_features(trainer.network, trainer.splits, loaded.config.data, EVAL_BATCH,

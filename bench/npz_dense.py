@@ -25,10 +25,10 @@ import torch
 import yaml
 from torch import nn
 
-from dltrain.api import prepare, seed_everything
+from dltrain.build import build_trainer
 from dltrain.config import load_config
 from dltrain.data.batches import make_batches
-from dltrain.distributed import Context, resolve_device
+from dltrain.distributed import resolve_device
 from dltrain.trainer import Trainer
 
 
@@ -54,9 +54,8 @@ def dltrain_trainer(folder: Path, npz: Path, device: str, metrics: list[str]) ->
     path = folder / f"bench-{len(metrics)}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     loaded = load_config(path)
-    seed_everything(0)
-    data, built = prepare(loaded)
-    return Trainer(loaded, data, built, Context(resolve_device(device)))
+    loaded.config.seed = 0
+    return build_trainer(loaded)
 
 
 def sync(device: torch.device) -> None:
@@ -111,7 +110,7 @@ def compare(folder: Path, npz: Path, device: str, repeats: int, metrics: list[st
     trainer.train_epoch(batches, 0)  # warm-up
     hand.epoch(0)
     for repeat in range(1, repeats + 1):
-        pair = [("ours", lambda: trainer.train_epoch(batches, repeat)), ("hand", lambda: hand.epoch(repeat))]
+        pair = [("ours", lambda r=repeat: trainer.train_epoch(batches, r)), ("hand", lambda r=repeat: hand.epoch(r))]
         for name, run in pair if repeat % 2 else pair[::-1]:
             (ours if name == "ours" else theirs).append(timed(run, trainer.ctx.device))
     return statistics.median(ours), statistics.median(theirs)

@@ -25,11 +25,10 @@ import torch
 from rich.console import Console
 
 from bench.digits_epoch import CONFIG, plain_epoch
-from dltrain import api
+from dltrain.build import build_trainer
 from dltrain.config import load_config
 from dltrain.data.batches import TensorBatches
 from dltrain.display import RichReporter
-from dltrain.distributed import Context, resolve_device
 from dltrain.reporting import Reporter
 from dltrain.rundir import RunDir
 from dltrain.trainer import Trainer
@@ -44,9 +43,8 @@ EVERYTHING = [
 
 def _trainer(device: str, overrides: list[str], reporter: Reporter) -> Trainer:
     loaded = load_config(CONFIG, [f"fit.device={device}", "fit.validation_split=0", *overrides])
-    api.seed_everything(0)
-    data, built = api.prepare(loaded)
-    return Trainer(loaded, data, built, Context(resolve_device(device)), reporter)
+    loaded.config.seed = 0
+    return build_trainer(loaded, reporter=reporter)
 
 
 def _epoch_with_hooks(trainer: Trainer, batches: TensorBatches, run: RunDir,

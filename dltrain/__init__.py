@@ -3,10 +3,26 @@
     from dltrain import fit, evaluate
     result = fit("configs/digits_mlp.yaml", ["fit.epochs=5"])
     report = evaluate(result.run_dir / "best.pt")
+
+`fit`, `evaluate` and `check` are imported on first use, so `import dltrain` (and the
+CLI's `--help`) does not import torch.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .api import check, evaluate, fit  # noqa: E402  (the version must exist first)
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .api import check, evaluate, fit
 
 __all__ = ["__version__", "check", "evaluate", "fit"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("check", "evaluate", "fit"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'dltrain' has no attribute {name!r}")

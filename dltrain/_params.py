@@ -11,10 +11,10 @@ from typing import Annotated, Any, Callable, Union
 
 from pydantic import (
     BaseModel,
-    GetJsonSchemaHandler,
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     ValidationError,
     model_validator,
 )
@@ -89,7 +89,7 @@ def tagged_union(registry: Registry[Any], tag: str = "type", allow_string: bool 
             raise PydanticCustomError("unknown_name", registry.unknown_message(value[tag]))
         return {**value, tag: canonical}
 
-    union = models[0] if len(models) == 1 else Union[models]  # type: ignore[valid-type]
+    union = models[0] if len(models) == 1 else Union[models]
     extra: tuple[Any, ...] = (_NameShorthand(registry.names()),) if allow_string else ()
     if len(models) == 1:
         return Annotated[union, BeforeValidator(check_tag), *extra]

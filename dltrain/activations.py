@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 Shape = tuple[int, ...]
-
-ActivationName = Literal[
-    "linear", "relu", "sigmoid", "softmax", "tanh", "gelu", "elu", "selu", "silu", "swish", "leaky_relu"
-]
 
 # Keras's leaky_relu slope is 0.2 (PyTorch's is 0.01): ported models keep their behaviour.
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -48,21 +44,6 @@ def apply_output_activation(name: str | None, outputs: torch.Tensor) -> torch.Te
     return outputs
 
 
-InitializerName = Literal[
-    "glorot_uniform",
-    "glorot_normal",
-    "he_uniform",
-    "he_normal",
-    "lecun_uniform",
-    "lecun_normal",
-    "orthogonal",
-    "random_normal",
-    "random_uniform",
-    "zeros",
-    "ones",
-    "torch_default",
-]
-
 # Keras's truncated normal is cut at two standard deviations; this rescales it so the
 # variance is the one asked for (keras.initializers.VarianceScaling).
 _TRUNCATION = 0.87962566103423978
@@ -82,7 +63,7 @@ def _variance_scaling(scale: float, mode: str, distribution: str) -> Callable[[t
     return init
 
 
-INITIALIZERS: dict[str, Callable[[torch.Tensor], None] | None] = {
+INITIALIZERS: dict[str, Callable[[torch.Tensor], Any] | None] = {
     "glorot_uniform": _variance_scaling(1.0, "fan_avg", "uniform"),
     "glorot_normal": _variance_scaling(1.0, "fan_avg", "normal"),
     "he_uniform": _variance_scaling(2.0, "fan_in", "uniform"),

@@ -1,63 +1,33 @@
-"""The Python API: `fit`, `evaluate`, `predict` and `check`. The CLI only calls these.
+"""The Python API: `fit`, `evaluate`, `predict` and `check`, the library behind those commands.
 
-Each one wires the same path: config → data → model → trainer → checkpoint.
+`fit`, `check` and `evaluate` wire config → data → model → trainer (→ checkpoint);
+`predict` rebuilds the model from the checkpoint alone and reads no training data.
 """
 
 from __future__ import annotations
 
-import random
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from . import checkpoint, transfer
+from . import checkpoint
+from ._files import check_output_file
 from .backbones import weights_from_checkpoint
-from .budget import training_problem
+from .build import build_trainer
+from .checkpoint import Checkpoint
 from .config import LoadedConfig, from_resolved, load_config, with_seed
-from .data import DataBundle, Preprocessing, load_data
+from .data import Preprocessing
 from .distributed import Context, open_context, resolve_device
-from .errors import UserError
-from .losses import loss_spec
+from .errors import CheckpointError, ConfigError, UserError
 from .metrics import METRICS, build_metrics, class_scores
 from .model import BuiltModel, build_model
-from .plots import write_confusion
+from .plots import image_formats, write_confusion
 from .predict import predict_files
 from .reporting import Reporter
 from .rundir import RunDir
 from .trainer import Trainer
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) -> tuple[DataBundle, BuiltModel]:
-    """Load the data and build the model for a validated config."""
-    config = loaded.config
-    task = loss_spec(config.compile.loss).task
-    notes = transfer.normalization_default(loaded)
-    data = load_data(loaded.config.data, task, config.fit.validation_split, preprocessing, config.fit.validation_mode)
-    notes += transfer.image_defaults(loaded, data.input_shape)
-    built = build_model(loaded, data.input_shape, data.target_width)
-    built.notes += notes + transfer.plan_notes(built.network)
-    return data, built
-
-
-def check_memory(loaded: LoadedConfig, data: DataBundle, built: BuiltModel) -> None:
-    """Refuse a batch whose training step cannot fit in the device's memory, before the first step (fit and check)."""
-    fit = loaded.config.fit
-    adapter = built.network.adapter
-    shapes = [row.output_shape for row in built.summary] + ([adapter.out_shape] if adapter is not None else [])
-    problem = training_problem(built.total_params, shapes, min(fit.batch_size, len(data.train)), fit.device)
-    if problem:
-        raise loaded.error(("fit", "batch_size"), problem)
 
 
 @dataclass
@@ -84,7 +54,6 @@ def fit(
     with open_context(loaded.config.fit.device, loaded.config.fit.strategy) as ctx:
         # A seed drawn by `with_seed` differs per process; every rank must shuffle alike.
         loaded.config = loaded.config.model_copy(update={"seed": ctx.broadcast(loaded.config.seed)})
-        seed_everything(loaded.config.seed or 0)
         shown = reporter if ctx.is_main else Reporter()
         trainer, run = _fit_setup(loaded, payload, ctx, shown, run_dir, write)
         if ctx.rank > 0:  # dropout and augmentation must differ per rank; rank 0 keeps the 1-process stream
@@ -98,13 +67,13 @@ def fit(
 
 
 def fit_config(config: str | Path | None, overrides: list[str] | None = None,
-               resume: str | Path | None = None) -> tuple[LoadedConfig, dict[str, Any] | None]:
+               resume: str | Path | None = None) -> tuple[LoadedConfig, Checkpoint | None]:
     """The validated config of a fit (and the checkpoint it resumes from, if any)."""
     overrides = list(overrides or [])
     if resume is not None:
         payload = checkpoint.load(resume, "last.pt")
-        loaded = from_resolved(payload["config"], overrides, source=Path(payload["path"]).name)
-        if loaded.resolved()["model"] != payload["config"]["model"] or loaded.resolved()["data"] != payload["config"]["data"]:
+        loaded = _stored_config(payload, overrides)
+        if loaded.resolved()["model"] != payload.config["model"] or loaded.resolved()["data"] != payload.config["data"]:
             raise UserError("--resume cannot change model or data; only fit and compile settings (e.g. fit.epochs)")
         _check_unfinished(payload, loaded.config.fit.epochs)
         return loaded, payload
@@ -113,44 +82,51 @@ def fit_config(config: str | Path | None, overrides: list[str] | None = None,
     raise UserError("give a config file, or --resume RUN_DIR")
 
 
-def _check_unfinished(payload: dict[str, Any], epochs: int) -> None:
+def _check_unfinished(payload: Checkpoint, epochs: int) -> None:
     """Refuse to resume a run that has nothing left to do (it would rewrite its files and train nothing)."""
-    done = int(payload["epoch"])
-    if done >= epochs and not payload.get("partial"):
-        raise UserError(f"--resume: the run in {Path(payload['path']).parent} is finished: it trained {done} of "
+    done = int(payload.epoch)
+    if done >= epochs and not payload.partial:
+        where = payload.path.parent if payload.path else "the checkpoint"
+        raise UserError(f"--resume: the run in {where} is finished: it trained {done} of "
                         f"fit.epochs={epochs} epochs. To train on, raise the total: --set fit.epochs={done + 10}")
 
 
-def _fit_setup(loaded: LoadedConfig, payload: dict[str, Any] | None, ctx: Context, reporter: Reporter | None,
+def _stored_config(saved: Checkpoint, overrides: list[str] | None = None) -> LoadedConfig:
+    """The config a checkpoint was trained with (and `--set` overrides); a damaged one is a checkpoint error."""
+    name = saved.path.name if saved.path else "checkpoint"
+    try:
+        return from_resolved(saved.config, overrides, source=name)
+    except ConfigError as exc:
+        if overrides:
+            raise
+        raise CheckpointError(f"'{saved.path}' holds a config dltrain cannot read: {exc}") from None
+
+
+def _fit_setup(loaded: LoadedConfig, payload: Checkpoint | None, ctx: Context, reporter: Reporter | None,
                run_dir: str | Path | None, write: bool) -> tuple[Trainer, RunDir | None]:
-    """Data, model, trainer and (on the main process) the run directory."""
-    prep = Preprocessing.from_state(payload["preprocessing"]) if payload else None
-    with weights_from_checkpoint() if payload else nullcontext():
-        data, built = prepare(loaded, prep)
-    check_memory(loaded, data, built)
-    trainer = Trainer(loaded, data, built, ctx, reporter)
+    """The run directory (on the main process, locked first: a busy one fails fast), data, model, trainer."""
     run = None
-    if payload is not None:
-        trainer.load_state(payload, resume=True)
-        run = RunDir(Path(payload["path"]).parent) if ctx.is_main else None
-    elif write and ctx.is_main:
+    if payload is not None and ctx.is_main and payload.path:
+        run = RunDir.open(Path(payload.path).parent)
+    elif payload is None and write and ctx.is_main:
         run = RunDir.create(loaded.config.name or "run", run_dir)
-    if run is not None:
-        run.write_config(loaded.resolved())
-        run.start_log()
+    try:
+        trainer = build_trainer(loaded, ctx, reporter, payload, resume=True, training=True)
+        if run is not None:
+            run.write_config(loaded.resolved())
+            run.start_log()
+    except BaseException:
+        if run is not None:
+            run.close()
+        raise
     return trainer, run
 
 
 def restore(path: str | Path, overrides: list[str] | None = None, device: str = "cpu") -> Trainer:
-    """A trainer rebuilt from a checkpoint alone (no YAML), its weights loaded."""
-    payload = checkpoint.load(path)
-    loaded = from_resolved(payload["config"], overrides, source=Path(payload["path"]).name)
-    with weights_from_checkpoint():
-        data, built = prepare(loaded, Preprocessing.from_state(payload["preprocessing"]))
-    trainer = Trainer(loaded, data, built, Context(resolve_device(device)))
-    trainer.load_state(payload, resume=False)
-    trainer.checkpoint = payload  # type: ignore[attr-defined]
-    return trainer
+    """A trainer rebuilt from a checkpoint alone (no YAML), its weights loaded and checked."""
+    saved = checkpoint.load(path)
+    loaded = _stored_config(saved, overrides)
+    return build_trainer(loaded, Context(resolve_device(device)), saved=saved)
 
 
 def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None = None,
@@ -160,6 +136,8 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
     Regression reports always include RMSE and R²; `plot` writes the confusion matrix
     as an image (classification only).
     """
+    if plot is not None:
+        _check_plot(Path(plot))
     trainer = restore(path, overrides, device)
     task = trainer.data.task
     if plot is not None and not trainer.data.confusion_classes:
@@ -180,24 +158,34 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
     return report
 
 
+def _check_plot(path: Path) -> None:
+    """`--plot` must name an image file that matplotlib can write, in a folder that can be written."""
+    check_output_file(path, "--plot", make_folder=True)
+    formats = image_formats()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise UserError(f"--plot '{path}': cannot draw a '{path.suffix or 'file without extension'}'; "
+                        f"end the name with one of {', '.join('.' + f for f in formats)}")
+
+
 def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: str = "auto") -> dict[str, Any]:
     """Predictions for image files, .npy/.npz arrays or CSV rows, preprocessed exactly as in training."""
     if top_k < 1:
         raise UserError(f"--top-k must be 1 or more; received {top_k}")
-    payload = checkpoint.load(path)
+    saved = checkpoint.load(path)
     target = resolve_device(device)
-    network = restore_network(payload).to(target)
-    rows = predict_files(network, Preprocessing.from_state(payload["preprocessing"]), [Path(i) for i in inputs],
-                         payload["task"], payload["class_names"] or [], top_k, target)
+    network = restore_network(saved).to(target)
+    rows = predict_files(network, Preprocessing.from_state(saved.preprocessing), [Path(i) for i in inputs],
+                         saved.task, saved.class_names or [], top_k, target)
     return {"predictions": rows}
 
 
-def restore_network(payload: dict[str, Any]) -> torch.nn.Module:
+def restore_network(saved: Checkpoint) -> torch.nn.Module:
     """The trained network from a loaded checkpoint alone: no data is read (for predict)."""
-    loaded = from_resolved(payload["config"], source=Path(payload["path"]).name)
+    loaded = _stored_config(saved)
+    checkpoint.check_consistent(saved)
     with weights_from_checkpoint():
-        built = build_model(loaded, tuple(payload["input_shape"]), payload["target_width"])
-    built.network.load_state_dict(payload["model"])
+        built = build_model(loaded, tuple(saved.input_shape), saved.target_width)
+    built.network.load_state_dict(saved.weights_for(built.network))
     return built.network.eval()
 
 
@@ -218,9 +206,7 @@ def per_class_scores(matrix: list[list[int]], names: list[str]) -> dict[str, dic
 
 
 def check(config: str | Path, overrides: list[str] | None = None) -> tuple[LoadedConfig, BuiltModel]:
-    """Validate a config and build its model (loading the data for its shape); no training."""
+    """Everything `fit` builds before its first step (data, model, callbacks, device, precision); no training."""
     loaded = load_config(config, overrides)
-    seed_everything(loaded.config.seed or 0)
-    data, built = prepare(loaded)
-    check_memory(loaded, data, built)
-    return loaded, built
+    trainer = build_trainer(loaded, training=True)
+    return loaded, trainer.built

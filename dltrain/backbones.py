@@ -1,7 +1,7 @@
 """Pretrained torchvision feature extractors as layers: `VGG16` and `Backbone(name)`.
 
-The BACKBONES registry names each torchvision classification model a config can use,
-how to cut its classifier off (the body keeps torchvision's attribute names, so a
+The BACKBONES registry (described in `dltrain.schema.backbones`) names each torchvision
+classification model a config can use; here each gets how to cut its classifier off (the body keeps torchvision's attribute names, so a
 torchvision state dict loads as it is), and how to split the body into "blocks" (the
 stages `trainable_layers` counts from the end). Bodies are built on the `meta` device
 first: the output shape comes from one meta forward pass, and VGG's 120M-parameter
@@ -21,15 +21,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator
 
 import torch
-from pydantic import Field, PositiveInt, field_validator, model_validator
 from torch import nn
-from torchvision.models import get_model, get_model_weights
 
-from ._registry import Registry
-from .layers import Built, LayerError, LayerParams, Shape, ShapeError, register_layer
+from .layers import Built, LayerError, Shape, ShapeError, register_layer
+from .schema.backbones import BACKBONES, BackboneParams, PretrainedParams, VGG16Params
 
 Blocks = list[list[nn.Module]]
 
@@ -45,6 +43,8 @@ class BackboneSpec:
     @property
     def imagenet(self) -> Any:
         """torchvision's default ImageNet weights enum member."""
+        from torchvision.models import get_model_weights  # torchvision only when a backbone is built
+
         return get_model_weights(self.name).DEFAULT
 
     @property
@@ -53,25 +53,23 @@ class BackboneSpec:
 
     @property
     def min_size(self) -> tuple[int, int]:
-        return tuple(self.imagenet.meta.get("min_size", (1, 1)))  # type: ignore[return-value]
-
-
-BACKBONES: Registry[BackboneSpec] = Registry("backbone", case_sensitive=False)
+        height, width = self.imagenet.meta.get("min_size", (1, 1))
+        return int(height), int(width)
 
 
 def _features(model: nn.Module) -> dict[str, nn.Module]:
-    return {"features": model.features}
+    return {"features": model.get_submodule("features")}
 
 
 def _resnet_parts(model: nn.Module) -> dict[str, nn.Module]:
     names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-    return {name: getattr(model, name) for name in names}
+    return {name: model.get_submodule(name) for name in names}
 
 
 def _pool_blocks(body: nn.Module) -> Blocks:
     """VGG's five conv blocks: the modules up to and including each max-pool."""
     blocks: Blocks = [[]]
-    for module in body.features:
+    for module in body.get_submodule("features").children():
         blocks[-1].append(module)
         if isinstance(module, nn.MaxPool2d):
             blocks.append([])
@@ -79,28 +77,24 @@ def _pool_blocks(body: nn.Module) -> Blocks:
 
 
 def _stage_blocks(body: nn.Module) -> Blocks:
-    return [[stage] for stage in body.features]
+    return [[stage] for stage in body.get_submodule("features").children()]
 
 
 def _resnet_blocks(body: nn.Module) -> Blocks:
-    return [[body.conv1, body.bn1, body.relu, body.maxpool], [body.layer1], [body.layer2], [body.layer3],
-            [body.layer4]]
+    stem = [body.get_submodule(name) for name in ("conv1", "bn1", "relu", "maxpool")]
+    return [stem] + [[body.get_submodule(f"layer{i}")] for i in range(1, 5)]
 
 
-def _register(name: str, parts: Callable[[nn.Module], dict[str, nn.Module]], blocks: Callable[[nn.Module], Blocks],
-              what: str) -> None:
-    spec = BackboneSpec(name, parts, blocks)
-    height, width = spec.min_size
-    summary = f"{what}; min input {height}x{width}; ImageNet file {spec.file_name}"
-    BACKBONES.register(name, summary=summary)(spec)
+def _register(name: str, parts: Callable[[nn.Module], dict[str, nn.Module]], blocks: Callable[[nn.Module], Blocks]) -> None:
+    BACKBONES.implement(name)(BackboneSpec(name, parts, blocks))
 
 
-_register("vgg16", _features, _pool_blocks, "VGG16 conv blocks (5 blocks), 512 channels out")
-_register("vgg19", _features, _pool_blocks, "VGG19 conv blocks (5 blocks), 512 channels out")
-_register("resnet18", _resnet_parts, _resnet_blocks, "ResNet-18 without pooling and fc (5 blocks: stem, layer1-4)")
-_register("resnet50", _resnet_parts, _resnet_blocks, "ResNet-50 without pooling and fc (5 blocks: stem, layer1-4)")
-_register("mobilenet_v3_small", _features, _stage_blocks, "MobileNetV3-Small features (13 blocks), 576 channels out")
-_register("efficientnet_b0", _features, _stage_blocks, "EfficientNet-B0 features (9 blocks), 1280 channels out")
+_register("vgg16", _features, _pool_blocks)
+_register("vgg19", _features, _pool_blocks)
+_register("resnet18", _resnet_parts, _resnet_blocks)
+_register("resnet50", _resnet_parts, _resnet_blocks)
+_register("mobilenet_v3_small", _features, _stage_blocks)
+_register("efficientnet_b0", _features, _stage_blocks)
 
 
 # --- the module ---------------------------------------------------------------------
@@ -116,7 +110,7 @@ class BackboneModule(nn.Module):
 
     __jit_unused_properties__ = ["is_frozen"]  # training-only: keeps the network scriptable for export
 
-    def __init__(self, label: str, body: nn.Sequential, blocks: Blocks, params: "PretrainedParams") -> None:
+    def __init__(self, label: str, body: nn.Sequential, blocks: Blocks, params: PretrainedParams) -> None:
         super().__init__()
         self.label = label
         self.body = body
@@ -195,23 +189,58 @@ def _imagenet_weights(spec: BackboneSpec) -> Path:
     return path
 
 
+def sniff_weights(path: Path) -> str:
+    """What a weights file holds, from its first bytes: 'safetensors', 'torch' (a torch.save zip),
+    'pickle' (a bare pickle: code could run on loading) or 'unknown'. Nothing is loaded."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+        size = handle.seek(0, 2)
+    if head[:4] == b"PK\x03\x04":
+        return "torch"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # PROTO opcode, protocols 2-5
+        return "pickle"
+    header = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
+    if len(head) == 9 and 2 <= header <= size - 8 and head[8:9] == b"{":
+        return "safetensors"
+    return "unknown"
+
+
+_WEIGHT_KINDS = {"torch": "a torch.save file (.pth)", "safetensors": "a safetensors file",
+                 "pickle": "a bare Python pickle, which could run code when loaded",
+                 "unknown": "neither a torch.save file nor a safetensors file"}
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from `.safetensors`, or from `.pth`/`.pt` without unpickling code."""
+    """A state dict from `.safetensors`, or from `.pth`/`.pt` without unpickling code.
+
+    The file's first bytes must say what its extension says, so a pickle named
+    `.safetensors` (or random bytes named `.pth`) is refused before any loader sees it.
+    """
     if not path.is_file():
         raise LayerError(f"weights file '{path}' not found; give a .pth or .safetensors state dict, "
                          f"`weights: imagenet`, or `weights: null`")
+    expected = "safetensors" if path.suffix == ".safetensors" else "torch"
+    kind = sniff_weights(path)
+    if kind != expected:
+        hint = {"safetensors": "rename it to end in .safetensors", "torch": "rename it to end in .pth"}.get(
+            kind, "save the weights with safetensors.torch.save_file or torch.save(model.state_dict(), path)")
+        raise LayerError(f"weights file '{path}' is {_WEIGHT_KINDS[kind]}, not {_WEIGHT_KINDS[expected]} as its "
+                         f"name says; it was not loaded. If you trust it, {hint}")
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
         except ImportError:
             raise LayerError(f"reading '{path}' needs the safetensors package: pip install safetensors") from None
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own SafetensorsError
+            raise LayerError(f"'{path}' is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise LayerError(f"'{path}' holds more than tensors; dltrain loads weights with weights_only=True. "
                          f"Save a plain state dict: torch.save(model.state_dict(), path)") from None
-    except (RuntimeError, EOFError, OSError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise LayerError(f"'{path}' is not a readable state dict ({str(exc).splitlines()[0]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise LayerError(f"'{path}' is not a state dict (a mapping of names to tensors)")
@@ -251,86 +280,20 @@ def _init_random(body: nn.Module) -> None:
         elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0, 0.01)
             nn.init.zeros_(module.bias)
-        elif hasattr(module, "reset_parameters"):  # norm layers: weight 1, bias 0, fresh running statistics
-            module.reset_parameters()
+        elif callable(reset := getattr(module, "reset_parameters", None)):  # norm layers: weight 1, bias 0, fresh statistics
+            reset()
 
 
 # --- the layers ---------------------------------------------------------------------
 
 
-class PretrainedParams(LayerParams):
-    """Keys of every backbone layer."""
-
-    weights: str | None = "imagenet"
-    trainable_layers: PositiveInt | None = None
-    unfreeze_at_epoch: PositiveInt | None = None
-    backbone_lr_mult: Annotated[float, Field(gt=0.0)] = 1.0
-    cache_features: bool = True
-
-    @model_validator(mode="after")
-    def _unfreeze_needs_frozen_start(self) -> "PretrainedParams":
-        if self.unfreeze_at_epoch is not None and self.trainable:
-            raise ValueError("unfreeze_at_epoch needs trainable: false (the backbone starts frozen and "
-                             "its last trainable_layers blocks unfreeze at that epoch)")
-        return self
-
-    @property
-    def spec(self) -> BackboneSpec:
-        """The torchvision model this layer builds."""
-        raise NotImplementedError
-
-    @property
-    def label(self) -> str:
-        """How messages name this backbone."""
-        raise NotImplementedError
-
-
-class VGG16Params(PretrainedParams):
-    type: Literal["VGG16"]
-    include_top: bool = False
-
-    @property
-    def spec(self) -> BackboneSpec:
-        return BACKBONES.get("vgg16").obj
-
-    @property
-    def label(self) -> str:
-        return "VGG16"
-
-    @field_validator("include_top")
-    @classmethod
-    def _no_top(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("include_top: true (the 1000-class ImageNet classifier) is not offered; keep "
-                             "include_top: false and add your own head (Flatten or GlobalAveragePooling2D, then Dense)")
-        return value
-
-
-class BackboneParams(PretrainedParams):
-    type: Literal["Backbone"]
-    name: str  # the torchvision model (this layer's `name` key names the backbone)
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        canonical = BACKBONES.canonical(value)
-        if canonical is None:
-            raise ValueError(BACKBONES.unknown_message(value))
-        return canonical
-
-    @property
-    def spec(self) -> BackboneSpec:
-        return BACKBONES.get(self.name).obj
-
-    @property
-    def label(self) -> str:
-        return self.name
-
-
 def build_backbone(p: PretrainedParams, shape: Shape) -> Built:
     """Build the body for inputs of `shape`, with the weights and trainable blocks `p` asks for."""
-    spec, label = p.spec, p.label
-    height, width = spec.min_size
+    from torchvision.models import get_model  # torchvision only when a backbone is built
+
+    spec: BackboneSpec = BACKBONES.get(p.backbone).obj
+    label = p.label
+    height, width = p.min_size
     if len(shape) != 3 or shape[0] != 3:
         raise ShapeError(f"expects RGB images [3, H, W], received {list(shape)}; "
                          f"set data.channels: 3 (and data.resize) for other images")

@@ -1,10 +1,12 @@
-"""Callbacks (`fit.callbacks`): Keras's names and keys, as hooks at the end of each epoch.
+"""Callbacks (`fit.callbacks`, described in `dltrain.schema.callbacks`): hooks at the end of each epoch.
 
 The trainer calls, per epoch: `on_epoch_end` (every process: read the row, decide),
 then, after writing last.pt, `write` (main process with a run directory: this epoch's
-files); and `on_fit_end` once. A callback stops training by setting
-`trainer.stop_training`, as in Keras. Nothing here runs per step. Each callback's
-state goes into the checkpoint, so a resumed run keeps its patience counters.
+files); and `on_fit_end` once. A callback sees the run through `Training`, a narrow
+view (as Keras gives a callback `self.model` and `stop_training`), never the trainer
+itself, and stops training by setting `training.stop_training`. Nothing here runs per
+step. Each callback's state goes into the checkpoint, so a resumed run keeps its
+patience counters.
 
 best.pt is written by a ModelCheckpoint: the user's, when one writes `best.pt`, else a
 built-in one watching `val_loss` (or `loss` without validation data).
@@ -12,27 +14,80 @@ built-in one watching `val_loss` (or `loss` without validation data).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, field_validator
+from torch import nn
 
-from ._params import Params
-from ._registry import Registry
-from .errors import ConfigError, UserError
-from .monitor import Mode, Monitor, PlateauKeys
+from ._registry import tag_value
+from .errors import ConfigError, Problem, UserError
+from .monitor import Monitor
+from .reporting import Reporter
 from .rundir import RunDir, write_csv
+from .schema.callbacks import (
+    CALLBACKS,
+    CsvLoggerParams,
+    EarlyStoppingParams,
+    ModelCheckpointParams,
+    ReduceLROnPlateauParams,
+    TensorBoardParams,
+)
+from .schema.schedules import PlateauKeys
 
 if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
     from .config import LoadedConfig
-    from .trainer import Trainer
-
-CALLBACKS: Registry[type["Callback"]] = Registry("callback", case_sensitive=False)
 
 
-def register_callback(params: type[Params]):  # type: ignore[no-untyped-def]
-    """Register a Callback class under the name in its params' `type` literal."""
-    return CALLBACKS.register_params(params)
+class LearningRateControl(Protocol):
+    """The lr as a callback may change it."""
+
+    def reduce(self, factor: float, min_lr: float) -> tuple[float, float]:
+        """Multiply every group's lr by `factor` (not below `min_lr`); the first group's old and new lr."""
+        ...
+
+
+class Training(Protocol):
+    """What a callback may see and touch of the run in progress: read-only, except `stop_training`."""
+
+    stop_training: bool  # set True to end training after this epoch
+
+    @property
+    def network(self) -> nn.Module:
+        """The model being trained (Keras's `callback.model`)."""
+        ...
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One row per completed epoch (Keras's `logs`, all of them)."""
+        ...
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed."""
+        ...
+
+    @property
+    def lr(self) -> LearningRateControl:
+        """The learning rate, to reduce on a plateau."""
+        ...
+
+    @property
+    def reporter(self) -> Reporter:
+        """Where messages go (`reporter.message(text)`)."""
+        ...
+
+    def state(self) -> Checkpoint:
+        """The checkpoint of the run as it is now."""
+        ...
+
+
+CallbackClass = type["Callback"]
+
+
+def register_callback(params: type[Any]) -> Callable[[CallbackClass], CallbackClass]:
+    """Attach a Callback class to the name in its params' `type` literal."""
+    return CALLBACKS.implement(tag_value(params))
 
 
 class Callback:
@@ -43,13 +98,13 @@ class Callback:
         key = getattr(params, "monitor", None) or default_monitor
         self.monitor = Monitor(key, params.mode, params.min_delta) if hasattr(params, "mode") else None
 
-    def on_epoch_end(self, trainer: "Trainer", row: dict[str, Any]) -> None:
+    def on_epoch_end(self, training: Training, row: dict[str, Any]) -> None:
         """The epoch's row is complete (every process)."""
 
-    def write(self, trainer: "Trainer", run: RunDir) -> None:
+    def write(self, training: Training, run: RunDir) -> None:
         """Write this epoch's files (main process, after last.pt)."""
 
-    def on_fit_end(self, trainer: "Trainer") -> None:
+    def on_fit_end(self, training: Training) -> None:
         """Training ended (finished, or stopped by a callback)."""
 
     def state(self) -> dict[str, Any]:
@@ -60,15 +115,6 @@ class Callback:
             self.monitor.load_state(state["monitor"])
 
 
-class EarlyStoppingParams(Params):
-    type: Literal["EarlyStopping"]
-    monitor: str | None = None  # default: val_loss, or loss without validation data
-    patience: NonNegativeInt = 0
-    mode: Mode = "auto"
-    min_delta: NonNegativeFloat = 0.0
-    restore_best_weights: bool = False
-
-
 @register_callback(EarlyStoppingParams)
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved for `patience` epochs; optionally restore the best weights."""
@@ -77,50 +123,30 @@ class EarlyStopping(Callback):
         super().__init__(params, default_monitor)
         self.best_weights: dict[str, torch.Tensor] | None = None
 
-    def on_epoch_end(self, trainer, row):  # type: ignore[no-untyped-def]
+    def on_epoch_end(self, training: Training, row: dict[str, Any]) -> None:
         assert self.monitor is not None
         if self.monitor.update(row):
             if self.params.restore_best_weights:
-                self.best_weights = {k: v.detach().clone() for k, v in trainer.network.state_dict().items()}
+                self.best_weights = {k: v.detach().clone() for k, v in training.network.state_dict().items()}
         elif self.monitor.wait >= self.params.patience:
-            trainer.stop_training = True
-            trainer.reporter.message(
+            training.stop_training = True
+            training.reporter.message(
                 f"EarlyStopping: {self.monitor.key} has not improved for {self.monitor.wait} epoch(s) "
                 f"(best {self.monitor.best:.4g} at epoch {self.monitor.best_epoch}); stopping after epoch {row['epoch']}"
             )
 
-    def on_fit_end(self, trainer):  # type: ignore[no-untyped-def]
-        if self.best_weights is not None:
-            trainer.network.load_state_dict(self.best_weights)
-            trainer.reporter.message(f"EarlyStopping: restored the weights of epoch {self.monitor.best_epoch}")  # type: ignore[union-attr]
+    def on_fit_end(self, training: Training) -> None:
+        if self.best_weights is not None and self.monitor is not None:
+            training.network.load_state_dict(self.best_weights)
+            training.reporter.message(f"EarlyStopping: restored the weights of epoch {self.monitor.best_epoch}")
 
-    def state(self):  # type: ignore[no-untyped-def]
+    def state(self) -> dict[str, Any]:
         weights = {k: v.cpu() for k, v in self.best_weights.items()} if self.best_weights is not None else None
         return {**super().state(), "best_weights": weights}
 
-    def load_state(self, state):  # type: ignore[no-untyped-def]
+    def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.best_weights = state.get("best_weights")
-
-
-class ModelCheckpointParams(Params):
-    type: Literal["ModelCheckpoint"]
-    monitor: str | None = None  # default: val_loss, or loss without validation data
-    mode: Mode = "auto"
-    save_best_only: bool = True
-    filename: str = "best.pt"  # in the run directory; may hold {epoch}, e.g. epoch-{epoch:03d}.pt
-    min_delta: NonNegativeFloat = 0.0
-
-    @field_validator("filename")
-    @classmethod
-    def _plain_name(cls, value: str) -> str:
-        try:
-            name = value.format(epoch=1)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"filename may hold only {{epoch}} (e.g. epoch-{{epoch:03d}}.pt); {exc}") from None
-        if "/" in name or "\\" in name or not name.endswith(".pt") or name == "last.pt":
-            raise ValueError("expected a file name ending in .pt inside the run directory, other than last.pt")
-        return value
 
 
 @register_callback(ModelCheckpointParams)
@@ -131,16 +157,13 @@ class ModelCheckpoint(Callback):
         super().__init__(params, default_monitor)
         self.improved = False
 
-    def on_epoch_end(self, trainer, row):  # type: ignore[no-untyped-def]
-        self.improved = self.monitor.update(row)  # type: ignore[union-attr]
+    def on_epoch_end(self, training: Training, row: dict[str, Any]) -> None:
+        assert self.monitor is not None
+        self.improved = self.monitor.update(row)
 
-    def write(self, trainer, run):  # type: ignore[no-untyped-def]
+    def write(self, training: Training, run: RunDir) -> None:
         if self.improved or not self.params.save_best_only:
-            run.save_checkpoint(self.params.filename.format(epoch=trainer.epoch), trainer.state())
-
-
-class ReduceLROnPlateauParams(PlateauKeys):
-    type: Literal["ReduceLROnPlateau"]
+            run.save_checkpoint(self.params.filename.format(epoch=training.epoch), training.state())
 
 
 @register_callback(ReduceLROnPlateauParams)
@@ -151,7 +174,7 @@ class ReduceLROnPlateau(Callback):
         super().__init__(params, default_monitor)
         self.cooldown = 0
 
-    def on_epoch_end(self, trainer, row):  # type: ignore[no-untyped-def]
+    def on_epoch_end(self, training: Training, row: dict[str, Any]) -> None:
         monitor, p = self.monitor, self.params
         assert monitor is not None
         improved = monitor.update(row)
@@ -159,37 +182,26 @@ class ReduceLROnPlateau(Callback):
             self.cooldown -= 1
             monitor.wait = 0
         elif not improved and monitor.wait >= p.patience:
-            old, new = trainer.lr.reduce(p.factor, p.min_lr)
+            old, new = training.lr.reduce(p.factor, p.min_lr)
             if new < old:
-                trainer.reporter.message(f"ReduceLROnPlateau: {monitor.key} has not improved for {monitor.wait} "
+                training.reporter.message(f"ReduceLROnPlateau: {monitor.key} has not improved for {monitor.wait} "
                                          f"epoch(s); lr {old:.3g} → {new:.3g}")
             self.cooldown, monitor.wait = p.cooldown, 0
 
-    def state(self):  # type: ignore[no-untyped-def]
+    def state(self) -> dict[str, Any]:
         return {**super().state(), "cooldown": self.cooldown}
 
-    def load_state(self, state):  # type: ignore[no-untyped-def]
+    def load_state(self, state: dict[str, Any]) -> None:
         super().load_state(state)
         self.cooldown = state.get("cooldown", 0)
-
-
-class CsvLoggerParams(Params):
-    type: Literal["CSVLogger"]
-    filename: str  # relative to the run directory (or absolute)
-    separator: Annotated[str, Field(min_length=1, max_length=1)] = ","
 
 
 @register_callback(CsvLoggerParams)
 class CSVLogger(Callback):
     """Write the history (one row per epoch) to `filename` with `separator` (history.csv is always written)."""
 
-    def write(self, trainer, run):  # type: ignore[no-untyped-def]
-        write_csv(run.path / self.params.filename, trainer.history, self.params.separator)
-
-
-class TensorBoardParams(Params):
-    type: Literal["TensorBoard"]
-    log_dir: str = "tensorboard"  # relative to the run directory (or absolute)
+    def write(self, training: Training, run: RunDir) -> None:
+        write_csv(run.path / self.params.filename, training.history, self.params.separator)
 
 
 @register_callback(TensorBoardParams)
@@ -206,16 +218,16 @@ class TensorBoard(Callback):
         self.writer_class = SummaryWriter
         self.writer: Any = None
 
-    def write(self, trainer, run):  # type: ignore[no-untyped-def]
+    def write(self, training: Training, run: RunDir) -> None:
         if self.writer is None:
             self.writer = self.writer_class(log_dir=str(run.path / self.params.log_dir))
-        row = trainer.history[-1]
+        row = training.history[-1]
         for key, value in row.items():
             if key != "epoch" and isinstance(value, (int, float)):
                 self.writer.add_scalar(key, value, global_step=row["epoch"])
         self.writer.flush()
 
-    def on_fit_end(self, trainer):  # type: ignore[no-untyped-def]
+    def on_fit_end(self, training: Training) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -232,7 +244,7 @@ def build_callbacks(loaded: "LoadedConfig", keys: list[str], default_monitor: st
     if schedule is not None and schedule.type == "reduce_on_plateau":
         located.append((("compile", "lr_schedule"), schedule))
     callbacks: list[Callback] = []
-    problems = []
+    problems: list[Problem] = []
     for path, params in located:
         try:
             cls = ReduceLROnPlateau if path[0] == "compile" else CALLBACKS.get(params.type).obj

@@ -1,13 +1,19 @@
-"""Everything a config can name, read from the registries (for `list-models` and the README)."""
+"""Everything a config can name, read from the registries (for `list-models` and the README); no torch."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ._registry import Registry
-from .backbones import BACKBONES
-from .config import CALLBACKS, LAYERS, LOSSES, METRICS, OPTIMIZERS, SCHEDULES, SOURCES
 from .presets import describe, presets
+from .schema.backbones import BACKBONES
+from .schema.callbacks import CALLBACKS
+from .schema.data import SOURCES
+from .schema.layers import LAYERS
+from .schema.losses import LOSSES
+from .schema.metrics import METRICS
+from .schema.optim import OPTIMIZERS
+from .schema.schedules import SCHEDULES
 
 
 def _entries(registry: Registry[Any]) -> list[dict[str, Any]]:

@@ -2,6 +2,9 @@
 
 Exit codes: 0 success; 2 bad usage, config or input (one message, no traceback);
 1 a failure while running; 130 interrupted.
+
+Each command imports the library it calls inside its body: `--help`, `--version`,
+`init` and `schema` never import torch, and start in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -17,12 +20,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__, api, launch, presets
-from .export import export as export_model
-from .catalog import catalog
-from .config import json_schema
-from .display import RichReporter, add_row, data_table, predictions_table, report_table, summary_table
-from .errors import DltrainError, ReportedElsewhere
+from ._version import __version__
+from .errors import DltrainError, Interrupted, ReportedElsewhere, terminated_as_interrupt
+from .tables import add_row, data_table
 
 app = typer.Typer(
     name="dltrain",
@@ -61,14 +61,21 @@ def handles_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with terminated_as_interrupt():
+                return command(*args, **kwargs)
         except DltrainError as exc:
             if not isinstance(exc, ReportedElsewhere):
                 err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted", highlight=False)
-            raise typer.Exit(130) from None
+        except OSError as exc:  # a failure of the machine (a full disk, a vanished file) that nothing above named
+            where = f" ('{exc.filename}')" if exc.filename else ""
+            err_console.print(f"[bold red]error:[/bold red] {escape(str(exc.strerror or exc) + where)}",
+                              highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt as exc:
+            code = exc.exit_code if isinstance(exc, Interrupted) else 130
+            err_console.print("terminated (SIGTERM)" if code == 143 else "interrupted", highlight=False)
+            raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -92,11 +99,14 @@ def fit(
     config: Annotated[Optional[Path], typer.Argument(help="The YAML config to train.")] = None,
     overrides: SetOption = None,
     device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N (overrides fit.device).")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Write the run here instead of runs/<name>/<time>/.")] = None,
+    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Write the run here instead of runs/<name>/<time>/.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run of this run directory or last.pt (no YAML needed).")] = None,
     devices: Annotated[int, typer.Option("--devices", min=1, help="Train with DDP on N processes of this node (one per GPU, or N CPU processes).")] = 1,
 ) -> None:
     """Validate, build, train and checkpoint a model from a YAML config."""
+    from . import api, launch
+    from .display import RichReporter
+
     sets = list(overrides or [])
     if device:
         sets.append(f"fit.device={device}")
@@ -106,7 +116,7 @@ def fit(
         loaded, _ = api.fit_config(config, sets, resume)  # a bad config is reported once, before any rank starts
         launch.check_devices(devices, loaded.config.fit.device)
         args = [*([str(config)] if config else []), *(f"--set={s}" for s in sets),
-                *(["--run-dir", str(run_dir)] if run_dir else []), *(["--resume", str(resume)] if resume else [])]
+                *(["--run-dir", run_dir] if run_dir is not None else []), *(["--resume", str(resume)] if resume else [])]
         launch.launch(devices, ["fit", *args])
         return
     api.fit(config, sets, resume=resume, run_dir=run_dir, reporter=RichReporter(out_console))
@@ -123,6 +133,9 @@ def evaluate(
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the confusion matrix into this image file (e.g. confusion.png).")] = None,
 ) -> None:
     """Evaluate a checkpoint on its stored data config: loss, metrics, confusion matrix."""
+    from . import api
+    from .display import report_table
+
     if split not in ("test", "val", "train"):
         raise typer.BadParameter(f"expected test, val or train; received {split!r}", param_hint="--split")
     report = api.evaluate(checkpoint, split, list(overrides or []), device, plot)
@@ -143,6 +156,9 @@ def predict(
     as_json: JsonOption = False,
 ) -> None:
     """Predict new inputs with a trained model, preprocessed exactly as its training data."""
+    from . import api
+    from .display import predictions_table
+
     report = api.predict(checkpoint, list(inputs), top_k, device)
     if as_json:
         print(json.dumps(report))
@@ -158,6 +174,9 @@ def check(
     as_json: JsonOption = False,
 ) -> None:
     """Validate a config and build its model without training; print the summary."""
+    from . import api
+    from .display import summary_table
+
     _, built = api.check(config, list(overrides or []))
     if as_json:
         layers = [
@@ -181,10 +200,12 @@ def init(
     list_all: Annotated[bool, typer.Option("--list", help="List the presets and exit.")] = False,
 ) -> None:
     """Write a bundled preset config to start a project from."""
+    from . import presets
+
     if list_all or preset is None:
         table = data_table("presets (dltrain init PRESET [DEST])", "name", "what it is")
-        for item in catalog()["presets"]:
-            add_row(table, item["name"], item["summary"])
+        for name, path in presets.presets().items():
+            add_row(table, name, presets.describe(path))
         out_console.print(table)
         return
     written = presets.write_preset(preset, dest, force)
@@ -199,6 +220,8 @@ def export(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The file to write (default: beside the checkpoint).")] = None,
 ) -> None:
     """Export a checkpoint for deployment, checked against the PyTorch model; preprocessing JSON beside it."""
+    from .export import export as export_model
+
     result = export_model(checkpoint, fmt, output)
     out_console.print(escape(f"wrote {result.path} and {result.metadata_path} (checked on {result.samples} test samples: "
                              f"largest difference {result.max_abs_diff:.2g})"), highlight=False, soft_wrap=True)
@@ -207,12 +230,16 @@ def export(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the config file (for editor validation and completion)."""
+    from .schema.config import json_schema
+
     print(json.dumps(json_schema(), indent=2))
 
 
 @app.command("list-models")
 def list_models(as_json: JsonOption = False) -> None:
     """List everything a config can name: layers, backbones, sources, optimizers, losses, metrics, presets."""
+    from .catalog import catalog
+
     entries = catalog()
     if as_json:
         print(json.dumps(entries))
@@ -230,4 +257,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

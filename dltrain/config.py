@@ -1,8 +1,9 @@
-"""The config: its schema, YAML loading with line numbers, `--set` overrides, errors.
+"""Loading a config: YAML with line numbers, `--set` overrides, validation, located errors.
 
 YAML is composed (not just loaded) so each key keeps its line; pydantic validates the
-plain data against a schema assembled from the registries; every error is mapped back
-to its dotted path and line, and all of them are reported at once.
+plain data against the schema (`dltrain.schema.config`, assembled from the registries);
+every error is mapped back to its dotted path and line, and all of them are reported
+at once.
 """
 
 from __future__ import annotations
@@ -11,98 +12,14 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from . import backbones  # noqa: F401  (registers the VGG16 and Backbone layers)
-from ._params import Params, tagged_union
-from .data import SOURCES
-from .data.splits import ValidationMode
 from .errors import ConfigError, Problem, UserError
-from .layers import LAYERS
-from .losses import LOSSES
-from .metrics import METRICS
-from .optim import OPTIMIZERS
-from .callbacks import CALLBACKS
-from .schedules import SCHEDULES
-
-LayerConfig = tagged_union(LAYERS)
-DataConfig = tagged_union(SOURCES, tag="source", allow_string=True)
-OptimizerConfig = tagged_union(OPTIMIZERS, allow_string=True)
-LossConfig = tagged_union(LOSSES, allow_string=True)
-MetricConfig = tagged_union(METRICS, allow_string=True)
-ScheduleConfig = tagged_union(SCHEDULES, allow_string=True)
-CallbackConfig = tagged_union(CALLBACKS, allow_string=True)
-
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-class ModelConfig(Params):
-    """`model:` the input shape (optional) and the layers, in order."""
-
-    input_shape: Annotated[list[PositiveInt], Field(min_length=1)] | None = None
-    layers: Annotated[list[LayerConfig], Field(min_length=1)]  # type: ignore[valid-type]
-
-
-class CompileConfig(Params):
-    """`compile:` optimizer, loss and metrics, as Keras's `model.compile`."""
-
-    optimizer: OptimizerConfig = Field("adam", validate_default=True)  # type: ignore[valid-type]
-    loss: LossConfig  # type: ignore[valid-type]
-    metrics: list[MetricConfig] = []  # type: ignore[valid-type]
-    lr_schedule: ScheduleConfig | None = None  # type: ignore[valid-type]
-
-
-class FitConfig(Params):
-    """`fit:` how to train, as Keras's `model.fit`."""
-
-    epochs: PositiveInt = 10
-    batch_size: PositiveInt = 32
-    validation_split: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    validation_mode: Annotated[ValidationMode, Field(description=(
-        "How validation_split chooses its samples: random (a fixed seeded draw, stratified by class for "
-        "classification), last (Keras: the last fraction of the training data), or auto (random, except last "
-        "for time series)."))] = "auto"
-    shuffle: bool = True
-    device: str = "auto"
-    strategy: Literal["auto", "ddp", "single"] = "auto"  # auto: ddp when torchrun starts several processes
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
-    compile_model: bool = False
-    deterministic: bool = False
-    gradient_clip: Annotated[float, Field(gt=0.0)] | None = None
-    accumulate_grad_batches: PositiveInt = 1
-    num_workers: NonNegativeInt | None = None  # DataLoader workers for sources that decode files (image_folder)
-    num_threads: Annotated[PositiveInt | Literal["auto"], Field(description=(
-        "CPU threads for training on the CPU (torch.set_num_threads). auto: one thread for a small step (batch "
-        "x (parameters + layer outputs) under 10 million), where more threads only wait on each other and, on a "
-        "busy machine, on other processes; PyTorch's default otherwise, or OMP_NUM_THREADS when it is set."))] = "auto"
-    callbacks: list[CallbackConfig] = []  # type: ignore[valid-type]
-
-    @field_validator("precision", mode="before")
-    @classmethod
-    def _precision_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"expected auto, cpu, cuda, cuda:N or mps; received {value!r}")
-        return value
-
-
-class Config(Params):
-    """A whole dltrain config file."""
-
-    name: str | None = None
-    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None  # what torch, NumPy and Python all accept
-    data: DataConfig  # type: ignore[valid-type]
-    model: ModelConfig
-    compile: CompileConfig
-    fit: FitConfig = FitConfig()
-
+from .schema.config import Config
 
 # --- YAML with line numbers -----------------------------------------------------------
 
@@ -139,20 +56,13 @@ class LoadedConfig:
     """A validated config with where each value came from (file lines, --set, checkpoint)."""
 
     config: Config
-    raw: dict[str, Any]
     source: str
     lines: dict[PathKey, int] = field(default_factory=dict)
     overridden: dict[PathKey, str] = field(default_factory=dict)
 
     def where(self, path: PathKey) -> str:
         """'file.yaml:12', '--set a.b=1', or the source name, for a problem at `path`."""
-        for prefix in sorted(self.overridden, key=len, reverse=True):
-            if path[: len(prefix)] == prefix:
-                return f"--set {self.overridden[prefix]}"
-        for end in range(len(path), 0, -1):
-            if path[:end] in self.lines:
-                return f"{self.source}:{self.lines[path[:end]]}"
-        return self.source
+        return _where(path, self.source, self.lines, self.overridden)
 
     def error(self, path: PathKey, message: str) -> ConfigError:
         """One problem at `path`, located."""
@@ -186,6 +96,16 @@ def _check_expansion(node: yaml.Node | None, source: str) -> None:
             stack.extend(current.value)
 
 
+def _where(path: PathKey, source: str, lines: dict[PathKey, int], overridden: dict[PathKey, str]) -> str:
+    for prefix in sorted(overridden, key=len, reverse=True):
+        if path[: len(prefix)] == prefix:
+            return f"--set {overridden[prefix]}"
+    for end in range(len(path), 0, -1):
+        if path[:end] in lines:
+            return f"{source}:{lines[path[:end]]}"
+    return source
+
+
 def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[PathKey, int]]:
     """Plain data and the line of each key; YAML syntax errors name the line."""
     try:
@@ -203,7 +123,8 @@ def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[PathKey, in
         raise ConfigError([Problem("", source, "expected a mapping of keys (data:, model:, compile:, fit:)")], source)
     lines: dict[PathKey, int] = {}
     problems: list[Problem] = []
-    _lines(node, (), lines, problems, source)
+    if node is not None:
+        _lines(node, (), lines, problems, source)
     if problems:
         raise ConfigError(problems, source)
     return data, lines
@@ -301,7 +222,7 @@ def _raw_path(raw: Any, loc: tuple[Any, ...]) -> PathKey:
     return tuple(path)
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, msg, value = err["type"], err["msg"], err.get("input")
     if kind in ("unknown_key", "unknown_name", "missing_tag"):
         return msg
@@ -319,10 +240,9 @@ def _message(err: dict[str, Any]) -> str:
 def validate(raw: dict[str, Any], source: str, lines: dict[PathKey, int] | None = None,
              overridden: dict[PathKey, str] | None = None) -> LoadedConfig:
     """Validate plain data; raise one ConfigError listing every problem."""
-    loaded = LoadedConfig(config=None, raw=raw, source=source, lines=lines or {},  # type: ignore[arg-type]
-                          overridden=overridden or {})
+    lines, overridden = lines or {}, overridden or {}
     try:
-        loaded.config = Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         problems = []
         errors = [(_raw_path(raw, err["loc"]), err) for err in exc.errors()]
@@ -331,13 +251,13 @@ def validate(raw: dict[str, Any], source: str, lines: dict[PathKey, int] | None 
                 continue
             if err["type"] == "unknown_name" and isinstance(err["input"], dict):
                 path += ("source" if "source" in err["input"] else "type",)
-            problems.append(Problem(_dotted(path), loaded.where(path), _message(err)))
+            problems.append(Problem(_dotted(path), _where(path, source, lines, overridden), _message(err)))
         problems.sort(key=lambda p: _line_number(p.where))
         raise ConfigError(problems, source) from None
-    return loaded
+    return LoadedConfig(config, source, lines, overridden)
 
 
-def _explained_by_typo(path: PathKey, errors: list[tuple[PathKey, dict[str, Any]]]) -> bool:
+def _explained_by_typo(path: PathKey, errors: list[tuple[PathKey, ErrorDetails]]) -> bool:
     """A missing key that a misspelled sibling already points to (`unit` → 'units')."""
     hint = f"Did you mean '{path[-1]}'?"
     return any(p[:-1] == path[:-1] and e["type"] == "unknown_key" and hint in e["msg"] for p, e in errors)
@@ -382,10 +302,3 @@ def with_seed(loaded: LoadedConfig) -> LoadedConfig:
         return loaded
     loaded.config = loaded.config.model_copy(update={"seed": random.SystemRandom().randrange(2**31)})
     return loaded
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a config file, for editors."""
-    schema = Config.model_json_schema(by_alias=False)
-    schema["title"] = "dltrain config"
-    return schema

@@ -14,28 +14,23 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
-from rich.text import Text
 
 from .metrics import Tracker
 from .model import BuiltModel
 from .reporting import Reporter, log
+from .tables import add_row, data_table
 
 REFRESH_SECONDS = 0.25
-
-
-def data_table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
-    """A table whose title and headers are shown as written (never read as rich markup), the title on one line."""
-    table = Table(title=Text(title), title_justify="left", min_width=len(title))
-    for column in columns:
-        table.add_column(Text(column), justify="right" if column in right else "left")
-    return table
-
-
-def add_row(table: Table, *values: object) -> None:
-    """A row of data, each cell shown as written: `[units]` or `exp[lr0.1]` stays whole."""
-    table.add_row(*(Text(str(value)) for value in values))
 
 
 def summary_table(built: BuiltModel, title: str = "Model") -> Table:
@@ -61,7 +56,7 @@ class RichReporter(Reporter):
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
         self.last_refresh = 0.0
         self.steps = 0
 
@@ -87,7 +82,7 @@ class RichReporter(Reporter):
         self.last_refresh = time.monotonic()
 
     def step(self, step: int, tracker: Tracker) -> None:
-        if self.progress is None:
+        if self.progress is None or self.task is None:
             return
         now = time.monotonic()
         if now - self.last_refresh < REFRESH_SECONDS and step != self.steps:

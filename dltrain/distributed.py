@@ -57,9 +57,6 @@ class Context:
         """Sum `tensor` over all processes (in place); a no-op for one process."""
         return tensor
 
-    def barrier(self) -> None:
-        """Wait for every process; a no-op for one process."""
-
     def broadcast(self, value: T) -> T:
         """Rank 0's `value` (any picklable object), on every rank."""
         return value
@@ -92,9 +89,6 @@ class DistributedContext(Context):
     def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
         torch.distributed.all_reduce(tensor)
         return tensor
-
-    def barrier(self) -> None:
-        torch.distributed.barrier()
 
     def broadcast(self, value: T) -> T:
         box = [value]

@@ -6,7 +6,12 @@ it), and a `RunError` into exit code 1 (something failed while running).
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from dataclasses import dataclass
+from types import FrameType
+from typing import Iterator
 
 
 class DltrainError(Exception):
@@ -23,10 +28,6 @@ class UserError(DltrainError):
 
 class DataError(UserError):
     """Data that is missing, malformed, or does not fit the model."""
-
-
-class BuildError(UserError):
-    """A model that cannot be built from a valid config (shapes that do not fit)."""
 
 
 class CheckpointError(UserError):
@@ -46,6 +47,35 @@ class ReportedElsewhere(DltrainError):
     def __init__(self, exit_code: int) -> None:
         self.exit_code = exit_code
         super().__init__("")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop asked for by a signal, after saving: Ctrl-C (SIGINT) exits 130, SIGTERM 143 (128 + its number).
+
+    A KeyboardInterrupt, so code that handles Ctrl-C handles a scheduler's SIGTERM alike.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__()
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises Interrupted (exit 143) like Ctrl-C raises KeyboardInterrupt, so files are closed cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @dataclass(frozen=True)

@@ -28,15 +28,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
+from ._files import atomic_path, check_output_file, write_text_atomic
 from ._registry import Registry
+from ._version import __version__
 from .activations import activation
 from .api import restore
 from .data import DataBundle, Preprocessing
 from .data.batches import first_inputs
 from .errors import RunError, UserError
 from .model import Network
-from ._files import atomic_path, write_text_atomic
 
 # Exported and PyTorch outputs must agree elementwise: |export - torch| <= ATOL + RTOL * |torch|
 # (numpy.allclose). Measured differences are ~1e-7 (float32 rounding in a different kernel
@@ -82,9 +82,17 @@ def _load_onnx(path: Path) -> Run:
     return lambda x: session.run(None, {INPUT_NAME: x.numpy()})[0]
 
 
+def _write_bytes(path: Path, save: Callable[[io.BytesIO], None]) -> None:
+    """Serialize in memory, then write with Python's file: on a full disk torch's own file writer
+    aborts the process from a C++ destructor; this way it is an OSError."""
+    buffer = io.BytesIO()
+    save(buffer)
+    path.write_bytes(buffer.getvalue())
+
+
 def _write_pt2(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
     program = torch.export.export(module, (sample,), dynamic_shapes=(_batch_dim(),))
-    torch.export.save(program, str(path))
+    _write_bytes(path, lambda buffer: torch.export.save(program, buffer))
 
 
 def _load_pt2(path: Path) -> Run:
@@ -93,7 +101,8 @@ def _load_pt2(path: Path) -> Run:
 
 
 def _write_torchscript(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
-    torch.jit.script(module).save(str(path))  # scripted, not traced: no control flow is frozen
+    scripted = torch.jit.script(module)  # scripted, not traced: no control flow is frozen
+    _write_bytes(path, lambda buffer: torch.jit.save(scripted, buffer))
 
 
 def _load_torchscript(path: Path) -> Run:
@@ -137,12 +146,12 @@ def export(checkpoint: str | Path, fmt: str, output: str | Path | None = None) -
     name = EXPORTERS.canonical(fmt) or fmt
     _require(name, exporter)
     trainer = restore(checkpoint, device="cpu")
-    source = Path(trainer.checkpoint["path"])  # type: ignore[attr-defined]
+    assert trainer.restored is not None and trainer.restored.path is not None
+    source = trainer.restored.path
     target = Path(output) if output is not None else source.with_suffix(exporter.suffix)
     if target.resolve() == source.resolve():
         raise UserError(f"-o '{target}' is the checkpoint itself; choose another file name")
-    if not target.parent.is_dir():
-        raise UserError(f"cannot write '{target}': the folder '{target.parent}' does not exist")
+    check_output_file(target, "-o")
     width = trainer.built.summary[-1].output_shape[0]
     module = Deployable(trainer.network, width).eval()
     sample = check_batch(trainer.data)
@@ -204,6 +213,8 @@ def _write(name: str, exporter: Exporter, module: nn.Module, sample: torch.Tenso
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # deprecation chatter; the check below is what counts
             exporter.write(module, sample, path)
+    except OSError:
+        raise  # the machine (a full disk), not the model
     except Exception as exc:  # exporters raise many unrelated types for an unsupported layer
         reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         others = ", ".join(n for n in EXPORTERS.names() if n != name)

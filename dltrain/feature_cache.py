@@ -18,22 +18,24 @@ from torch import nn
 
 from .backbones import BackboneModule
 from .data import Split
+from .data.augment import build_augment
 from .data.batches import first_inputs, input_batches
+from .model import Network
 from .reporting import Reporter
 
 # Above this, the cache would crowd out the device (e.g. VGG16 at 224x224 keeps 98 KiB a sample).
 CACHE_LIMIT_BYTES = 4 * 2**30
 
 
-def cacheable(network: nn.Module, data_config: Any) -> BackboneModule | None:
+def cacheable(network: Network, data_config: Any) -> BackboneModule | None:
     """The leading backbone, when its outputs may be computed once for the whole run."""
-    layers = network.layers  # type: ignore[attr-defined]
+    layers = network.layers
     first = layers[0]
     if not isinstance(first, BackboneModule) or len(layers) < 2 or not first.cache_features:
         return None
     if not first.is_frozen or first.unfreeze_at_epoch is not None:
         return None
-    if getattr(data_config, "augment", None):  # random augmentation changes every epoch's inputs
+    if build_augment(getattr(data_config, "augment", None)) is not None:  # random augmentation changes every epoch's inputs
         return None
     return first
 
@@ -44,13 +46,13 @@ def _features(prefix: nn.Module, split: Any, batch_size: int, device: torch.devi
     return torch.cat([prefix(x) for x in input_batches(split, batch_size, device)])
 
 
-def cache_features(network: nn.Module, splits: dict[str, Split], data_config: Any, batch_size: int,
+def cache_features(network: Network, splits: dict[str, Split], data_config: Any, batch_size: int,
                    reporter: Reporter) -> tuple[nn.Module, dict[str, Split]]:
     """What the trainer calls on a batch and the splits it batches: the head and cached features when possible."""
     backbone = cacheable(network, data_config)
     if backbone is None:
         return network, splits
-    adapter = network.adapter  # type: ignore[attr-defined]
+    adapter = network.adapter
     prefix = nn.Sequential(*([adapter] if adapter is not None else []), backbone).eval()
     device = next(backbone.parameters()).device
     with torch.no_grad():
@@ -63,7 +65,7 @@ def cache_features(network: nn.Module, splits: dict[str, Split], data_config: An
     started = time.perf_counter()
     cached = {name: Split(_features(prefix, split, batch_size, device), split.y.to(device)) for name, split in splits.items()}
     seconds = time.perf_counter() - started
-    head = network.layers[1:]  # type: ignore[attr-defined]
+    head = network.layers[1:]
     shape = list(sample.shape[1:])
     count = sum(len(s) for s in splits.values())
     reporter.message(f"{backbone.label} is frozen: its outputs {shape} for {count:,} samples were computed once "

@@ -1,4 +1,4 @@
-"""The layer registry: each Keras layer type, its parameters, and its builder.
+"""The layer builders: for each Keras layer type described in `dltrain.schema.layers`.
 
 A builder receives its validated parameters and the input shape (batch axis
 excluded) and returns the module with its output shape, so every shape is known at
@@ -10,15 +10,41 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
-from pydantic import Field, NonNegativeFloat, PositiveInt
+import torch.nn.functional as F
+from pydantic import BaseModel
 from torch import nn
 
-from ._params import Params
-from ._registry import Registry
-from .activations import ActivationName, InitializerName, activation, initialize
+from ._registry import tag_value
+from .activations import activation, initialize
+from .schema.layers import (
+    LAYERS,
+    ActivationParams,
+    AveragePooling2DParams,
+    BatchNormalizationParams,
+    Conv1DParams,
+    Conv2DParams,
+    DenseParams,
+    DropoutParams,
+    EmbeddingParams,
+    FlattenParams,
+    GlobalAveragePooling1DParams,
+    GlobalAveragePooling2DParams,
+    GRUParams,
+    KernelParams,
+    LayerNormalizationParams,
+    LSTMParams,
+    MaxPooling1DParams,
+    MaxPooling2DParams,
+    Pooling2DParams,
+    RecurrentParams,
+    ReshapeParams,
+    SimpleRNNParams,
+    SingleBiasParams,
+    TransformerEncoderParams,
+)
 
 Shape = tuple[int, ...]
 
@@ -37,43 +63,15 @@ class Built:
 
     module: nn.Module
     shape: Shape
-    penalties: list[tuple[nn.Parameter, float, float]] = field(default_factory=list)
+    penalties: list[tuple[torch.Tensor, float, float]] = field(default_factory=list)
 
 
 Builder = Callable[[Any, Shape], Built]
-LAYERS: Registry[Builder] = Registry("layer")
-
-def register_layer(params: type[Params]) -> Callable[[Builder], Builder]:
-    """Register a builder under the layer type named by its params' `type` literal."""
-    return LAYERS.register_params(params)
 
 
-# --- parameters shared by many layers -------------------------------------------------
-
-IntPair = PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
-
-
-class Regularizer(Params):
-    """Keras's penalty on a kernel: `l1 * sum(|w|) + l2 * sum(w**2)`, added to the loss."""
-
-    l1: NonNegativeFloat = 0.0
-    l2: NonNegativeFloat = 0.0
-
-
-class LayerParams(Params):
-    """Keys every layer accepts."""
-
-    name: str | None = None
-    trainable: bool = True
-
-
-class KernelParams(LayerParams):
-    """Keys of layers with a kernel (weights) and a bias."""
-
-    use_bias: bool = True
-    kernel_initializer: InitializerName = "glorot_uniform"
-    bias_initializer: InitializerName = "zeros"
-    kernel_regularizer: Regularizer | None = None
+def register_layer(params: type[BaseModel]) -> Callable[[Builder], Builder]:
+    """Attach a builder to the layer type named by its params' `type` literal."""
+    return LAYERS.implement(tag_value(params))
 
 
 def _pair(value: int | list[int]) -> tuple[int, int]:
@@ -85,8 +83,62 @@ def _expect_rank(shape: Shape, rank: int, what: str, hint: str) -> None:
         raise ShapeError(f"expects an input of shape {what}, received {list(shape)}. {hint}")
 
 
-def _with_activation(module: nn.Module, name: str, shape: Shape) -> nn.Module:
-    return module if name == "linear" else nn.Sequential(module, activation(name, shape))
+def _activation_or_none(name: str, shape: Shape) -> nn.Module | None:
+    return None if name == "linear" else activation(name, shape)
+
+
+class _Dense(nn.Linear):
+    """`nn.Linear` with its activation applied in the same call.
+
+    One module per layer, not a `Sequential(linear, activation)`: the nesting cost a
+    measurable share of a small model's step, and it keeps parameter names flat
+    (`layers.3.weight`).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, act: nn.Module | None) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self.activation = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.linear(x, self.weight, self.bias)
+        return x if self.activation is None else self.activation(x)
+
+
+class _Conv2d(nn.Conv2d):
+    """`nn.Conv2d` with TensorFlow's asymmetric 'same' padding and its activation, in one module."""
+
+    def __init__(self, channels: int, filters: int, kernel: tuple[int, int], strides: tuple[int, int], bias: bool,
+                 pad: tuple[int, int, int, int], act: nn.Module | None) -> None:
+        super().__init__(channels, filters, kernel, strides, bias=bias)
+        self.pad = pad  # (left, right, top, bottom), as F.pad takes it
+        self.padded = any(pad)
+        self.activation = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padded:
+            x = F.pad(x, self.pad)
+        x = self._conv_forward(x, self.weight, self.bias)
+        return x if self.activation is None else self.activation(x)
+
+
+class _Conv1d(nn.Conv1d):
+    """`nn.Conv1d` on `[B, T, F]` (channels moved to axis 1 and back), its padding and activation in one module."""
+
+    def __init__(self, features: int, filters: int, kernel: int, strides: int, bias: bool,
+                 pad: tuple[int, int], act: nn.Module | None) -> None:
+        super().__init__(features, filters, kernel, strides, bias=bias)
+        self.pad = pad
+        self.padded = any(pad)
+        self.activation = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)  # (B, F, T)
+        if self.padded:
+            x = F.pad(x, self.pad)
+        x = self._conv_forward(x, self.weight, self.bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x.transpose(1, 2)  # (B, T', filters)
 
 
 def _init_kernel(p: KernelParams, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -94,7 +146,7 @@ def _init_kernel(p: KernelParams, weight: torch.Tensor, bias: torch.Tensor | Non
     initialize(bias, p.bias_initializer)
 
 
-def _penalties(p: KernelParams, *weights: nn.Parameter) -> list[tuple[nn.Parameter, float, float]]:
+def _penalties(p: KernelParams, *weights: torch.Tensor) -> list[tuple[torch.Tensor, float, float]]:
     reg = p.kernel_regularizer
     if reg is None or (reg.l1 == 0 and reg.l2 == 0):
         return []
@@ -114,34 +166,21 @@ def _conv_out(size: int, kernel: int, stride: int) -> int:
 # --- dense and shape layers -----------------------------------------------------------
 
 
-class DenseParams(KernelParams):
-    type: Literal["Dense"]
-    units: PositiveInt
-    activation: ActivationName = "linear"
-
-
 @register_layer(DenseParams)
 def dense(p: DenseParams, shape: Shape) -> Built:
     """Fully connected layer on the last axis (as Keras: `[T, F]` stays a sequence)."""
-    linear = nn.Linear(shape[-1], p.units, bias=p.use_bias)
-    _init_kernel(p, linear.weight, linear.bias)
     out = (*shape[:-1], p.units)
-    return Built(_with_activation(linear, p.activation, out), out, _penalties(p, linear.weight))
-
-
-class FlattenParams(LayerParams):
-    type: Literal["Flatten"]
+    act = _activation_or_none(p.activation, out)
+    linear = nn.Linear(shape[-1], p.units, bias=p.use_bias) if act is None else \
+        _Dense(shape[-1], p.units, p.use_bias, act)
+    _init_kernel(p, linear.weight, linear.bias)
+    return Built(linear, out, _penalties(p, linear.weight))
 
 
 @register_layer(FlattenParams)
 def flatten(p: FlattenParams, shape: Shape) -> Built:
     """Flatten everything but the batch axis."""
     return Built(nn.Flatten(), (math.prod(shape),))
-
-
-class ReshapeParams(LayerParams):
-    type: Literal["Reshape"]
-    target_shape: Annotated[list[int], Field(min_length=1)]
 
 
 class _Reshape(nn.Module):
@@ -172,20 +211,10 @@ def reshape(p: ReshapeParams, shape: Shape) -> Built:
     return Built(_Reshape(tuple(target)), tuple(target))
 
 
-class DropoutParams(LayerParams):
-    type: Literal["Dropout"]
-    rate: Annotated[float, Field(ge=0.0, lt=1.0)]
-
-
 @register_layer(DropoutParams)
 def dropout(p: DropoutParams, shape: Shape) -> Built:
     """Zero a fraction `rate` of the inputs during training."""
     return Built(nn.Dropout(p.rate), shape)
-
-
-class ActivationParams(LayerParams):
-    type: Literal["Activation"]
-    activation: ActivationName
 
 
 @register_layer(ActivationParams)
@@ -205,31 +234,20 @@ class _ChannelsLast(nn.Module):
         return self.inner(x.transpose(1, 2)).transpose(1, 2)
 
 
-class BatchNormalizationParams(LayerParams):
-    type: Literal["BatchNormalization"]
-    momentum: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.99
-    epsilon: Annotated[float, Field(gt=0.0)] = 1e-3
-
-
 @register_layer(BatchNormalizationParams)
 def batch_normalization(p: BatchNormalizationParams, shape: Shape) -> Built:
     """Normalize each feature (or channel of `[C, H, W]`) over the batch.
 
     `momentum` is Keras's (weight of the old running average): PyTorch's is 1 - it.
     """
-    kwargs = {"eps": p.epsilon, "momentum": 1.0 - p.momentum}
+    eps, momentum = p.epsilon, 1.0 - p.momentum
     if len(shape) == 3:
-        return Built(nn.BatchNorm2d(shape[0], **kwargs), shape)
+        return Built(nn.BatchNorm2d(shape[0], eps=eps, momentum=momentum), shape)
     if len(shape) == 2:
-        return Built(_ChannelsLast(nn.BatchNorm1d(shape[1], **kwargs)), shape)
+        return Built(_ChannelsLast(nn.BatchNorm1d(shape[1], eps=eps, momentum=momentum)), shape)
     if len(shape) == 1:
-        return Built(nn.BatchNorm1d(shape[0], **kwargs), shape)
+        return Built(nn.BatchNorm1d(shape[0], eps=eps, momentum=momentum), shape)
     raise ShapeError(f"expects [F], [T, F] or [C, H, W], received {list(shape)}")
-
-
-class LayerNormalizationParams(LayerParams):
-    type: Literal["LayerNormalization"]
-    epsilon: Annotated[float, Field(gt=0.0)] = 1e-3
 
 
 @register_layer(LayerNormalizationParams)
@@ -244,42 +262,24 @@ _IMAGE_HINT = "Images are channels-first [C, H, W]; add a Reshape (e.g. target_s
 _SEQUENCE_HINT = "Sequences are [T, F]; add a Reshape (e.g. target_shape: [8, 8]) before it."
 
 
-class Conv2DParams(KernelParams):
-    type: Literal["Conv2D"]
-    filters: PositiveInt
-    kernel_size: IntPair
-    strides: IntPair = 1
-    padding: Literal["valid", "same"] = "valid"
-    activation: ActivationName = "linear"
-
-
 @register_layer(Conv2DParams)
 def conv2d(p: Conv2DParams, shape: Shape) -> Built:
     """2-D convolution over `[C, H, W]`; `padding: same` pads as TensorFlow does."""
     _expect_rank(shape, 3, "[C, H, W]", _IMAGE_HINT)
     channels, height, width = shape
     (kh, kw), (sh, sw) = _pair(p.kernel_size), _pair(p.strides)
-    conv = nn.Conv2d(channels, p.filters, (kh, kw), (sh, sw), bias=p.use_bias)
-    _init_kernel(p, conv.weight, conv.bias)
-    module: nn.Module = conv
+    top = bottom = left = right = 0
     if p.padding == "same":
         top, bottom = _same_padding(height, kh, sh)
         left, right = _same_padding(width, kw, sw)
         height, width = height + top + bottom, width + left + right
-        module = nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), conv)
     out = (p.filters, _conv_out(height, kh, sh), _conv_out(width, kw, sw))
     if min(out) < 1:
         raise ShapeError(f"kernel {kh}x{kw} does not fit the input {list(shape)}; use padding: same")
-    return Built(_with_activation(module, p.activation, out), out, _penalties(p, conv.weight))
-
-
-class Conv1DParams(KernelParams):
-    type: Literal["Conv1D"]
-    filters: PositiveInt
-    kernel_size: PositiveInt
-    strides: PositiveInt = 1
-    padding: Literal["valid", "same", "causal"] = "valid"
-    activation: ActivationName = "linear"
+    conv = _Conv2d(channels, p.filters, (kh, kw), (sh, sw), p.use_bias, (left, right, top, bottom),
+                   _activation_or_none(p.activation, out))
+    _init_kernel(p, conv.weight, conv.bias)
+    return Built(conv, out, _penalties(p, conv.weight))
 
 
 @register_layer(Conv1DParams)
@@ -287,32 +287,16 @@ def conv1d(p: Conv1DParams, shape: Shape) -> Built:
     """1-D convolution over time: `[T, F]` → `[T', filters]`."""
     _expect_rank(shape, 2, "[T, F]", _SEQUENCE_HINT)
     steps, features = shape
-    conv = nn.Conv1d(features, p.filters, p.kernel_size, p.strides, bias=p.use_bias)
-    _init_kernel(p, conv.weight, conv.bias)
-    module: nn.Module = conv
     pad = {"valid": (0, 0), "same": _same_padding(steps, p.kernel_size, p.strides),
            "causal": (p.kernel_size - 1, 0)}[p.padding]
-    if pad != (0, 0):
-        module = nn.Sequential(nn.ConstantPad1d(pad, 0.0), conv)
     out_steps = _conv_out(steps + sum(pad), p.kernel_size, p.strides)
     if out_steps < 1:
         raise ShapeError(f"kernel {p.kernel_size} is longer than the sequence {list(shape)}")
     out = (out_steps, p.filters)
-    return Built(_ChannelsLast(_with_activation(module, p.activation, (p.filters, out_steps))), out,
-                 _penalties(p, conv.weight))
-
-
-class Pooling2DParams(LayerParams):
-    pool_size: IntPair = 2
-    strides: IntPair | None = None
-
-
-class MaxPooling2DParams(Pooling2DParams):
-    type: Literal["MaxPooling2D"]
-
-
-class AveragePooling2DParams(Pooling2DParams):
-    type: Literal["AveragePooling2D"]
+    conv = _Conv1d(features, p.filters, p.kernel_size, p.strides, p.use_bias, pad,
+                   _activation_or_none(p.activation, (p.filters, out_steps)))
+    _init_kernel(p, conv.weight, conv.bias)
+    return Built(conv, out, _penalties(p, conv.weight))
 
 
 def _pool2d(pool: type[nn.Module], p: Pooling2DParams, shape: Shape) -> Built:
@@ -337,12 +321,6 @@ def average_pooling2d(p: AveragePooling2DParams, shape: Shape) -> Built:
     return _pool2d(nn.AvgPool2d, p, shape)
 
 
-class MaxPooling1DParams(LayerParams):
-    type: Literal["MaxPooling1D"]
-    pool_size: PositiveInt = 2
-    strides: PositiveInt | None = None
-
-
 @register_layer(MaxPooling1DParams)
 def max_pooling1d(p: MaxPooling1DParams, shape: Shape) -> Built:
     """Max over windows of time: `[T, F]` → `[T', F]`."""
@@ -363,19 +341,11 @@ class _MeanOver(nn.Module):
         return x.mean(dim=self.dims)
 
 
-class GlobalAveragePooling2DParams(LayerParams):
-    type: Literal["GlobalAveragePooling2D"]
-
-
 @register_layer(GlobalAveragePooling2DParams)
 def global_average_pooling2d(p: GlobalAveragePooling2DParams, shape: Shape) -> Built:
     """Mean over height and width: `[C, H, W]` → `[C]`."""
     _expect_rank(shape, 3, "[C, H, W]", _IMAGE_HINT)
     return Built(_MeanOver((2, 3)), (shape[0],))
-
-
-class GlobalAveragePooling1DParams(LayerParams):
-    type: Literal["GlobalAveragePooling1D"]
 
 
 @register_layer(GlobalAveragePooling1DParams)
@@ -386,34 +356,6 @@ def global_average_pooling1d(p: GlobalAveragePooling1DParams, shape: Shape) -> B
 
 
 # --- recurrent layers -----------------------------------------------------------------
-
-
-class RecurrentParams(KernelParams):
-    units: PositiveInt
-    return_sequences: bool = False
-    bidirectional: bool = False
-    recurrent_initializer: InitializerName = "orthogonal"
-
-
-class SingleBiasParams(RecurrentParams):
-    # PyTorch adds two bias vectors (input and recurrent) that only ever act as their sum; Keras has one.
-    recurrent_bias: Annotated[bool, Field(description=(
-        "Keep PyTorch's second (recurrent) bias vector: units more parameters (4*units for LSTM) that add "
-        "nothing a single bias cannot; false (the default) matches Keras's parameter count."))] = False
-
-
-class SimpleRNNParams(SingleBiasParams):
-    type: Literal["SimpleRNN"]
-    activation: Literal["tanh", "relu"] = "tanh"
-
-
-class LSTMParams(SingleBiasParams):
-    type: Literal["LSTM"]
-    unit_forget_bias: bool = True
-
-
-class GRUParams(RecurrentParams):
-    type: Literal["GRU"]
 
 
 class _Recurrent(nn.Module):
@@ -438,7 +380,7 @@ class _Recurrent(nn.Module):
         return torch.cat([out[:, -1, :hidden], out[:, 0, hidden:]], dim=-1)
 
 
-def _recurrent(p: RecurrentParams, shape: Shape, rnn_cls: type[nn.RNNBase], **kwargs: Any) -> Built:
+def _recurrent(p: RecurrentParams, shape: Shape, rnn_cls: Callable[..., nn.RNNBase], **kwargs: Any) -> Built:
     _expect_rank(shape, 2, "[T, F]", _SEQUENCE_HINT)
     steps, features = shape
     rnn = rnn_cls(features, p.units, batch_first=True, bias=p.use_bias, bidirectional=p.bidirectional, **kwargs)
@@ -497,13 +439,6 @@ def gru(p: GRUParams, shape: Shape) -> Built:
 # --- embeddings and attention ---------------------------------------------------------
 
 
-class EmbeddingParams(LayerParams):
-    type: Literal["Embedding"]
-    input_dim: PositiveInt
-    output_dim: PositiveInt
-    embeddings_initializer: InitializerName = "random_uniform"
-
-
 class _Embedding(nn.Embedding):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.long())
@@ -516,15 +451,6 @@ def embedding(p: EmbeddingParams, shape: Shape) -> Built:
     module = _Embedding(p.input_dim, p.output_dim)
     initialize(module.weight, p.embeddings_initializer)
     return Built(module, (shape[0], p.output_dim))
-
-
-class TransformerEncoderParams(LayerParams):
-    type: Literal["TransformerEncoder"]
-    num_heads: PositiveInt
-    ff_dim: PositiveInt
-    num_layers: PositiveInt = 1
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
-    activation: Literal["relu", "gelu"] = "relu"
 
 
 @register_layer(TransformerEncoderParams)

@@ -7,14 +7,25 @@ the end of an epoch. Sums, not means, so ranks can add theirs up under DDP.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel
 
-from ._params import Params
-from ._registry import Registry
-from .losses import Task
+from ._registry import tag_value
+from .schema.losses import Task
+from .schema.metrics import (
+    METRICS,
+    AccuracyParams,
+    F1Params,
+    MaeParams,
+    MseParams,
+    PrecisionParams,
+    R2Params,
+    RecallParams,
+    RmseParams,
+    TopKParams,
+)
 
 
 class Metric:
@@ -24,7 +35,7 @@ class Metric:
     sums: tuple[str, ...] = ()
     greater_is_better = False  # for `mode: auto` in callbacks that monitor it
 
-    def __init__(self, params: Params, task: Task, width: int) -> None:
+    def __init__(self, params: Any, task: Task, width: int) -> None:
         self.params = params
         self.task = task
         self.width = width  # classes for classification, outputs per sample otherwise
@@ -40,21 +51,17 @@ class Metric:
         raise NotImplementedError
 
 
-METRICS: Registry[type[Metric]] = Registry("metric", case_sensitive=False)
+MetricClass = type[Metric]
 
 
-def register_metric(params: type[Params]):  # type: ignore[no-untyped-def]
-    """Register a Metric class under the name in its params' `type` literal."""
-    return METRICS.register_params(params)
+def register_metric(params: type[BaseModel]) -> Callable[[MetricClass], MetricClass]:
+    """Attach a Metric class to the name in its params' `type` literal."""
+    return METRICS.implement(tag_value(params))
 
 
 def predicted_labels(task: Task, outputs: torch.Tensor) -> torch.Tensor:
     """Class indices (classification) or 0/1 decisions (binary) from logits."""
     return outputs.argmax(dim=-1) if task == "classification" else (outputs > 0).to(outputs.dtype)
-
-
-class AccuracyParams(Params):
-    type: Literal["accuracy"]
 
 
 @register_metric(AccuracyParams)
@@ -65,16 +72,12 @@ class Accuracy(Metric):
     sums = ("correct",)
     greater_is_better = True
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["correct"] += (predicted_labels(self.task, outputs) == targets).sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         per_sample = 1 if self.task == "classification" else self.width
         return sums["correct"].item() / max(count * per_sample, 1)
-
-
-class MaeParams(Params):
-    type: Literal["mae"]
 
 
 @register_metric(MaeParams)
@@ -84,15 +87,11 @@ class MeanAbsoluteError(Metric):
     tasks = ("regression",)
     sums = ("abs_error",)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["abs_error"] += (outputs.detach() - targets).abs().sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return sums["abs_error"].item() / max(count * self.width, 1)
-
-
-class MseParams(Params):
-    type: Literal["mse"]
 
 
 @register_metric(MseParams)
@@ -102,27 +101,19 @@ class MeanSquaredError(Metric):
     tasks = ("regression",)
     sums = ("squared_error",)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["squared_error"] += (outputs.detach() - targets).square().sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return sums["squared_error"].item() / max(count * self.width, 1)
-
-
-class RmseParams(Params):
-    type: Literal["rmse"]
 
 
 @register_metric(RmseParams)
 class RootMeanSquaredError(MeanSquaredError):
     """Root mean squared error (shares the squared-error sum with `mse`)."""
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return super().compute(sums, count) ** 0.5
-
-
-class R2Params(Params):
-    type: Literal["r2"]
 
 
 @register_metric(R2Params)
@@ -136,21 +127,16 @@ class RSquared(Metric):
     def shape(self, name: str) -> tuple[int, ...]:
         return (self.width,)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["r2_sse"] += (outputs - targets).square().sum(dim=0)
         sums["r2_sum"] += targets.sum(dim=0)
         sums["r2_sumsq"] += targets.square().sum(dim=0)
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         n = max(count, 1)
         total = sums["r2_sumsq"] - sums["r2_sum"].square() / n  # (width,) sum of squares about the mean
         r2 = torch.where(total > 0, 1 - sums["r2_sse"] / total.clamp_min(1e-300), torch.zeros_like(total))
         return r2.mean().item()
-
-
-class TopKParams(Params):
-    type: Literal["top_k_accuracy"]
-    k: Annotated[int, Field(ge=1)] = 5
 
 
 @register_metric(TopKParams)
@@ -161,12 +147,12 @@ class TopKAccuracy(Metric):
     sums = ("top_k_correct",)
     greater_is_better = True
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
-        k = min(self.params.k, outputs.shape[-1])  # type: ignore[attr-defined]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        k = min(self.params.k, outputs.shape[-1])
         top = outputs.topk(k, dim=-1).indices  # (B, k)
         sums["top_k_correct"] += (top == targets.unsqueeze(-1)).any(dim=-1).sum()
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         return sums["top_k_correct"].item() / max(count, 1)
 
 
@@ -201,26 +187,14 @@ class ConfusionMetric(Metric):
     def shape(self, name: str) -> tuple[int, ...]:
         return (self.classes * self.classes,)
 
-    def update(self, sums, outputs, targets):  # type: ignore[no-untyped-def]
+    def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         predicted = predicted_labels(self.task, outputs).long().reshape(-1)
         cells = targets.long().reshape(-1) * self.classes + predicted
         sums["confusion"] += torch.bincount(cells, minlength=self.classes * self.classes)
 
-    def compute(self, sums, count):  # type: ignore[no-untyped-def]
+    def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
         scores = class_scores(sums["confusion"].view(self.classes, self.classes))[self.score]
         return (scores.mean() if self.task == "classification" else scores[1]).item()
-
-
-class PrecisionParams(Params):
-    type: Literal["precision"]
-
-
-class RecallParams(Params):
-    type: Literal["recall"]
-
-
-class F1Params(Params):
-    type: Literal["f1"]
 
 
 @register_metric(PrecisionParams)
@@ -304,6 +278,7 @@ class Tracker:
         self.count = state["count"]
 
 
-def build_metrics(configs: list[Params], task: Task, width: int) -> dict[str, Metric]:
-    """Instantiate the configured metrics, keyed by their display name."""
-    return {cfg.type: METRICS.get(cfg.type).obj(cfg, task, width) for cfg in configs}  # type: ignore[attr-defined]
+def build_metrics(configs: list[Any], task: Task, width: int) -> dict[str, Metric]:
+    """Instantiate the configured metrics (validated params models), keyed by their display name."""
+    built: dict[str, Metric] = {cfg.type: METRICS.get(cfg.type).obj(cfg, task, width) for cfg in configs}
+    return built

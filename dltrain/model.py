@@ -1,7 +1,9 @@
 """Build the model layer by layer with the shape known at each step, and summarize it.
 
 The network returns logits: a final softmax (or sigmoid) that a cross-entropy loss
-absorbs is split off here and applied only to the outputs of `predict`/`evaluate`.
+absorbs is split off here (kept by name as `output_activation`, applied by
+`probabilities`); `predict` and the exported models turn the logits into
+probabilities, and `evaluate` scores the logits.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class Network(nn.Module):
     __jit_unused_properties__ = ["has_penalty"]  # training-only: keeps the network scriptable for export
 
     def __init__(self, layers: list[nn.Module], output_activation: str | None,
-                 penalties: list[tuple[nn.Parameter, float, float]], adapter: InputAdapter | None = None) -> None:
+                 penalties: list[tuple[torch.Tensor, float, float]], adapter: InputAdapter | None = None) -> None:
         super().__init__()
         self.adapter = adapter
         self.layers = nn.Sequential(*layers)
@@ -54,7 +56,7 @@ class Network(nn.Module):
         return self.layers(x)
 
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
-        """What the user's final activation would have produced from `outputs`."""
+        """What the user's final activation would have produced from `outputs` (the logits)."""
         return apply_output_activation(self.output_activation, outputs)
 
     @property
@@ -133,7 +135,7 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
 
     shape: Shape = adapter.out_shape if adapter else tuple(data_shape)
     modules: list[nn.Module] = []
-    penalties: list[tuple[nn.Parameter, float, float]] = []
+    penalties: list[tuple[torch.Tensor, float, float]] = []
     summary: list[LayerSummary] = []
     for index, params in enumerate(config.model.layers):
         if split_off and index == len(config.model.layers) - 1:
@@ -182,8 +184,8 @@ def _check_size(loaded: LoadedConfig, index: int, params: Any, shape: Shape, bef
         raise loaded.error(("model", "layers", index), f"{params.type} (layer {index}) {problem}")
 
 
-def _build_layer(loaded: LoadedConfig, index: int, params: object, shape: Shape) -> Built:
-    layer_type = params.type  # type: ignore[attr-defined]
+def _build_layer(loaded: LoadedConfig, index: int, params: Any, shape: Shape) -> Built:
+    layer_type = params.type
     try:
         return LAYERS.get(layer_type).obj(params, shape)
     except LayerError as exc:
@@ -205,7 +207,7 @@ def _check_output(loaded: LoadedConfig, task: str, shape: Shape, width: int) -> 
 def _check_metrics(loaded: LoadedConfig, task: str) -> None:
     problems = []
     for index, metric in enumerate(loaded.config.compile.metrics):
-        allowed = METRICS.get(metric.type).obj.tasks  # type: ignore[attr-defined]
+        allowed = METRICS.get(metric.type).obj.tasks
         if task not in allowed:
             err = loaded.error(("compile", "metrics", index),
                                f"metric '{metric.type}' does not apply to a {task} loss "

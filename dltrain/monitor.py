@@ -9,20 +9,16 @@ accuracy, read from the metric registry; min for losses and errors).
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt
-
-from ._params import Params
-from .metrics import METRICS
-
-Mode = Literal["auto", "min", "max"]
+from .schema.metrics import METRICS
+from .schema.schedules import Mode
 
 
 def greater_is_better(key: str) -> bool:
     """Whether `key` (a row column such as `val_accuracy`) improves by growing."""
     name = key.removeprefix("val_")
-    return name in METRICS and METRICS.get(name).obj.greater_is_better  # type: ignore[attr-defined]
+    return name in METRICS and bool(METRICS.get(name).obj.greater_is_better)
 
 
 class Monitor:
@@ -60,15 +56,3 @@ class Monitor:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
-
-
-class PlateauKeys(Params):
-    """Keys of ReduceLROnPlateau, shared by the callback and the `reduce_on_plateau` schedule."""
-
-    monitor: str | None = None  # default: val_loss, or loss without validation data
-    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
-    patience: NonNegativeInt = 10
-    mode: Mode = "auto"
-    min_delta: NonNegativeFloat = 1e-4
-    cooldown: NonNegativeInt = 0
-    min_lr: NonNegativeFloat = 0.0

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ._files import atomic_path
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -24,6 +26,24 @@ def _integer_ticks() -> Any:
     from matplotlib.ticker import MaxNLocator
 
     return MaxNLocator(integer=True)
+
+
+def _save(plt: Any, figure: Any, path: Path) -> None:
+    """Write `figure` atomically (its format from the suffix), then free it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            figure.savefig(tmp, dpi=100, format=path.suffix.lstrip(".").lower() or None)
+    finally:
+        plt.close(figure)
+
+
+def image_formats() -> dict[str, str]:
+    """The file types matplotlib can write here: suffix → description."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    _pyplot()
+    return dict(FigureCanvasBase.get_supported_filetypes())
 
 
 def write_curves(history: list[dict[str, Any]], path: Path) -> None:
@@ -48,9 +68,7 @@ def write_curves(history: list[dict[str, Any]], path: Path) -> None:
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(plt, figure, path)
 
 
 def write_confusion(matrix: list[list[int]], names: list[str], path: Path, title: str = "Confusion matrix") -> None:
@@ -72,6 +90,4 @@ def write_confusion(matrix: list[list[int]], names: list[str], path: Path, title
             ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
                     color="white" if value > peak / 2 else "black")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(plt, figure, path)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from ._files import check_output_file, write_text_atomic
 from ._registry import did_you_mean
 from .errors import UserError
-from ._files import write_text_atomic
 
 PRESETS_DIR = Path(__file__).parent / "configs"
 
@@ -50,8 +50,7 @@ def write_preset(name: str, dest: str | Path | None = None, force: bool = False)
         target = target / f"{source.stem}.yaml"
     if target.exists() and not force:
         raise UserError(f"'{target}' already exists; pass --force to overwrite it, or give another DEST")
-    if not target.parent.is_dir():
-        raise UserError(f"cannot write '{target}': the folder '{target.parent}' does not exist")
+    check_output_file(target, "DEST")
     lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
     shipped, written = f"configs/{source.name}", shlex.quote(target.as_posix())
     if lines and lines[0].startswith("# dltrain ") and shipped in lines[0]:

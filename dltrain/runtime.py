@@ -28,7 +28,7 @@ def compile_network(network: nn.Module, sample: torch.Tensor, warn: Callable[[st
         compiled = torch.compile(network)
         with torch.random.fork_rng(devices=devices):
             compiled(sample).float().sum().backward()
-    except Exception as exc:  # noqa: BLE001 - any failure of the compiler means: run eagerly
+    except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         warn(f"fit.compile_model: torch.compile does not work here ({type(exc).__name__}: {first}); "
              f"training without it")

@@ -1,4 +1,4 @@
-"""Stopping a run without damaging it: the non-finite-loss guard and the first Ctrl-C.
+"""Stopping a run without damaging it: the non-finite-loss guard, the first Ctrl-C and SIGTERM.
 
 Both stop between steps, never inside one, and neither costs a host sync per step.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Iterator
 
-from .errors import RunError
+from .errors import Interrupted, RunError
 from .metrics import Tracker
 from .reporting import Reporter
 
@@ -71,30 +71,62 @@ class NanGuard:
                 f"finished epochs (last.pt: the last one). ")
 
 
+class CheckpointClock:
+    """`fit.checkpoint_every`: whether a mid-epoch last.pt is due (N steps, or M minutes, since the last save)."""
+
+    def __init__(self, steps: int | None = None, minutes: float | None = None) -> None:
+        self.steps = steps
+        self.seconds = minutes * 60 if minutes is not None else None
+        self.saved()
+
+    def saved(self) -> None:
+        """A checkpoint was just written: count again from here."""
+        self.count = 0
+        self.since = time.monotonic()
+
+    def tick(self) -> bool:
+        """One more training step; True while a checkpoint is due (until `saved`)."""
+        self.count += 1
+        if self.steps is not None:
+            return self.count >= self.steps
+        return self.seconds is not None and time.monotonic() - self.since >= self.seconds
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class StopRequest:
-    """The first Ctrl-C sets `requested` (the loop finishes its step, saves, and stops);
-    a second one raises KeyboardInterrupt at once, as usual."""
+    """The first Ctrl-C or SIGTERM sets `signum` (the loop finishes its step, saves, and stops);
+    a second one acts at once, as usual (Ctrl-C raises KeyboardInterrupt)."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self.previous: Any = None
-        self.installed = False
+        self.signum = 0
+        self.previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum != 0
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            self.previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
-            self.installed = True
+            for number in STOP_SIGNALS:
+                self.previous[number] = signal.getsignal(number)
+                signal.signal(number, self._handle)
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
+        self.signum = signum
         self._restore()
 
     def _restore(self) -> None:
-        if self.installed:
-            signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.default_int_handler)
-            self.installed = False
+        for number, previous in self.previous.items():
+            default = signal.default_int_handler if number == signal.SIGINT else signal.SIG_DFL
+            signal.signal(number, previous if previous is not None else default)
+        self.previous = {}
+
+    def stop(self) -> Interrupted:
+        """The exception that ends the run after the checkpoint was saved (exit 130 or 143)."""
+        return Interrupted(self.signum or signal.SIGINT)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self._restore()

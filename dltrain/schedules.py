@@ -11,59 +11,29 @@ callback's (one implementation), applied through `LearningRate.reduce`.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
-from pydantic import Field, NonNegativeFloat, PositiveFloat
 
-from ._params import Params
-from ._registry import Registry
-from .monitor import PlateauKeys
+from .schema.schedules import (
+    SCHEDULES,
+    CosineParams,
+    ExponentialParams,
+    OneCycleParams,
+    PlateauScheduleParams,
+    StepParams,
+)
 
 Factor = Callable[[float], float]  # epochs into the schedule -> lr factor
-SCHEDULES: Registry[Callable[[Any, float], Factor]] = Registry("lr schedule", case_sensitive=False)
-
-Gamma = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
-class ScheduleParams(Params):
-    warmup_epochs: NonNegativeFloat = 0.0  # linear ramp from 0 to the lr first; the schedule starts after it
-
-
-class StepParams(ScheduleParams):
-    type: Literal["step"]
-    step_size: PositiveFloat = 10.0
-    gamma: Gamma = 0.1
-
-
-class ExponentialParams(ScheduleParams):
-    type: Literal["exponential"]
-    gamma: Gamma = 0.95
-
-
-class CosineParams(ScheduleParams):
-    type: Literal["cosine"]
-    alpha: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-
-
-class OneCycleParams(ScheduleParams):
-    type: Literal["onecycle"]
-    pct_start: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3
-    div_factor: Annotated[float, Field(ge=1.0)] = 25.0
-    final_div_factor: Annotated[float, Field(ge=1.0)] = 1e4
-
-
-class PlateauScheduleParams(ScheduleParams, PlateauKeys):
-    type: Literal["reduce_on_plateau"]
-
-
-@SCHEDULES.register("step", StepParams)
+@SCHEDULES.implement("step")
 def step(p: StepParams, length: float) -> Factor:
     """Multiply the lr by `gamma` every `step_size` epochs."""
     return lambda t: p.gamma ** math.floor(t / p.step_size + 1e-9)
 
 
-@SCHEDULES.register("exponential", ExponentialParams)
+@SCHEDULES.implement("exponential")
 def exponential(p: ExponentialParams, length: float) -> Factor:
     """Multiply the lr by `gamma` per epoch, continuously (`gamma ** t`)."""
     return lambda t: p.gamma**t
@@ -73,13 +43,13 @@ def _cosine(start: float, end: float, fraction: float) -> float:
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(max(fraction, 0.0), 1.0)))
 
 
-@SCHEDULES.register("cosine", CosineParams)
+@SCHEDULES.implement("cosine")
 def cosine(p: CosineParams, length: float) -> Factor:
     """Cosine decay from the lr to `alpha` x lr over the epochs (Keras's CosineDecay)."""
     return lambda t: _cosine(1.0, p.alpha, t / length)
 
 
-@SCHEDULES.register("onecycle", OneCycleParams)
+@SCHEDULES.implement("onecycle")
 def onecycle(p: OneCycleParams, length: float) -> Factor:
     """One cycle: lr/div_factor up to lr over `pct_start` of the run, then down to far below."""
     rise = p.pct_start * length
@@ -87,7 +57,7 @@ def onecycle(p: OneCycleParams, length: float) -> Factor:
     return lambda t: _cosine(low, 1.0, t / rise) if t < rise else _cosine(1.0, final, (t - rise) / (length - rise))
 
 
-@SCHEDULES.register("reduce_on_plateau", PlateauScheduleParams)
+@SCHEDULES.implement("reduce_on_plateau")
 def reduce_on_plateau(p: PlateauScheduleParams, length: float) -> Factor:
     """Divide the lr by 1/`factor` when `monitor` stops improving for `patience` epochs."""
     return lambda t: 1.0
@@ -96,12 +66,12 @@ def reduce_on_plateau(p: PlateauScheduleParams, length: float) -> Factor:
 class LearningRate:
     """Sets each param group's lr from the schedule, the warmup and plateau reductions."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, config: Params | None, epochs: int) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, config: Any, epochs: int) -> None:
         self.optimizer = optimizer  # its param_groups list is replaced when a checkpoint is loaded
         self.base = [group["lr"] for group in optimizer.param_groups]
         self.warmup = getattr(config, "warmup_epochs", 0.0)
         length = max(epochs - self.warmup, 1e-9)
-        self.factor: Factor | None = SCHEDULES.get(config.type).obj(config, length) if config else None  # type: ignore[attr-defined]
+        self.factor: Factor | None = SCHEDULES.get(config.type).obj(config, length) if config else None
         self.per_step = config is not None  # without a schedule the lr changes only between epochs
         self.scale = 1.0  # product of the plateau reductions so far
         self.steps = 1  # steps per epoch; the trainer sets it

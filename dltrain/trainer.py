@@ -8,19 +8,23 @@ at the end of an epoch.
 from __future__ import annotations
 
 import math
+import signal
 import time
 from contextlib import nullcontext
 from itertools import islice
-from typing import Any
+from pathlib import Path
+from typing import Any, ContextManager
 
 import torch
 
+from . import checkpoint
 from .callbacks import build_callbacks
 from .config import LoadedConfig
 from .data import DataBundle, Split
 from .data.augment import build_augment
 from .data.batches import Batches, first_inputs, make_batches
 from .distributed import Context
+from .errors import CheckpointError
 from .feature_cache import cache_features
 from .losses import loss_spec
 from .metrics import Tracker, build_metrics, predicted_labels
@@ -31,12 +35,16 @@ from .precision import Precision
 from .reporting import Reporter
 from .rundir import RunDir
 from .runtime import compile_network, cpu_threads, deterministic_mode, thread_count
-from .safety import NanGuard, StopRequest, tidy_display
+from .safety import CheckpointClock, NanGuard, StopRequest, tidy_display
 from .schedules import LearningRate
-from .transfer import param_groups, unfreeze
-from . import checkpoint
+from .transfer import backbones, param_groups, unfreeze
 
 EVAL_BATCH = 1024  # evaluation holds no graph, so larger batches are free speed
+
+
+def _writing(run: RunDir | None) -> ContextManager[None]:
+    """A failed write into the run directory as one RunError (nothing to guard without one)."""
+    return run.writing() if run is not None else nullcontext()
 
 
 class Trainer:
@@ -62,7 +70,7 @@ class Trainer:
         self.metrics = build_metrics(config.compile.metrics, data.task, data.target_width)
         self.tracker = Tracker(self.metrics, ctx.device)
         self.epoch = 0  # epochs completed
-        self.partial_step = 0  # steps of epoch `epoch + 1` done when a Ctrl-C stopped it
+        self.partial_step = 0  # steps of epoch `epoch + 1` done when a Ctrl-C or SIGTERM stopped it
         self.history: list[dict[str, Any]] = []
         self.lr = LearningRate(self.optimizer, config.compile.lr_schedule, config.fit.epochs)
         self.precision = Precision(config.fit.precision, ctx.device)
@@ -71,8 +79,14 @@ class Trainer:
         self.monitor = self.checkpointer.monitor.key  # type: ignore[union-attr]  # what best.pt is best at
         self.model: torch.nn.Module = self.network  # what training calls: `forward`, or its compiled form
         self.wrapped: torch.nn.Module | None = None  # `forward` in its DDP wrapper (itself in one process)
+        self.run: RunDir | None = None  # the run directory `fit` writes (None in evaluate, check, the API without one)
+        self.restored: checkpoint.Checkpoint | None = None  # the checkpoint the weights came from
+        self._frozen_ref: Any = None  # ((folder, keys), FrozenRef) of the frozen weights written this run
+        self._snapshot: Any = None  # ((epoch, step, run), Checkpoint): the last `state()`, until training moves on
         self.guard = NanGuard()
         self.stop = StopRequest()
+        every = config.fit.checkpoint_every
+        self.clock = CheckpointClock(every.steps, every.minutes) if every else CheckpointClock()
         self.stop_training = False  # a callback sets it to end training after this epoch
         self.augment = build_augment(config.data.augment)
         # DataLoader workers, for sources that decode files (in-memory data is batched by indexing)
@@ -94,6 +108,7 @@ class Trainer:
     def fit(self, run: RunDir | None) -> dict[str, Any]:
         """Train from `self.epoch` to `fit.epochs`, checkpointing every epoch."""
         fit = self.config.fit
+        self.run = run
         self.reporter.fit_start(self.built, run.path if run else None, self.ctx.describe(), self.epoch, fit.epochs)
         for note in self.built.notes:
             self.reporter.message(note)
@@ -103,19 +118,22 @@ class Trainer:
         self.lr.steps = len(batches)
         self.guard.run_path, self.guard.writes_files = (run.path if run else None), run is not None and self.ctx.is_main
         self.prepare_model()
-        with self.stop, deterministic_mode(fit.deterministic), tidy_display(self.reporter), thread_count(self.threads()):
+        with self.stop, deterministic_mode(fit.deterministic), _writing(run), tidy_display(self.reporter), \
+                thread_count(self.threads()):
             self.run_epochs(batches, run)
         for callback in self.callbacks:
             callback.on_fit_end(self)
+        self._snapshot = None  # on_fit_end may have restored other weights
         results = self.final_results()
         if run is not None and self.ctx.is_main:
-            run.write_metrics(results)
-            write_curves(self.history, run.path / "curves.png")
+            with run.writing():
+                run.write_metrics(results)
+                write_curves(self.history, run.path / "curves.png")
         self.reporter.fit_end(run.path if run else None, results)
         return results
 
     def run_epochs(self, batches: Batches, run: RunDir | None) -> None:
-        """Epoch after epoch, until `fit.epochs`, a callback's stop, or a Ctrl-C."""
+        """Epoch after epoch, until `fit.epochs`, a callback's stop, or a Ctrl-C or SIGTERM."""
         fit = self.config.fit
         for epoch in range(self.epoch + 1, fit.epochs + 1):
             started = time.perf_counter()
@@ -139,6 +157,7 @@ class Trainer:
                 run.save_checkpoint("last.pt", self.state())
                 for callback in self.callbacks:
                     callback.write(self, run)
+            self.clock.saved()
             self.reporter.epoch_end(epoch, row)
             if self.stop.requested:
                 self.interrupted(run, epoch)
@@ -151,6 +170,7 @@ class Trainer:
         precision, lr, guard, clip = self.precision, self.lr, self.guard, self.config.fit.gradient_clip
         every, steps = self.config.fit.accumulate_grad_batches, len(batches)
         network.train()
+        self._snapshot = None
         if start == 0:
             tracker.reset()
         self.partial_step = 0
@@ -174,10 +194,12 @@ class Trainer:
             self.reporter.step(step, tracker)
             if guard.due():  # a few times a second: one host read
                 guard.check(tracker, epoch, step)
-            # Ctrl-C: stop after this step (under DDP at the epoch's end, so no rank waits in a collective)
+            # Ctrl-C or SIGTERM: stop after this step (under DDP at the epoch's end, so no rank waits in a collective)
             if self.stop.requested and step % every == 0 and step < steps and self.ctx.world_size == 1:
                 self.partial_step = step
                 break
+            if self.clock.tick() and step % every == 0 and step < steps:  # fit.checkpoint_every
+                self.save_mid_epoch(step)
         tracker.all_reduce(self.ctx.all_reduce)
         guard.check(tracker, epoch, step)
         return tracker.compute()
@@ -204,17 +226,28 @@ class Trainer:
             sample = first_inputs(self.splits["train"], fit.batch_size).to(self.ctx.device)
             self.model = compile_network(wrapped, sample, self.reporter.message)
 
+    def save_mid_epoch(self, step: int) -> None:
+        """`fit.checkpoint_every`: last.pt after `step` steps of this epoch, which `--resume` continues exactly.
+
+        One process only: under DDP each rank's running metrics and random streams differ,
+        so a mid-epoch state would not resume exactly; the epoch-end checkpoint does.
+        """
+        if self.run is not None and self.ctx.world_size == 1:
+            self.run.save_checkpoint("last.pt", self.state(step))
+        self.clock.saved()
+
     def interrupted(self, run: RunDir | None, epoch: int) -> None:
-        """After the first Ctrl-C: save where training is, say how to continue, stop (exit 130)."""
+        """After the first Ctrl-C or SIGTERM: save where training is, say how to continue, stop (exit 130 or 143)."""
         self.reporter.abort()
         where = f"epoch {epoch}, step {self.partial_step}" if self.partial_step else f"the end of epoch {epoch}"
-        text = f"Interrupted at {where}."
+        text = f"{'Terminated (SIGTERM)' if self.stop.signum == signal.SIGTERM else 'Interrupted'} at {where}."
         if run is not None and self.ctx.is_main:
             if self.partial_step:
                 run.save_checkpoint("last.pt", self.state())
+            run.flush()
             text += f" Saved {run.path / 'last.pt'}; continue with: dltrain fit --resume {run.path}"
         self.reporter.message(text)
-        raise KeyboardInterrupt
+        raise self.stop.stop()
 
     @torch.inference_mode()
     def evaluate(self, split: Split, confusion: bool = False) -> dict[str, Any]:
@@ -250,44 +283,102 @@ class Trainer:
 
     # --- checkpoint state -----------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
-        """The checkpoint payload: plain data only."""
-        return {
-            "config": self.loaded.resolved(),
-            "model": self.network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.lr.state(),
-            "scaler": self.precision.state(),
-            "callbacks": [{"type": type(c).__name__, "state": c.state()} for c in self.callbacks],
-            "epoch": self.epoch,
-            "partial": {"step": self.partial_step, "tracker": self.tracker.state()} if self.partial_step else None,
-            "rng": checkpoint.rng_state(),
-            "history": self.history,
-            "best": self.best,
-            "monitor": self.monitor,
-            "task": self.data.task,
-            "input_shape": list(self.data.input_shape),
-            "num_classes": self.data.num_classes,
-            "target_width": self.data.target_width,
-            "class_names": self.data.class_names,
-            "output_activation": self.network.output_activation,
-            "preprocessing": self.data.preprocessing.state(),
-        }
+    def state(self, step: int | None = None) -> checkpoint.Checkpoint:
+        """This run as a checkpoint (mid-epoch after `step` steps, or `partial_step`), detached from
+        training (so it can be written in the background).
 
-    def load_state(self, payload: dict[str, Any], resume: bool) -> None:
-        """Restore weights (and, to resume, the optimizer, epoch, history and RNGs)."""
-        self.network.load_state_dict(payload["model"])
+        In a run directory, frozen backbone weights are referenced, not copied. Asked
+        again before training moves on (best.pt after last.pt), it is the same snapshot,
+        which the writer links instead of writing twice.
+        """
+        step = self.partial_step if step is None else step
+        if self._snapshot is not None and self._snapshot[0] == (self.epoch, step, self.run):
+            return self._snapshot[1]
+        model = self.network.state_dict()
+        frozen = None
+        if self.run is not None:
+            model, frozen = self.split_frozen(model, self.run.path)
+        snapshot = self._checkpoint(checkpoint.detached(model), frozen, step)
+        self._snapshot = ((self.epoch, step, self.run), snapshot)
+        return snapshot
+
+    def _checkpoint(self, model: dict[str, torch.Tensor], frozen: Any, step: int) -> checkpoint.Checkpoint:
+        return checkpoint.Checkpoint(
+            config=self.loaded.resolved(),
+            model=model,
+            task=self.data.task,
+            input_shape=list(self.data.input_shape),
+            num_classes=self.data.num_classes,
+            target_width=self.data.target_width,
+            class_names=self.data.class_names,
+            output_activation=self.network.output_activation,
+            preprocessing=self.data.preprocessing.state(),
+            epoch=self.epoch,
+            history=[dict(row) for row in self.history],
+            best=self.best,
+            monitor=self.monitor,
+            optimizer=checkpoint.detached(self.optimizer.state_dict()),
+            scheduler=self.lr.state(),
+            scaler=self.precision.state(),
+            callbacks=checkpoint.detached([{"type": type(c).__name__, "state": c.state()} for c in self.callbacks]),
+            partial=checkpoint.detached({"step": step, "tracker": self.tracker.state()}) if step else None,
+            rng=checkpoint.rng_state(),
+            frozen=frozen,
+        )
+
+    def split_frozen(self, model: dict[str, torch.Tensor], folder: Path) -> tuple[dict[str, torch.Tensor], Any]:
+        """(the weights that train, a reference to the frozen ones), writing those once per run and folder."""
+        keys = frozen_keys(self.network)
+        if not keys:
+            return model, None
+        moving, fixed = checkpoint.split_frozen(model, keys)
+        cached = self._frozen_ref
+        if cached is None or cached[0] != (folder, frozenset(keys)):
+            cached = ((folder, frozenset(keys)), checkpoint.write_frozen(folder, fixed))
+            self._frozen_ref = cached
+        return moving, cached[1]
+
+    def load_state(self, saved: checkpoint.Checkpoint, resume: bool) -> None:
+        """Restore weights (and, to resume, the optimizer, epoch, history and RNGs), checked to fit this run."""
+        hint = " (a --set that changes the model does not fit a trained checkpoint)" if self.loaded.overridden else ""
+        check_fits_data(saved, self.data)
+        self.network.load_state_dict(saved.weights_for(self.network, hint))
+        self.restored = saved
+        self._snapshot = None
         if resume:
-            self.optimizer.load_state_dict(payload["optimizer"])
-            self.epoch = payload["epoch"]
-            self.history = list(payload["history"])
-            checkpoint.restore_rng(payload["rng"])
-            self.lr.load_state(payload.get("scheduler"))
-            self.precision.load_state(payload.get("scaler"))
-            for callback, saved in zip(self.callbacks, payload.get("callbacks") or []):
-                if type(callback).__name__ == saved["type"]:
-                    callback.load_state(saved["state"])
-            partial = payload.get("partial")
-            if partial:
-                self.partial_step = partial["step"]
-                self.tracker.load_state(partial["tracker"])
+            if saved.optimizer is None or saved.rng is None:
+                raise CheckpointError(f"'{saved.path}' holds weights only (no optimizer state); it cannot be resumed")
+            self.optimizer.load_state_dict(saved.optimizer)
+            self.epoch = saved.epoch
+            self.history = list(saved.history)
+            checkpoint.restore_rng(saved.rng)
+            self.lr.load_state(saved.scheduler)
+            self.precision.load_state(saved.scaler)
+            for callback, kept in zip(self.callbacks, saved.callbacks):
+                if type(callback).__name__ == kept["type"]:
+                    callback.load_state(kept["state"])
+            if saved.partial:
+                self.partial_step = saved.partial["step"]
+                self.tracker.load_state(saved.partial["tracker"])
+
+
+def frozen_keys(network: torch.nn.Module) -> set[str]:
+    """State keys of frozen backbone blocks: their weights and (eval-mode) statistics cannot change."""
+    names = {id(m): name for name, m in network.named_modules()}
+    keys: set[str] = set()
+    for backbone in backbones(network):
+        for block in backbone.blocks:
+            if any(p.requires_grad for module in block for p in module.parameters()):
+                continue
+            for module in block:
+                keys.update(module.state_dict(prefix=names[id(module)] + ".").keys())
+    return keys
+
+
+def check_fits_data(saved: checkpoint.Checkpoint, data: DataBundle) -> None:
+    """The checkpoint's description of its inputs and classes must match the data it is used with."""
+    checkpoint.check_consistent(saved)
+    where = saved.path or "checkpoint"
+    if list(data.input_shape) != list(saved.input_shape):
+        raise CheckpointError(f"'{where}' says its inputs are {saved.input_shape}, but its data config gives "
+                              f"samples of {list(data.input_shape)}: the checkpoint is damaged or its data changed")

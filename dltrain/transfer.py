@@ -15,9 +15,10 @@ from typing import Any
 
 from torch import nn
 
-from .backbones import BackboneModule, PretrainedParams
+from .backbones import BackboneModule
 from .config import LoadedConfig
 from .reporting import Reporter
+from .schema.backbones import PretrainedParams
 
 Shape = tuple[int, ...]
 
@@ -49,14 +50,14 @@ def image_defaults(loaded: LoadedConfig, shape: Shape) -> list[str]:
     if first is None:
         return []
     if len(shape) != 3:
-        raise loaded.error(("model", "layers", 0), f"{first.type} (layer 0) takes images [C, H, W]; this data's "
+        raise loaded.error(("model", "layers", 0), f"{first.label} (layer 0) takes images [C, H, W]; this data's "
                                                    f"samples are {list(shape)} (use image data, e.g. digits with as_image: true)")
     changes: dict[str, Any] = {}
     notes = []
     if shape[0] == 1 and data.channels is None:
         changes["channels"] = 3
         notes.append(f"data.channels: 3 applied by default: {first.label} takes RGB images")
-    height, width = first.spec.min_size
+    height, width = first.min_size
     if data.resize is None and (shape[1] < height or shape[2] < width):
         changes["resize"] = [max(shape[1], height), max(shape[2], width)]
         notes.append(f"data.resize: {changes['resize']} applied by default: {first.label} needs at least "
@@ -79,7 +80,7 @@ def param_groups(network: nn.Module, lr: float) -> list[dict[str, Any]]:
     found = backbones(network)
     inside = {id(p) for b in found for p in b.parameters()}
     rest = [p for p in network.parameters() if p.requires_grad and id(p) not in inside]
-    groups = [{"params": rest}] if rest else []
+    groups: list[dict[str, Any]] = [{"params": rest}] if rest else []
     for backbone in found:
         params = _params(backbone.trainable_blocks())
         if params:

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import torch
 import torchvision
+from conftest import write_config
 from safetensors.torch import save_file
 
-from conftest import write_config
+from dltrain.checkpoint import load
 
 
 def torchvision_state(name: str, part: str | None = None) -> dict[str, torch.Tensor]:
@@ -83,7 +84,7 @@ def history(run: Path) -> list[dict[str, float]]:
 
 def body(checkpoint: Path) -> dict[str, torch.Tensor]:
     """The backbone's tensors in a dltrain checkpoint, under torchvision's key names."""
-    model = torch.load(checkpoint, weights_only=True)["model"]
+    model = load(checkpoint).full_state()  # frozen blocks come from the run's frozen-*.pt
     prefix = "layers.0.body."
     return {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
 

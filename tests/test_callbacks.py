@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from conftest import tiny_digits_config, write_config
+
 from dltrain import checkpoint
 
 
@@ -41,10 +41,10 @@ def test_model_checkpoint_keeps_the_best_by_its_monitor_and_every_epoch_on_reque
     history = _fit(cli, tmp_path, config)
     accuracies = [row["val_accuracy"] for row in history]
     best = checkpoint.load(tmp_path / "run" / "best.pt")
-    assert best["epoch"] == accuracies.index(max(accuracies)) + 1
-    assert best["monitor"] == "val_accuracy" and best["best"] == max(accuracies)
+    assert best.epoch == accuracies.index(max(accuracies)) + 1
+    assert best.monitor == "val_accuracy" and best.best == max(accuracies)
     for epoch in range(1, 5):
-        assert checkpoint.load(tmp_path / "run" / f"epoch-{epoch:02d}.pt")["epoch"] == epoch
+        assert checkpoint.load(tmp_path / "run" / f"epoch-{epoch:02d}.pt").epoch == epoch
 
 
 @pytest.mark.parametrize("where", ["callback", "schedule"])
@@ -104,9 +104,9 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoints(cl
     assert "loss became nan in epoch 2" in result.output and "step" in result.output
     for name in ("last.pt", "best.pt"):
         kept = checkpoint.load(tmp_path / "run" / name)
-        assert kept["epoch"] == 1
-        for key, tensor in kept["model"].items():
-            assert torch.equal(tensor, before["model"][key])
+        assert kept.epoch == 1
+        for key, tensor in kept.model.items():
+            assert torch.equal(tensor, before.model[key])
 
 
 def test_misspelled_schedules_callbacks_and_fit_keys_are_all_reported(cli, tmp_path: Path) -> None:

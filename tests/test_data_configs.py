@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import CONFIGS
 from data_files import write_cifar10, write_image_folder, write_mnist, write_series, write_table
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, tiny_digits_config, write_config
-from dltrain import api
+
+from dltrain.build import prepare
 from dltrain.config import load_config
 from dltrain.data.batches import TensorBatches
 from dltrain.distributed import DistributedContext, open_context
@@ -44,7 +44,7 @@ def assert_same_epochs(rows: list[dict[str, float]], expected: list[dict[str, fl
 
 
 def test_ranks_take_disjoint_shards_reshuffled_every_epoch(tmp_path: Path) -> None:
-    data, _ = api.prepare(load_config(write_config(tmp_path, tiny_digits_config())))
+    data, _ = prepare(load_config(write_config(tmp_path, tiny_digits_config())))
     train = data.train
     shards = {epoch: [TensorBatches(train, PER_RANK, True, 0, rank, 2).indices(epoch) for rank in (0, 1)]
               for epoch in (1, 2)}
@@ -60,7 +60,7 @@ def test_ranks_take_disjoint_shards_reshuffled_every_epoch(tmp_path: Path) -> No
 
 
 def test_two_process_run_matches_one_process_and_resumes_across_world_sizes(cli, tmp_path: Path) -> None:
-    data, _ = api.prepare(load_config(write_config(tmp_path, tiny_digits_config())))
+    data, _ = prepare(load_config(write_config(tmp_path, tiny_digits_config())))
     assert len(data.train) % 2 == 0  # so no rank pads its shard and the equivalence is exact
 
     single = write_config(tmp_path, tiny_digits_config(batch_size=2 * PER_RANK), "single.yaml")

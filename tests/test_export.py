@@ -12,9 +12,9 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+from conftest import CONFIGS, tiny_digits_config, write_config
 from sklearn.datasets import load_digits
 
-from conftest import CONFIGS, tiny_digits_config, write_config
 from dltrain import api
 from dltrain.errors import RunError
 from dltrain.export import ATOL, RTOL, Deployable, check_batch, write_checked

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from conftest import tiny_digits_config, write_config
 
 

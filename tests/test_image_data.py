@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import write_config
 from data_files import blob_images, write_cifar10, write_image_folder, write_mnist, write_png
 
@@ -157,16 +156,13 @@ def test_image_folder_model_exports_checked_on_decoded_images(cli, tmp_path: Pat
 
 
 def test_augmentation_changes_training_batches_only(tmp_path: Path) -> None:
-    from dltrain import api
+    from dltrain.build import build_trainer
     from dltrain.config import load_config
     from dltrain.data.batches import make_batches
-    from dltrain.distributed import Context
-    from dltrain.trainer import Trainer
 
     data = {"source": "digits", "as_image": True, "normalize": "scale", "augment": {"random_crop": {"padding": 2}}}
     loaded = load_config(write_config(tmp_path, image_config(data, CNN[:-1] + [{**CNN[-1], "units": 10}])))
-    bundle, built = api.prepare(loaded)
-    trainer = Trainer(loaded, bundle, built, Context(torch.device("cpu")))
+    trainer = build_trainer(loaded)
     split = trainer.splits["train"]
     plain = make_batches(split, 64, False, 0, torch.device("cpu"))
     augmented = make_batches(split, 64, False, 0, torch.device("cpu"), augment=trainer.augment)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from conftest import tiny_digits_config, write_config
 
 from dltrain import api

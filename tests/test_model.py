@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from conftest import write_config
+
 from dltrain.config import validate
 from dltrain.layers import LAYERS
 from dltrain.model import build_model

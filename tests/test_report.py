@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_digits_config, write_config
 from sklearn import metrics as sk
 
-from conftest import tiny_digits_config, write_config
 from dltrain import api
 
 PNG = b"\x89PNG\r\n\x1a\n"

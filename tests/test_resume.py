@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from conftest import REPO, tiny_digits_config, write_config
+
 from dltrain import api, checkpoint
 from dltrain.reporting import Reporter
 
@@ -90,7 +90,7 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         api.fit(config, run_dir="cut", reporter=reporter)
     saved = checkpoint.load("cut/last.pt")
-    assert saved["epoch"] == 1 and saved["partial"]["step"] == 10
+    assert saved.epoch == 1 and saved.partial["step"] == 10
     assert any("dltrain fit --resume cut" in m for m in reporter.messages)
     assert signal.getsignal(signal.SIGINT) == before  # our handler removed again
 
@@ -123,10 +123,10 @@ def test_sigint_to_a_real_process_exits_130_with_a_resumable_checkpoint(cli, tmp
     assert process.returncode == 130, output
     assert "dltrain fit --resume run" in output
     saved = checkpoint.load("run/last.pt")
-    assert 1 <= saved["epoch"] < 300
-    resumed = cli("fit", "--resume", "run", "--set", f"fit.epochs={saved['epoch'] + 1}")
+    assert 1 <= saved.epoch < 300
+    resumed = cli("fit", "--resume", "run", "--set", f"fit.epochs={saved.epoch + 1}")
     assert resumed.exit_code == 0, resumed.output
-    assert checkpoint.load("run/last.pt")["epoch"] == saved["epoch"] + 1
+    assert checkpoint.load("run/last.pt").epoch == saved.epoch + 1
 
 
 @pytest.mark.slow
@@ -140,5 +140,5 @@ def test_kill_9_at_any_moment_leaves_loadable_checkpoints(tmp_path: Path) -> Non
     process.wait()
     for name in ("last.pt", "best.pt"):
         payload = checkpoint.load(tmp_path / "run" / name)
-        assert payload["epoch"] >= 1
-        assert all(torch.isfinite(t).all() for t in payload["model"].values())
+        assert payload.epoch >= 1
+        assert all(torch.isfinite(t).all() for t in payload.model.values())

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-
 from conftest import tiny_digits_config, write_config
 from data_files import write_series, write_table
+from sklearn.datasets import load_digits
 
 from dltrain import api
+from dltrain.build import prepare
 
 
 def table_config(data: dict, units: int, loss: str, metrics: list[str], **fit) -> dict:
@@ -97,7 +97,7 @@ def test_timeseries_windows_are_chronological_and_an_rnn_learns_them(cli, tmp_pa
     path = write_config(tmp_path, config)
     loaded, built = api.check(path)
     assert built.input_shape == (12, 2)  # [window, features]: temp and load; the date column is not numeric
-    bundle, _ = api.prepare(loaded)
+    bundle, _ = prepare(loaded)
     series = np.loadtxt(tmp_path / "load.csv", delimiter=",", skiprows=1, usecols=(1, 2))
     targets = [bundle.train.y, bundle.val.y, bundle.test.y]
     assert len(bundle.test) == round(386 * 0.2) and len(bundle.val) == round(309 * 0.2)

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_digits_config, write_config
 
 from dltrain import api
-from dltrain.runtime import SMALL_STEP, cpu_threads
 from dltrain.reporting import Reporter
+from dltrain.runtime import SMALL_STEP, cpu_threads
 
 
 def test_auto_uses_one_thread_for_small_steps_only(monkeypatch: pytest.MonkeyPatch) -> None:

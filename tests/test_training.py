@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import CONFIGS, tiny_digits_config, write_config
+
 from dltrain import api
 from dltrain.presets import presets
 

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import tiny_digits_config, write_config
 from rich.console import Console
 
-from conftest import tiny_digits_config, write_config
 from dltrain import api, checkpoint
+from dltrain.build import prepare, seed_everything
 from dltrain.config import load_config
 from dltrain.display import RichReporter
 from dltrain.runtime import compile_network
@@ -51,7 +52,7 @@ def test_the_schedule_is_applied_in_training_and_shown(cli, tmp_path: Path) -> N
     screen = io.StringIO()
     api.fit(write_config(tmp_path, config), run_dir="run",
             reporter=RichReporter(Console(file=screen, force_terminal=True, width=200)))
-    assert [row["lr"] for row in checkpoint.load("run/last.pt")["history"]] == pytest.approx([1e-3, 1e-4, 1e-5])
+    assert [row["lr"] for row in checkpoint.load("run/last.pt").history] == pytest.approx([1e-3, 1e-4, 1e-5])
     bars = [line for line in screen.getvalue().splitlines() if "Epoch 3/3" in line]  # the live bar's frames
     assert bars and "18/18" in bars[-1] and "lr 1e-05" in bars[-1]
     listed = json.loads(cli("list-models", "--json").stdout)
@@ -61,7 +62,7 @@ def test_the_schedule_is_applied_in_training_and_shown(cli, tmp_path: Path) -> N
 
 def _weights(tmp_path: Path, config: dict[str, Any], run: str) -> dict[str, torch.Tensor]:
     api.fit(write_config(tmp_path, config, f"{run}.yaml"), run_dir=run)
-    return checkpoint.load(f"{run}/last.pt")["model"]
+    return checkpoint.load(f"{run}/last.pt").model
 
 
 def _kernels(weights: dict[str, torch.Tensor]) -> float:
@@ -95,11 +96,11 @@ def test_gradient_clip_bounds_every_update(tmp_path: Path) -> None:
     config = tiny_digits_config(epochs=1, gradient_clip=0.001, batch_size=64)
     config["compile"]["optimizer"] = {"type": "sgd", "lr": 1.0}
     path = write_config(tmp_path, config)
-    api.seed_everything(0)
-    _, built = api.prepare(load_config(path))
+    seed_everything(0)
+    _, built = prepare(load_config(path))
     start = torch.cat([p.detach().flatten() for p in built.network.state_dict().values()])
     api.fit(path, run_dir="run")
-    end = torch.cat([p.flatten() for p in checkpoint.load("run/last.pt")["model"].values()])
+    end = torch.cat([p.flatten() for p in checkpoint.load("run/last.pt").model.values()])
     steps = math.ceil(1150 / 64)  # digits: 1,150 training samples after the test and validation splits
     assert 0 < (end - start).norm().item() <= steps * 0.001 * 1.0001
 
@@ -117,7 +118,7 @@ def test_accumulating_two_batches_equals_one_batch_twice_as_large(tmp_path: Path
     small = _weights(tmp_path, config(32, 1), "small")
     for key in big:
         torch.testing.assert_close(accumulated[key], big[key], rtol=1e-5, atol=1e-6)
-    assert not torch.allclose(small["layers.0.0.weight"], big["layers.0.0.weight"], atol=1e-4)
+    assert not torch.allclose(small["layers.0.weight"], big["layers.0.weight"], atol=1e-4)
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
@@ -127,8 +128,8 @@ def test_mixed_precision_trains(tmp_path: Path, precision: str) -> None:
     result = api.fit(write_config(tmp_path, config), run_dir="run")
     assert result.results["test"]["accuracy"] > 0.85
     saved = checkpoint.load("run/last.pt")
-    assert (saved["scaler"] is not None) == (precision == "16-mixed")
-    assert all(t.dtype == torch.float32 for t in saved["model"].values())  # weights stay float32
+    assert (saved.scaler is not None) == (precision == "16-mixed")
+    assert all(t.dtype == torch.float32 for t in saved.model.values())  # weights stay float32
 
 
 @pytest.mark.slow

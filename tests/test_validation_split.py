@@ -7,17 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from conftest import tiny_digits_config, write_config
 from data_files import write_image_folder, write_series, write_table
 
-from dltrain import api
+from dltrain import api, build
 from dltrain.config import from_resolved, load_config
 from dltrain.data.splits import stratified_split, validation_indices
 
 
 def _bundle(tmp_path: Path, config: dict, *overrides: str):
-    data, _ = api.prepare(load_config(write_config(tmp_path, config), list(overrides)))
+    data, _ = build.prepare(load_config(write_config(tmp_path, config), list(overrides)))
     return data
 
 

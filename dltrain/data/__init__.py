@@ -1,19 +1,21 @@
-"""Data sources (one module per family) and the shared loading path."""
+"""Data sources (one module per family, imported when its source is loaded) and the shared loading path."""
 
 from __future__ import annotations
 
-from . import digits, images, npz, synthetic, tabular, timeseries, vision  # noqa: F401  (register the sources)
-from .base import SOURCES, DataBundle, DataParams, Preprocessing, Split, assemble
-from .splits import ValidationMode
-from ..losses import Task
+from typing import Any
+
+from ..schema.config import ValidationMode
+from ..schema.data import SOURCES, DataParams
+from ..schema.losses import Task
+from .base import DataBundle, Preprocessing, Split, assemble
 
 
 def load_data(
-    params: DataParams, task: Task, validation_split: float, preprocessing: Preprocessing | None = None,
+    params: Any, task: Task, validation_split: float, preprocessing: Preprocessing | None = None,
     validation_mode: ValidationMode = "auto",
 ) -> DataBundle:
-    """Read the configured source and make its splits; `preprocessing` reuses stored statistics."""
-    raw = SOURCES.get(params.source).obj(params)  # type: ignore[attr-defined]
+    """Read the configured source (a `DataParams` model) and make its splits; `preprocessing` reuses stored statistics."""
+    raw = SOURCES.get(params.source).obj(params)
     return assemble(raw, params, task, validation_split, preprocessing, validation_mode)
 
 

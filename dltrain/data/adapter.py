@@ -29,6 +29,8 @@ class InputAdapter(nn.Module):
         self.imagenet = imagenet
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) if imagenet else torch.zeros(0)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) if imagenet else torch.ones(0)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
         self.out_shape: Shape = (self.channels, *(self.resize or in_shape[1:]))

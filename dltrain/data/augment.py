@@ -10,27 +10,11 @@ batches are augmented; validation, test, evaluate and predict never are.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, NonNegativeInt
 
-from .._params import Params
-
-
-class CropParams(Params):
-    """A random crop of the image zero-padded by `padding` pixels, at the original size."""
-
-    padding: NonNegativeInt = 4
-
-
-class AugmentParams(Params):
-    """`data.augment`: random transforms applied to training batches only."""
-
-    random_flip: Literal["horizontal", "vertical", "horizontal_and_vertical"] | None = None
-    random_crop: CropParams | None = None
-    random_rotation: Annotated[float, Field(ge=0.0, le=180.0)] | None = None  # degrees, either way
+from ..schema.data import AugmentParams
 
 
 class Augment:

@@ -7,41 +7,19 @@ statistics from the training split only, and tensors ready for the device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Callable, Literal, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
-from pydantic import Field, PositiveInt
 
-from .._params import Params
-from .._registry import Registry
+from .._registry import tag_value
 from ..errors import DataError
-from ..losses import Task
-from .augment import AugmentParams
+from ..schema.data import SOURCES, DataParams
+from ..schema.losses import Task
 from .splits import ValidationMode, random_split, validation_indices
 
 Shape = tuple[int, ...]
-
-
-class DataParams(Params):
-    """Keys every source accepts."""
-
-    test_split: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
-    normalize: Literal["scale", "standardize", "imagenet"] | None = None
-    flatten: bool = False
-    resize: PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
-    channels: Literal[1, 3] | None = None
-    augment: AugmentParams | None = None
-    # None: refuse samples that look like Keras's [H, W, C]; true: transpose them to [C, H, W]; false: take as they are
-    channels_last: bool | None = None
-
-    @property
-    def resize_to(self) -> tuple[int, int] | None:
-        """`resize` as (height, width)."""
-        if self.resize is None:
-            return None
-        return (self.resize, self.resize) if isinstance(self.resize, int) else (self.resize[0], self.resize[1])
 
 
 @dataclass
@@ -85,12 +63,11 @@ class LazyInputs:
 
 
 Loader = Callable[[Any], RawData]
-SOURCES: Registry[Loader] = Registry("data source", case_sensitive=False)
 
 
 def register_source(params: type[DataParams]) -> Callable[[Loader], Loader]:
-    """Register a loader under the name in its params' `source` literal."""
-    return SOURCES.register_params(params, tag="source")
+    """Attach a loader to the name in its params' `source` literal."""
+    return SOURCES.implement(tag_value(params, "source"))
 
 
 @dataclass
@@ -152,7 +129,6 @@ class DataBundle:
     num_classes: int | None
     class_names: list[str] | None
     preprocessing: Preprocessing
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def split(self, name: str) -> Split:
         chosen = {"train": self.train, "val": self.val, "test": self.test}[name]
@@ -227,9 +203,12 @@ def _named_labels(raw: RawData, task: Task) -> RawData:
         raise DataError(f"the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
                         f"use a classification loss (categorical_crossentropy) or a numeric target")
     index = {name: i for i, name in enumerate(names)}
-    encode = lambda y: None if y is None else np.array([index[str(v)] for v in y.reshape(-1)], dtype=np.int64)  # noqa: E731
-    return replace(raw, y_train=encode(raw.y_train), y_val=encode(raw.y_val), y_test=encode(raw.y_test),
-                   class_names=names)
+
+    def encode(y: np.ndarray) -> np.ndarray:
+        return np.array([index[str(v)] for v in y.reshape(-1)], dtype=np.int64)
+
+    return replace(raw, y_train=encode(raw.y_train), y_val=None if raw.y_val is None else encode(raw.y_val),
+                   y_test=None if raw.y_test is None else encode(raw.y_test), class_names=names)
 
 
 def _binary_names(names: list[str] | None, outputs: int) -> list[str] | None:
@@ -318,7 +297,9 @@ def assemble(
     table = preprocessing.table if preprocessing else None
     if raw.encoder is not None:
         table = table or raw.encoder.fit(x_train)
-        x_train, x_val, x_test = (None if x is None else raw.encoder.transform(x, table) for x in (x_train, x_val, x_test))
+        encoder = raw.encoder
+        x_train = encoder.transform(x_train, table)
+        x_val, x_test = (None if x is None else encoder.transform(x, table) for x in (x_val, x_test))
 
     check_layout(params, tuple(x_train.shape[1:]), isinstance(x_train, LazyInputs))
     if isinstance(x_train, LazyInputs):

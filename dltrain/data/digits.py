@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
-from pydantic import model_validator
 
-from .base import DataParams, RawData, register_source
-
-
-class DigitsParams(DataParams):
-    source: Literal["digits"]
-    as_image: bool = False
-    as_sequence: bool = False
-
-    @model_validator(mode="after")
-    def _one_layout(self) -> "DigitsParams":
-        if self.as_image and self.as_sequence:
-            raise ValueError("choose one of as_image ([1, 8, 8]) and as_sequence ([8, 8]), not both")
-        return self
+from ..schema.data import DigitsParams
+from .base import RawData, register_source
 
 
 @register_source(DigitsParams)

@@ -10,39 +10,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from pydantic import Field, NonNegativeInt, PositiveInt
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .base import DataParams, LazyInputs, Preprocessing, RawData, register_source
+from ..schema.data import ImageFolderParams
+from .base import LazyInputs, Preprocessing, RawData, register_source
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 PIL_MODES = {1: "L", 3: "RGB"}
 
 
-class ImageFolderParams(DataParams):
-    source: Literal["image_folder"]
-    path: Path
-    image_size: PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = 256
-    num_workers: NonNegativeInt | None = None  # DataLoader worker processes (default: up to 4)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """`image_size` as (height, width)."""
-        size = self.image_size
-        return (size, size) if isinstance(size, int) else (size[0], size[1])
-
-
 def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> torch.Tensor:
     """An image file as a uint8 `[channels, height, width]` tensor (bilinear resize)."""
     try:
-        with Image.open(path) as image:
-            image = image.convert(PIL_MODES[channels]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        with Image.open(path) as file:
+            image = file.convert(PIL_MODES[channels]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"'{path}' is not a readable image ({exc})") from None

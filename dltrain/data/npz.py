@@ -9,23 +9,13 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-from .base import DataParams, RawData, register_source
-
-
-class NpzParams(DataParams):
-    source: Literal["npz"]
-    path: Path
-    x_key: str = "x_train"
-    y_key: str = "y_train"
-    x_test_key: str = "x_test"
-    y_test_key: str = "y_test"
-    x_val_key: str = "x_val"  # validation arrays, used instead of fit.validation_split when the file has them
-    y_val_key: str = "y_val"
+from ..schema.data import NpzParams
+from .base import RawData, register_source
 
 
 @register_source(NpzParams)

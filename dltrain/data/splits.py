@@ -11,15 +11,13 @@ where a random draw would let the model train on the future.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
+
+from ..schema.config import ValidationMode
 
 # Independent of the run's seed, so every run (and `evaluate`) sees the same held-out sets.
 SPLIT_SEED = 20240101
 VALIDATION_SEED = 20240102
-
-ValidationMode = Literal["auto", "random", "last"]
 
 
 def held_count(n: int, fraction: float) -> int:

@@ -6,29 +6,10 @@ useful for examples, smoke tests and benchmarks of any input shape.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import numpy as np
-from pydantic import Field, PositiveInt, model_validator
 
-from .base import DataParams, RawData, register_source
-
-
-class SyntheticParams(DataParams):
-    source: Literal["synthetic"]
-    num_samples: PositiveInt = 1000
-    shape: Annotated[list[PositiveInt], Field(min_length=1)] = [20]
-    num_classes: Annotated[int, Field(ge=2)] | None = None
-    regression: bool = False
-    outputs: PositiveInt = 1
-    noise: Annotated[float, Field(ge=0.0)] = 0.0
-    seed: Annotated[int, Field(ge=0)] = 0
-
-    @model_validator(mode="after")
-    def _one_task(self) -> "SyntheticParams":
-        if (self.num_classes is None) == (not self.regression):
-            raise ValueError("give either num_classes (classification) or regression: true")
-        return self
+from ..schema.data import SyntheticParams
+from .base import RawData, register_source
 
 
 @register_source(SyntheticParams)

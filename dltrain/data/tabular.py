@@ -11,14 +11,14 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from .._registry import did_you_mean
 from ..errors import DataError
-from .base import DataParams, RawData, register_source
+from ..schema.data import CsvParams
+from .base import RawData, register_source
 
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
 
@@ -181,15 +181,6 @@ def read_features(path: Path, state: dict[str, Any]) -> np.ndarray:
     """New rows of a CSV encoded as training did (`state` from the checkpoint); for `predict`."""
     table = read_table(path)
     return encode(feature_cells(table, state["features"], set(state["categories"])), state)
-
-
-class CsvParams(DataParams):
-    source: Literal["csv"]
-    path: Path
-    target: str
-    features: Annotated[list[str], Field(min_length=1)] | None = None  # default: every other column
-    categorical: list[str] = []  # numeric-looking columns to one-hot as categories (e.g. zip codes)
-    validation_path: Path | None = None  # a CSV with the same columns: the validation set (as Keras's validation_data)
 
 
 def target_values(table: Table, name: str) -> np.ndarray:

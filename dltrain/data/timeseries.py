@@ -10,24 +10,14 @@ rest, so no training target lies after a validation or test target, and statisti
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field, PositiveInt
 
 from ..errors import DataError
-from .base import DataParams, RawData, register_source
+from ..schema.data import TimeseriesParams
+from .base import RawData, register_source
 from .tabular import MISSING, Table, read_table
-
-
-class TimeseriesParams(DataParams):
-    source: Literal["timeseries_csv"]
-    path: Path
-    target: str
-    columns: Annotated[list[str], Field(min_length=1)] | None = None  # default: every numeric column
-    window: PositiveInt = 10
-    horizon: PositiveInt = 1
 
 
 class WindowColumns:

@@ -13,14 +13,15 @@ import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 from torchvision import datasets
 
 from .._files import atomic_path
 from ..errors import DataError
-from .base import DataParams, RawData, register_source
+from ..schema.data import Cifar10Params, FashionMnistParams, MnistParams, TorchvisionParams
+from .base import RawData, register_source
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -58,23 +59,6 @@ FAMILIES = {
     "cifar10": Family(_CIFAR10, "cifar-10-batches-py",
                       tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",), False),
 }
-
-
-class TorchvisionParams(DataParams):
-    root: Path = Path("data")
-    download: bool = False
-
-
-class MnistParams(TorchvisionParams):
-    source: Literal["mnist"]
-
-
-class FashionMnistParams(TorchvisionParams):
-    source: Literal["fashion_mnist"]
-
-
-class Cifar10Params(TorchvisionParams):
-    source: Literal["cifar10"]
 
 
 def _gunzip_missing(folder: Path, files: tuple[str, ...]) -> None:

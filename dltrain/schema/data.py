@@ -1,0 +1,218 @@
+"""Data sources (`data.source`) and the keys every source shares, described without torch.
+
+The loaders are in `dltrain.data` (one module per source family), imported only when a
+source is loaded: naming `digits` never imports torchvision.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+
+from .._params import Params
+from .._registry import Registry
+
+SOURCES: Registry[Any] = Registry(
+    "data source",
+    case_sensitive=False,
+    implemented_in=(
+        "dltrain.data.digits",
+        "dltrain.data.synthetic",
+        "dltrain.data.npz",
+        "dltrain.data.tabular",
+        "dltrain.data.timeseries",
+        "dltrain.data.images",
+        "dltrain.data.vision",
+    ),
+)
+source = SOURCES.describes(tag="source")
+
+PATH = "The file to read (relative to the current directory)."
+
+
+class CropParams(Params):
+    """A random crop of the image zero-padded by `padding` pixels, at the original size."""
+
+    padding: NonNegativeInt = Field(4, description="Pixels of zeros added on each side before cropping.")
+
+
+class AugmentParams(Params):
+    """`data.augment`: random transforms applied to training batches only."""
+
+    random_flip: Literal["horizontal", "vertical", "horizontal_and_vertical"] | None = Field(
+        None, description="Flip each image at random along these axes."
+    )
+    random_crop: CropParams | None = Field(None, description="Pad, then crop back to the original size at random.")
+    random_rotation: Annotated[float, Field(ge=0.0, le=180.0)] | None = Field(
+        None, description="Rotate each image by up to this many degrees, either way."
+    )
+
+
+class DataParams(Params):
+    """Keys every source accepts."""
+
+    test_split: Annotated[
+        float,
+        Field(
+            gt=0.0,
+            lt=1.0,
+            description="Fraction held out as the test set, for sources without a test split of their own.",
+        ),
+    ] = 0.2
+    normalize: Literal["scale", "standardize", "imagenet"] | None = Field(
+        None,
+        description="scale: to [0, 1]; standardize: zero mean, unit variance (training statistics); "
+        "imagenet: ImageNet's mean and std (the default before a pretrained backbone).",
+    )
+    flatten: bool = Field(False, description="Flatten each sample to one axis.")
+    resize: PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="Resize images to this size: one number, or [height, width]."
+    )
+    channels: Literal[1, 3] | None = Field(None, description="Convert images to 1 (grey) or 3 (RGB) channels.")
+    channels_last: bool | None = Field(
+        None,
+        description="Samples arrive channels-last [H, W, C]: true transposes them to [C, H, W]; "
+        "false keeps them as they are (default: refuse samples that look channels-last).",
+    )
+    augment: AugmentParams | None = Field(None, description="Random transforms of training images.")
+
+    @property
+    def resize_to(self) -> tuple[int, int] | None:
+        """`resize` as (height, width)."""
+        if self.resize is None:
+            return None
+        return (self.resize, self.resize) if isinstance(self.resize, int) else (self.resize[0], self.resize[1])
+
+
+@source
+class DigitsParams(DataParams):
+    """Handwritten digits 0-9, offline: flat [64], or [1, 8, 8] / [8, 8] rows (values 0-16)."""
+
+    source: Literal["digits"]
+    as_image: bool = Field(False, description="Give each digit as an image [1, 8, 8].")
+    as_sequence: bool = Field(False, description="Give each digit as a sequence of 8 rows [8, 8].")
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> "DigitsParams":
+        if self.as_image and self.as_sequence:
+            raise ValueError("choose one of as_image ([1, 8, 8]) and as_sequence ([8, 8]), not both")
+        return self
+
+
+@source
+class ImageFolderParams(DataParams):
+    """Images in `path/train/<class>/` (and optional val/, test/), resized to `image_size`."""
+
+    source: Literal["image_folder"]
+    path: Path = Field(description="The folder holding train/<class>/ (and optional val/, test/).")
+    image_size: PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = Field(
+        256, description="Every image is resized to this: one number, or [height, width]."
+    )
+    num_workers: NonNegativeInt | None = Field(None, description="DataLoader worker processes (default: up to 4).")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """`image_size` as (height, width)."""
+        size = self.image_size
+        return (size, size) if isinstance(size, int) else (size[0], size[1])
+
+
+@source
+class NpzParams(DataParams):
+    """Arrays from an .npz file; uses its test arrays when present, else `test_split`."""
+
+    source: Literal["npz"]
+    path: Path = Field(description=PATH)
+    x_key: str = Field("x_train", description="The array of training inputs.")
+    y_key: str = Field("y_train", description="The array of training targets.")
+    x_test_key: str = Field("x_test", description="The array of test inputs (used when present).")
+    y_test_key: str = Field("y_test", description="The array of test targets (used when present).")
+    x_val_key: str = Field(
+        "x_val", description="The array of validation inputs (used instead of fit.validation_split when present)."
+    )
+    y_val_key: str = Field("y_val", description="The array of validation targets (used when present).")
+
+
+@source
+class SyntheticParams(DataParams):
+    """Seeded random inputs of any `shape`; targets from a fixed random tanh network."""
+
+    source: Literal["synthetic"]
+    num_samples: PositiveInt = Field(1000, description="Samples to draw (before the test split).")
+    shape: Annotated[list[PositiveInt], Field(min_length=1, description="The shape of one input.")] = [20]
+    num_classes: Annotated[int, Field(ge=2)] | None = Field(None, description="Classes, for classification.")
+    regression: bool = Field(False, description="Real-valued targets instead of classes.")
+    outputs: PositiveInt = Field(1, description="Target values per sample, for regression.")
+    noise: Annotated[float, Field(ge=0.0, description="Standard deviation of noise added to the targets.")] = 0.0
+    seed: int = Field(0, ge=0, description="Seed of the data (independent of the run's seed).")
+
+    @model_validator(mode="after")
+    def _one_task(self) -> "SyntheticParams":
+        if (self.num_classes is None) == (not self.regression):
+            raise ValueError("give either num_classes (classification) or regression: true")
+        return self
+
+
+@source
+class CsvParams(DataParams):
+    """Tabular rows from a CSV file: `target` column, numeric and categorical `features`."""
+
+    source: Literal["csv"]
+    path: Path = Field(description=PATH)
+    target: str = Field(description="The column to predict.")
+    features: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="The input columns (default: every other column)."
+    )
+    categorical: list[str] = Field(
+        [],
+        description="Numeric-looking columns to one-hot as categories "
+        "(e.g. zip codes); text columns are categorical anyway.",
+    )
+    validation_path: Path | None = Field(
+        None,
+        description="A CSV with the same columns: the validation set (instead of fit.validation_split).",
+    )
+
+
+@source
+class TimeseriesParams(DataParams):
+    """Windows `[window, features]` of a CSV time series; the target `horizon` steps after each."""
+
+    source: Literal["timeseries_csv"]
+    path: Path = Field(description=PATH)
+    target: str = Field(description="The column to forecast.")
+    columns: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="The input columns (default: every numeric column)."
+    )
+    window: PositiveInt = Field(10, description="Steps in each input window.")
+    horizon: PositiveInt = Field(1, description="How many steps after the window the target is read.")
+
+
+class TorchvisionParams(DataParams):
+    """Keys of the torchvision datasets."""
+
+    root: Path = Field(Path("data"), description="The folder holding (or receiving) the dataset's files.")
+    download: bool = Field(False, description="Download the files when they are not under root.")
+
+
+@source
+class MnistParams(TorchvisionParams):
+    """MNIST handwritten digits (torchvision): 60,000 + 10,000 images [1, 28, 28] (values 0-255)."""
+
+    source: Literal["mnist"]
+
+
+@source
+class FashionMnistParams(TorchvisionParams):
+    """Fashion-MNIST clothing (torchvision): 60,000 + 10,000 images [1, 28, 28] (values 0-255)."""
+
+    source: Literal["fashion_mnist"]
+
+
+@source
+class Cifar10Params(TorchvisionParams):
+    """CIFAR-10 (torchvision): 50,000 + 10,000 colour images [3, 32, 32] in 10 classes (values 0-255)."""
+
+    source: Literal["cifar10"]

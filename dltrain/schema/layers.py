@@ -1,0 +1,280 @@
+"""Layer types (`model.layers[*].type`): Keras's names and keys, described without torch.
+
+Shapes are PyTorch's, batch axis excluded: images `[C, H, W]`, sequences `[T, F]`.
+The builders are in `dltrain.layers` (and `dltrain.backbones` for pretrained bodies).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, NonNegativeFloat, PositiveInt
+
+from .._params import Params
+from .._registry import Registry
+
+LAYERS: Registry[Any] = Registry("layer", implemented_in=("dltrain.layers", "dltrain.backbones"))
+layer = LAYERS.describes()
+
+ActivationName = Literal[
+    "linear", "relu", "sigmoid", "softmax", "tanh", "gelu", "elu", "selu", "silu", "swish", "leaky_relu"
+]
+InitializerName = Literal[
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "orthogonal",
+    "random_normal",
+    "random_uniform",
+    "zeros",
+    "ones",
+    "torch_default",
+]
+
+IntPair = PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
+
+
+def _activation(default: str = "linear") -> Any:
+    return Field(default, description="Activation applied to the output (Keras's names; linear: none).")
+
+
+class Regularizer(Params):
+    """Keras's penalty on a kernel: `l1 * sum(|w|) + l2 * sum(w**2)`, added to the loss."""
+
+    l1: NonNegativeFloat = Field(0.0, description="Weight of the sum of absolute kernel values.")
+    l2: NonNegativeFloat = Field(0.0, description="Weight of the sum of squared kernel values.")
+
+
+class LayerParams(Params):
+    """Keys every layer accepts."""
+
+    name: str | None = Field(None, description="A name for the layer in the model summary.")
+    trainable: bool = Field(True, description="false freezes the layer's weights (they are not updated).")
+
+
+class KernelParams(LayerParams):
+    """Keys of layers with a kernel (weights) and a bias."""
+
+    use_bias: bool = Field(True, description="Add a learned bias to the output.")
+    kernel_initializer: InitializerName = Field("glorot_uniform", description="How the kernel starts (Keras's names).")
+    bias_initializer: InitializerName = Field("zeros", description="How the bias starts (Keras's names).")
+    kernel_regularizer: Regularizer | None = Field(None, description="L1/L2 penalty on the kernel, added to the loss.")
+
+
+# --- dense and shape layers -----------------------------------------------------------
+
+
+@layer
+class DenseParams(KernelParams):
+    """Fully connected layer on the last axis (as Keras: `[T, F]` stays a sequence)."""
+
+    type: Literal["Dense"]
+    units: PositiveInt = Field(description="Output features.")
+    activation: ActivationName = _activation()
+
+
+@layer
+class FlattenParams(LayerParams):
+    """Flatten everything but the batch axis."""
+
+    type: Literal["Flatten"]
+
+
+@layer
+class ReshapeParams(LayerParams):
+    """Reshape to `target_shape` (batch axis excluded; one entry may be -1)."""
+
+    type: Literal["Reshape"]
+    target_shape: Annotated[
+        list[int],
+        Field(min_length=1, description="The new shape, batch axis excluded; one entry may be -1 (inferred)."),
+    ]
+
+
+@layer
+class DropoutParams(LayerParams):
+    """Zero a fraction `rate` of the inputs during training."""
+
+    type: Literal["Dropout"]
+    rate: Annotated[float, Field(ge=0.0, lt=1.0, description="Fraction of the inputs set to zero in training.")]
+
+
+@layer
+class ActivationParams(LayerParams):
+    """Apply an activation function."""
+
+    type: Literal["Activation"]
+    activation: ActivationName = Field(description="The activation (Keras's names).")
+
+
+@layer
+class BatchNormalizationParams(LayerParams):
+    """Normalize each feature (or channel of `[C, H, W]`) over the batch."""
+
+    type: Literal["BatchNormalization"]
+    momentum: Annotated[
+        float,
+        Field(
+            gt=0.0, lt=1.0, description="Keras's momentum: the weight of the old running average (PyTorch's is 1 - it)."
+        ),
+    ] = 0.99
+    epsilon: Annotated[float, Field(gt=0.0, description="Added to the variance before dividing.")] = 1e-3
+
+
+@layer
+class LayerNormalizationParams(LayerParams):
+    """Normalize over the last axis of each sample."""
+
+    type: Literal["LayerNormalization"]
+    epsilon: Annotated[float, Field(gt=0.0, description="Added to the variance before dividing.")] = 1e-3
+
+
+# --- convolutions and pooling ---------------------------------------------------------
+
+_KERNEL = "Window size: one number, or [height, width]."
+_STRIDES = "Step between windows: one number, or [height, width]."
+
+
+@layer
+class Conv2DParams(KernelParams):
+    """2-D convolution over `[C, H, W]`; `padding: same` pads as TensorFlow does."""
+
+    type: Literal["Conv2D"]
+    filters: PositiveInt = Field(description="Output channels.")
+    kernel_size: IntPair = Field(description=_KERNEL)
+    strides: IntPair = Field(1, description=_STRIDES)
+    padding: Literal["valid", "same"] = Field(
+        "valid", description="valid: no padding; same: output size ceil(input / strides)."
+    )
+    activation: ActivationName = _activation()
+
+
+@layer
+class Conv1DParams(KernelParams):
+    """1-D convolution over time: `[T, F]` → `[T', filters]`."""
+
+    type: Literal["Conv1D"]
+    filters: PositiveInt = Field(description="Output features per step.")
+    kernel_size: PositiveInt = Field(description="Window length in steps.")
+    strides: PositiveInt = Field(1, description="Step between windows.")
+    padding: Literal["valid", "same", "causal"] = Field(
+        "valid", description="valid: none; same: output length ceil(T / strides); causal: pad the start only."
+    )
+    activation: ActivationName = _activation()
+
+
+class Pooling2DParams(LayerParams):
+    """Keys of the 2-D pooling layers."""
+
+    pool_size: IntPair = Field(2, description=_KERNEL)
+    strides: IntPair | None = Field(None, description=_STRIDES + " Default: pool_size.")
+
+
+@layer
+class MaxPooling2DParams(Pooling2DParams):
+    """Max over `pool_size` windows of `[C, H, W]` (stride defaults to `pool_size`)."""
+
+    type: Literal["MaxPooling2D"]
+
+
+@layer
+class AveragePooling2DParams(Pooling2DParams):
+    """Mean over `pool_size` windows of `[C, H, W]` (stride defaults to `pool_size`)."""
+
+    type: Literal["AveragePooling2D"]
+
+
+@layer
+class MaxPooling1DParams(LayerParams):
+    """Max over windows of time: `[T, F]` → `[T', F]`."""
+
+    type: Literal["MaxPooling1D"]
+    pool_size: PositiveInt = Field(2, description="Window length in steps.")
+    strides: PositiveInt | None = Field(None, description="Step between windows (default: pool_size).")
+
+
+@layer
+class GlobalAveragePooling2DParams(LayerParams):
+    """Mean over height and width: `[C, H, W]` → `[C]`."""
+
+    type: Literal["GlobalAveragePooling2D"]
+
+
+@layer
+class GlobalAveragePooling1DParams(LayerParams):
+    """Mean over time: `[T, F]` → `[F]`."""
+
+    type: Literal["GlobalAveragePooling1D"]
+
+
+# --- recurrent layers -----------------------------------------------------------------
+
+
+class RecurrentParams(KernelParams):
+    """Keys of the recurrent layers."""
+
+    units: PositiveInt = Field(description="Size of the hidden state (output features per direction).")
+    return_sequences: bool = Field(False, description="Return every step `[T, units]`, not only the last `[units]`.")
+    bidirectional: bool = Field(False, description="Also run backwards in time and join both (2 * units features).")
+    recurrent_initializer: InitializerName = Field("orthogonal", description="How the recurrent kernel starts.")
+
+
+class SingleBiasParams(RecurrentParams):
+    """Recurrent layers whose two PyTorch bias vectors (input and recurrent) only ever act as their sum; Keras has one."""
+
+    recurrent_bias: bool = Field(
+        False,
+        description="Keep PyTorch's second (recurrent) bias vector: units more parameters (4*units for LSTM) that add "
+        "nothing a single bias cannot; false (the default) matches Keras's parameter count.",
+    )
+
+
+@layer
+class SimpleRNNParams(SingleBiasParams):
+    """Fully connected recurrent layer: `[T, F]` → `[units]` (or `[T, units]`)."""
+
+    type: Literal["SimpleRNN"]
+    activation: Literal["tanh", "relu"] = Field("tanh", description="The nonlinearity of the recurrence.")
+
+
+@layer
+class LSTMParams(SingleBiasParams):
+    """Long short-term memory: `[T, F]` → `[units]` (or `[T, units]`)."""
+
+    type: Literal["LSTM"]
+    unit_forget_bias: bool = Field(True, description="Start the forget gate's bias at 1, as Keras does.")
+
+
+@layer
+class GRUParams(RecurrentParams):
+    """Gated recurrent unit (Keras's reset_after form): `[T, F]` → `[units]` (or `[T, units]`)."""
+
+    type: Literal["GRU"]
+
+
+# --- embeddings and attention ---------------------------------------------------------
+
+
+@layer
+class EmbeddingParams(LayerParams):
+    """Integer token ids `[T]` → vectors `[T, output_dim]`."""
+
+    type: Literal["Embedding"]
+    input_dim: PositiveInt = Field(description="Vocabulary size: ids run from 0 to input_dim - 1.")
+    output_dim: PositiveInt = Field(description="Length of each token's vector.")
+    embeddings_initializer: InitializerName = Field("random_uniform", description="How the vectors start.")
+
+
+@layer
+class TransformerEncoderParams(LayerParams):
+    """Self-attention encoder blocks over `[T, F]` (F must divide by `num_heads`)."""
+
+    type: Literal["TransformerEncoder"]
+    num_heads: PositiveInt = Field(description="Attention heads (must divide the feature size F).")
+    ff_dim: PositiveInt = Field(description="Hidden size of each block's feed-forward network.")
+    num_layers: PositiveInt = Field(1, description="Encoder blocks stacked.")
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0, description="Dropout rate inside each block.")] = 0.1
+    activation: Literal["relu", "gelu"] = Field("relu", description="Activation of the feed-forward network.")
