@@ -14,11 +14,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     ValidationError,
     WrapSerializer,
     WrapValidator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ._registry import Registry, did_you_mean
@@ -27,7 +29,8 @@ from ._registry import Registry, did_you_mean
 class Params(BaseModel):
     """Strict parameters: unknown keys are errors with a suggestion."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # nan and inf are never a sensible setting (`lr: .inf` would train on, to a NaN loss)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -90,11 +93,12 @@ def tagged_union(registry: Registry[Any], tag: str = "type", allow_string: bool 
         return {**value, tag: canonical}
 
     union = models[0] if len(models) == 1 else Union[models]
+    extra: tuple[Any, ...] = (_NameShorthand(registry.names()),) if allow_string else ()
     annotated: Any
     if len(models) == 1:
-        annotated = Annotated[union, BeforeValidator(check_tag)]
+        annotated = Annotated[union, BeforeValidator(check_tag), *extra]
     else:
-        annotated = Annotated[union, Field(discriminator=tag), BeforeValidator(check_tag)]
+        annotated = Annotated[union, Field(discriminator=tag), BeforeValidator(check_tag), *extra]
     if custom is None:
         return annotated
 
@@ -114,3 +118,17 @@ def tagged_union(registry: Registry[Any], tag: str = "type", allow_string: bool 
         return value.model_dump(mode=info.mode, by_alias=info.by_alias)
 
     return Annotated[annotated, WrapValidator(check_custom), WrapSerializer(dump_custom)]
+
+
+class _NameShorthand:
+    """Adds the bare-name form (`optimizer: adam`) to the JSON Schema, which otherwise shows only mappings.
+
+    Without it, editors and `jsonschema` reject every config that uses the shorthand,
+    including the bundled presets and the schema's own defaults.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {"anyOf": [{"type": "string", "enum": self.names}, handler(core_schema)]}

@@ -80,10 +80,20 @@ def fit_config(config: str | Path | None, overrides: list[str] | None = None,
         stored = _stored_config(payload).resolved()  # with keys added since it was written
         if loaded.resolved()["model"] != stored["model"] or loaded.resolved()["data"] != stored["data"]:
             raise UserError("--resume cannot change model or data; only fit and compile settings (e.g. fit.epochs)")
+        _check_unfinished(payload, loaded.config.fit.epochs)
         return loaded, payload
     if config is not None:
         return with_seed(load_config(config, overrides)), None
     raise UserError("give a config file, or --resume RUN_DIR")
+
+
+def _check_unfinished(payload: Checkpoint, epochs: int) -> None:
+    """Refuse to resume a run that has nothing left to do (it would rewrite its files and train nothing)."""
+    done = int(payload.epoch)
+    if done >= epochs and not payload.partial:
+        where = payload.path.parent if payload.path else "the checkpoint"
+        raise UserError(f"--resume: the run in {where} is finished: it trained {done} of "
+                        f"fit.epochs={epochs} epochs. To train on, raise the total: --set fit.epochs={done + 10}")
 
 
 def _stored_config(saved: Checkpoint, overrides: list[str] | None = None) -> LoadedConfig:
@@ -106,7 +116,7 @@ def _fit_setup(loaded: LoadedConfig, payload: Checkpoint | None, ctx: Context, r
     elif payload is None and write and ctx.is_main:
         run = RunDir.create(loaded.config.name or "run", run_dir)
     try:
-        trainer = build_trainer(loaded, ctx, reporter, payload, resume=True)
+        trainer = build_trainer(loaded, ctx, reporter, payload, resume=True, training=True)
         if run is not None:
             run.write_config(loaded.resolved(), loaded.sources)
             run.start_log()
@@ -135,8 +145,9 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
         check_plot(Path(plot))
     trainer = restore(path, overrides, device)
     task = trainer.data.task
-    if plot is not None and task == "regression":
-        raise UserError("--plot draws a confusion matrix, which needs a classification model; this one is regression")
+    if plot is not None and not trainer.data.confusion_classes:
+        what = "regression" if task == "regression" else "multi-label (several sigmoid outputs)"
+        raise UserError(f"--plot draws a confusion matrix, which needs a classification model; this one is {what}")
     if task == "regression":
         wanted = [METRICS.get(name).params(type=name) for name in ("rmse", "r2")]  # type: ignore[misc]
         trainer.metrics = {**build_metrics(wanted, task, trainer.data.target_width), **trainer.metrics}
@@ -208,5 +219,5 @@ def annotated_config(config: str | Path, overrides: list[str] | None = None) -> 
 def check(config: str | Path, overrides: list[str] | None = None) -> tuple[LoadedConfig, BuiltModel]:
     """Everything `fit` builds before its first step (data, model, callbacks, device, precision); no training."""
     loaded = load_config(config, overrides)
-    trainer = build_trainer(loaded)
+    trainer = build_trainer(loaded, training=True)
     return loaded, trainer.built

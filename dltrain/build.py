@@ -17,6 +17,7 @@ import torch
 
 from . import transfer
 from .backbones import weights_from_checkpoint
+from .budget import training_problem
 from .checkpoint import Checkpoint
 from .config import LoadedConfig
 from .data import DataBundle, Preprocessing, load_data
@@ -39,26 +40,40 @@ def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) ->
     config = loaded.config
     task = loss_spec(config.compile.loss).task
     notes = transfer.normalization_default(loaded)
-    data = load_data(loaded.config.data, task, config.fit.validation_split, preprocessing)
+    data = load_data(loaded.config.data, task, config.fit.validation_split, preprocessing,
+                     config.fit.validation_mode)
     notes += transfer.image_defaults(loaded, data.input_shape)
     built = build_model(loaded, data.input_shape, data.target_width)
     built.notes += notes + transfer.plan_notes(built.network)
     return data, built
 
 
+def check_memory(loaded: LoadedConfig, data: DataBundle, built: BuiltModel) -> None:
+    """Refuse a batch whose training step cannot fit in the device's memory, before the first step (fit and check)."""
+    fit = loaded.config.fit
+    adapter = built.network.adapter
+    shapes = [row.output_shape for row in built.summary] + ([adapter.out_shape] if adapter is not None else [])
+    problem = training_problem(built.total_params, shapes, min(fit.batch_size, len(data.train)), fit.device)
+    if problem:
+        raise loaded.error(("fit", "batch_size"), problem)
+
+
 def build_trainer(loaded: LoadedConfig, ctx: Context | None = None, reporter: Reporter | None = None,
-                  saved: Checkpoint | None = None, resume: bool = False) -> Trainer:
+                  saved: Checkpoint | None = None, resume: bool = False, training: bool = False) -> Trainer:
     """Data, model, optimizer, callbacks, precision and device for `loaded`; weights from `saved` when given.
 
     `ctx` defaults to one process on `fit.device`. With `saved`, the data are preprocessed
     with its stored statistics and the backbones take its weights (no weight file is read);
-    `resume` restores the optimizer, epoch, history and RNGs too.
+    `resume` restores the optimizer, epoch, history and RNGs too. `training` (fit and check,
+    not evaluate, predict or export) refuses a batch too large for the device's memory.
     """
     ctx = ctx or Context(resolve_device(loaded.config.fit.device))
     seed_everything(loaded.config.seed or 0)
     prep = Preprocessing.from_state(saved.preprocessing) if saved is not None else None
     with weights_from_checkpoint() if saved is not None else nullcontext():
         data, built = prepare(loaded, prep)
+    if training:
+        check_memory(loaded, data, built)
     trainer = Trainer(loaded, data, built, ctx, reporter)
     if saved is not None:
         trainer.load_state(saved, resume=resume)

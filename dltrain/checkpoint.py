@@ -255,7 +255,11 @@ def check_consistent(saved: Checkpoint) -> None:
     file = saved.path or Path("checkpoint")
     raw, flatten = saved.preprocessing.get("raw_shape"), saved.preprocessing.get("flatten")
     if raw and not saved.preprocessing.get("table"):
-        made = [math.prod(raw)] if flatten else list(raw)
+        if saved.preprocessing.get("channels_last") and len(raw) == 3:  # [H, W, C] transposed to [C, H, W]
+            raw_first = [raw[2], raw[0], raw[1]]
+        else:
+            raw_first = list(raw)
+        made = [math.prod(raw)] if flatten else raw_first
         if made != saved.input_shape:
             raise _damaged(file, f"it says the model takes inputs of {saved.input_shape}, but its preprocessing "
                                  f"makes {made} of a raw sample {list(raw)}")

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from ._version import __version__
 from .errors import DltrainError, Interrupted, ReportedElsewhere, terminated_as_interrupt
+from .tables import add_row, data_table
 
 app = typer.Typer(
     name="dltrain",
@@ -31,8 +33,18 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-err_console = Console(stderr=True)
-out_console = Console()
+PIPE_WIDTH = 4096  # piped into a file, a line is as long as it needs: no number wrapped away from its name
+
+
+def _console(stderr: bool) -> Console:
+    """A console at the terminal's width, or unwrapped when its output goes to a file or a pipe."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=PIPE_WIDTH if piped else None)
+
+
+err_console = _console(stderr=True)
+out_console = _console(stderr=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -190,7 +202,7 @@ def check(
         return
     out_console.print(summary_table(built, title=f"{config.name}: valid"))
     for note in built.notes:
-        out_console.print(note, highlight=False, soft_wrap=True)
+        out_console.print(escape(note), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -205,16 +217,14 @@ def init(
     from . import presets
 
     if list_all or preset is None:
-        table = Table(title="presets (dltrain init PRESET [DEST])", title_justify="left")
-        table.add_column("name", no_wrap=True)
-        table.add_column("what it is")
+        table = data_table("presets (dltrain init PRESET [DEST])", "name", "what it is")
         for name, path in presets.presets().items():
-            table.add_row(name, presets.describe(path))
+            add_row(table, name, presets.describe(path))
         out_console.print(table)
         return
     written, *bases = presets.write_preset(preset, dest, force)
     also = f" (and its base {', '.join(map(str, bases))})" if bases else ""
-    out_console.print(f"wrote {written}{also}; train it with: dltrain fit {written}", highlight=False, soft_wrap=True)
+    out_console.print(escape(f"wrote {written}{also}; train it with: dltrain fit {written}"), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -228,8 +238,8 @@ def export(
     from .export import export as export_model
 
     result = export_model(checkpoint, fmt, output)
-    out_console.print(f"wrote {result.path} and {result.metadata_path} (checked on {result.samples} test samples: "
-                      f"largest difference {result.max_abs_diff:.2g})", highlight=False, soft_wrap=True)
+    out_console.print(escape(f"wrote {result.path} and {result.metadata_path} (checked on {result.samples} test samples: "
+                             f"largest difference {result.max_abs_diff:.2g})"), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -336,12 +346,9 @@ def list_models(as_json: JsonOption = False) -> None:
         print(json.dumps(entries))
         return
     for kind, items in entries.items():
-        table = Table(title=kind, title_justify="left")
-        table.add_column("name")
-        table.add_column("keys")
-        table.add_column("what it does")
+        table = data_table(kind, "name", "keys", "what it does")
         for item in items:
-            table.add_row(item["name"], ", ".join(item["keys"]), item["summary"])
+            add_row(table, item["name"], ", ".join(item["keys"]), item["summary"])
         out_console.print(table)
 
 

@@ -116,16 +116,42 @@ def _marks(node: yaml.Node, path: PathKey, origins: Origins, problems: list[Prob
             _marks(item, path + (index,), origins, problems, name)
 
 
+MAX_VALUES = 100_000  # a config has hundreds; YAML aliases can make billions out of a few lines
+
+
+def _check_expansion(node: yaml.Node | None, source: str) -> None:
+    """Refuse YAML whose aliases expand to more than MAX_VALUES values ("billion laughs"), before expanding it.
+
+    Each alias is counted as often as it is used, by walking the node graph with an
+    explicit stack that stops at the limit: time and memory stay bounded.
+    """
+    stack, count = [node] if node is not None else [], 0
+    while stack:
+        current = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError([Problem("", source, f"the YAML expands to more than {MAX_VALUES:,} values (through "
+                                                   f"aliases `*name`?); a config is far smaller: remove the aliases")],
+                              source)
+        if isinstance(current, yaml.MappingNode):
+            stack.extend(part for pair in current.value for part in pair)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+
+
 def parse_yaml(text: str, name: str) -> tuple[dict[str, Any], Origins]:
     """Plain data and the origin of each key and item; YAML syntax errors name the line."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_expansion(node, name)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark else name
         detail = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([Problem("", where, f"invalid YAML: {detail}")], name) from None
+    except RecursionError:
+        raise ConfigError([Problem("", name, "invalid YAML: nested too deeply")], name) from None
     if not isinstance(data, dict) or node is None:
         raise ConfigError([Problem("", name, "expected a mapping of keys (data:, model:, compile:, fit:)")], name)
     origins: Origins = {}
@@ -259,6 +285,8 @@ def _set(raw: dict[str, Any], path: PathKey, value: Any, key: str) -> None:
             node = node.setdefault(part, [] if isinstance(nxt, int) else {})
         else:
             raise UserError(f"--set {key}: '{dotted(path[:depth])}' is a value, not a section")
+        if isinstance(node, str) and isinstance(nxt, str):  # `optimizer: adam` + `.lr=...` → {type: adam, lr: ...}
+            node = _put_section(raw, path[: depth + 1], {"source" if path[: depth + 1] == ("data",) else "type": node})
     last = path[-1]
     if isinstance(node, list):
         if not isinstance(last, int) or last > len(node):
@@ -271,6 +299,15 @@ def _set(raw: dict[str, Any], path: PathKey, value: Any, key: str) -> None:
         node[last] = value
     else:
         raise UserError(f"--set {key}: '{dotted(path[:-1])}' is a value, not a section")
+
+
+def _put_section(raw: dict[str, Any], path: PathKey, value: Any) -> Any:
+    """Put `value` at `path` of `raw` (which exists) and return it."""
+    node: Any = raw
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return value
 
 
 # --- ${...} -----------------------------------------------------------------------------

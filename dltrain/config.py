@@ -136,6 +136,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedC
 def from_resolved(resolved: dict[str, Any], overrides: list[str] | None = None, source: str = "checkpoint") -> LoadedConfig:
     """A config stored in a checkpoint, with `--set` overrides applied."""
     raw = _deep_copy(resolved)
+    if isinstance(raw.get("fit"), dict):  # stored before validation_mode existed: those runs validated on the last fraction
+        raw["fit"].setdefault("validation_mode", "last")
     origins: Origins = {}
     compose.apply_overrides(raw, overrides or [], origins)
     return validate(raw, source, origins)

@@ -28,30 +28,22 @@ from rich.table import Table
 from .metrics import Tracker
 from .model import BuiltModel
 from .reporting import Reporter, log
+from .tables import add_row, data_table
 
 REFRESH_SECONDS = 0.25
 
 
 def summary_table(built: BuiltModel, title: str = "Model") -> Table:
-    table = Table(title=title, title_justify="left")
-    wired = built.wired  # a graph: show what each layer takes
-    table.add_column("#", justify="right")
-    if wired:
-        table.add_column("Name")
-    table.add_column("Layer")
-    if wired:
-        table.add_column("Inputs")
-    table.add_column("Output shape")
-    table.add_column("Params", justify="right")
-    table.add_column("Trainable", justify="right")
-    for row in built.summary:
-        named = [row.name, row.type, ", ".join(row.inputs)] if wired else [row.type]
-        table.add_row(str(row.index), *(escape(t) for t in named), str(list(row.output_shape)), f"{row.params:,}",
-                      f"{row.trainable_params:,}")
     frozen = built.total_params - built.trainable_params
     adapter = built.network.adapter
     steps = f" → {adapter.describe()} → {list(adapter.out_shape)}" if adapter is not None else ""
-    table.title = f"{title}  (input {list(built.input_shape)}{steps})"
+    wired = built.wired  # a graph: show what each layer takes
+    columns = ("#", "Name", "Layer", "Inputs") if wired else ("#", "Layer")
+    table = data_table(f"{title}  (input {list(built.input_shape)}{steps})", *columns, "Output shape", "Params",
+                       "Trainable", right=("#", "Params", "Trainable"))
+    for row in built.summary:
+        named = [row.name, row.type, ", ".join(row.inputs)] if wired else [row.type]
+        add_row(table, row.index, *named, list(row.output_shape), f"{row.params:,}", f"{row.trainable_params:,}")
     table.caption = f"Total params: {built.total_params:,}  Trainable: {built.trainable_params:,}  Frozen: {frozen:,}"
     table.caption_justify = "left"
     return table
@@ -75,7 +67,8 @@ class RichReporter(Reporter):
         self.console.print(summary_table(model))
         where = f" → {run_dir}" if run_dir else ""
         first = f"epoch {start_epoch + 1}" if start_epoch else "the start"
-        self.console.print(f"Training on [bold]{device}[/bold] from {first} to epoch {epochs}{where}", soft_wrap=True)
+        self.console.print(f"Training on [bold]{escape(device)}[/bold] from {first} to epoch {epochs}{escape(where)}",
+                           soft_wrap=True)
         log.info("training on %s, epochs %d..%d, run %s", device, start_epoch + 1, epochs, run_dir)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
@@ -112,63 +105,55 @@ class RichReporter(Reporter):
         self.abort()
         values = {k: v for k, v in row.items() if k not in ("epoch", "seconds", "lr")}
         text = f"Epoch {epoch:>3}  {_format(values)}  lr {row['lr']:.3g}  {row['seconds']:.2f}s"
-        self.console.print(text, highlight=False, soft_wrap=True)
+        self.console.print(escape(text), highlight=False, soft_wrap=True)
         log.info(text)
 
     def message(self, text: str) -> None:
-        self.console.print(text, highlight=False, soft_wrap=True)  # unwrapped: commands stay copyable
+        self.console.print(escape(text), highlight=False, soft_wrap=True)  # unwrapped: commands stay copyable
         log.info(text)
 
     def fit_end(self, run_dir: Path | None, results: dict[str, Any]) -> None:
         for split in ("val", "test"):
             if split in results:
-                self.console.print(f"Final {split}: {_format(results[split])}", highlight=False)
+                self.console.print(escape(f"Final {split}: {_format(results[split])}"), highlight=False, soft_wrap=True)
         if run_dir is not None:
-            self.console.print(f"Run directory: {run_dir}", soft_wrap=True)  # one line: a path to copy
+            self.console.print(f"Run directory: {escape(str(run_dir))}", soft_wrap=True, highlight=False)  # one line: a path to copy
 
 
 def report_table(report: dict[str, Any], class_names: list[str]) -> list[Any]:
     """Renderables for an evaluation report: metrics, confusion matrix, per-class scores."""
     out: list[Any] = []
-    metrics = Table(title=f"Evaluation on '{report['split']}' ({report['samples']} samples)", title_justify="left")
-    metrics.add_column("metric")
-    metrics.add_column("value", justify="right")
+    metrics = data_table(f"Evaluation on '{report['split']}' ({report['samples']} samples)", "metric", "value",
+                         right=("value",))
     for key, value in report.items():
         if isinstance(value, float):
-            metrics.add_row(key, f"{value:.4f}")
+            add_row(metrics, key, f"{value:.4f}")
     out.append(metrics)
     if "confusion_matrix" in report:
         names = list(report["per_class"])
-        confusion = Table(title="Confusion matrix (rows: true class, columns: predicted)", title_justify="left")
-        confusion.add_column("")
-        for name in names:
-            confusion.add_column(name, justify="right")
+        confusion = data_table("Confusion matrix (rows: true class, columns: predicted)", "", *names, right=tuple(names))
         for name, row in zip(names, report["confusion_matrix"]):
-            confusion.add_row(name, *(str(v) for v in row))
+            add_row(confusion, name, *row)
         out.append(confusion)
-        per_class = Table(title="Per class", title_justify="left")
-        for column in ("class", "precision", "recall", "f1", "support"):
-            per_class.add_column(column, justify="left" if column == "class" else "right")
+        per_class = data_table("Per class", "class", "precision", "recall", "f1", "support",
+                               right=("precision", "recall", "f1", "support"))
         for name, scores in report["per_class"].items():
-            per_class.add_row(name, f"{scores['precision']:.4f}", f"{scores['recall']:.4f}", f"{scores['f1']:.4f}",
-                              str(scores["support"]))
+            add_row(per_class, name, f"{scores['precision']:.4f}", f"{scores['recall']:.4f}", f"{scores['f1']:.4f}",
+                    scores["support"])
         out.append(per_class)
     return out
 
 
 def predictions_table(predictions: list[dict[str, Any]]) -> Table:
     """One row per input: its prediction and, for classification, the most probable classes."""
-    table = Table(title="Predictions", title_justify="left")
-    table.add_column("input")
-    table.add_column("prediction")
     extra = "top_k" if predictions and "top_k" in predictions[0] else "probability" if predictions and "probability" in predictions[0] else None
-    if extra:
-        table.add_column("top classes" if extra == "top_k" else "probability")
+    columns = ["input", "prediction"] + (["top classes" if extra == "top_k" else "probability"] if extra else [])
+    table = data_table("Predictions", *columns)
     for row in predictions:
         cells = [str(row["input"]), str(row["prediction"])]
         if extra == "top_k":
             cells.append(", ".join(f"{name} {p:.3f}" for name, p in row["top_k"]))
         elif extra:
             cells.append(str(row[extra]))
-        table.add_row(*cells)
+        add_row(table, *cells)
     return table

@@ -249,10 +249,7 @@ def check_export(exporter: Exporter, path: Path, module: nn.Module, sample: torc
 def metadata(data: DataBundle, network: Network, fmt: str, target: Path, width: int, diff: float,
              samples: int) -> dict[str, Any]:
     """The JSON beside the export: how to turn raw inputs into its input, and read its output."""
-    if data.task == "classification":
-        kind = "probabilities" if network.output_activation else "logits"
-    else:
-        kind = "values"
+    kind = OUTPUT_KINDS[data.task][bool(network.output_activation)]
     adapter = network.adapter.describe() if network.adapter is not None else None
     return {
         "format": fmt,
@@ -275,9 +272,33 @@ def raw_input(prep: Preprocessing) -> dict[str, Any]:
     return {"shape": prep.raw_shape, "value_range": prep.value_range, "table": prep.table}
 
 
+# What the output holds, by task and by whether the final activation is in the graph.
+OUTPUT_KINDS = {
+    "classification": {True: "probabilities", False: "logits"},
+    "binary": {True: "probability", False: "logit"},  # of the positive class (class_names[1])
+    "regression": {True: "values", False: "values"},
+}
+
+
+def table_steps(table: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """How raw CSV rows become the numbers the model reads: one-hot columns, or time windows."""
+    if not table:
+        return []
+    if "categories" in table:
+        return [{"op": "one_hot", "features": table["features"], "categories": table["categories"],
+                 "what": "one column per feature in this order; a categorical feature becomes one 0/1 column "
+                         "per category, in this order (an unseen category: all zeros)"}]
+    if "columns" in table:
+        return [{"op": "window", "columns": table["columns"], "window": table["window"],
+                 "what": "x[i] = rows[i : i + window] of these columns, shape [window, len(columns)]"}]
+    return []
+
+
 def preprocessing_steps(prep: Preprocessing) -> list[dict[str, Any]]:
     """`Preprocessing.apply` as data, in its order: what to do to raw inputs before the model."""
-    steps: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = table_steps(prep.table)
+    if prep.channels_last:
+        steps.append({"op": "transpose", "axes": [0, 3, 1, 2], "what": "x = x.transpose(0, 3, 1, 2)"})
     if prep.flatten:
         steps.append({"op": "flatten", "what": "x = x.reshape(len(x), -1)"})
     if prep.scale is not None:

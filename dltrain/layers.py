@@ -42,6 +42,7 @@ from .schema.layers import (
     RecurrentParams,
     ReshapeParams,
     SimpleRNNParams,
+    SingleBiasParams,
     TransformerEncoderParams,
 )
 
@@ -396,9 +397,25 @@ def _recurrent(p: RecurrentParams, shape: Shape, rnn_cls: Callable[..., nn.RNNBa
             if isinstance(p, LSTMParams) and p.unit_forget_bias and name.startswith("bias_ih"):
                 with torch.no_grad():
                     tensor[p.units : 2 * p.units].fill_(1.0)  # gate order: input, forget, cell, output
+    if isinstance(p, SingleBiasParams) and p.use_bias and not p.recurrent_bias:
+        _drop_recurrent_bias(rnn)
     width = p.units * (2 if p.bidirectional else 1)
     out = (steps, width) if p.return_sequences else (width,)
     return Built(_Recurrent(rnn, p.return_sequences), out, _penalties(p, *kernels))
+
+
+def _drop_recurrent_bias(rnn: nn.RNNBase) -> None:
+    """Keras's one bias: each `bias_hh` becomes a zero buffer (kept in the state dict, never trained).
+
+    For SimpleRNN and LSTM the two biases only appear as their sum, so this changes no
+    function the layer can learn, only the count. (Keras's GRU keeps two, as PyTorch's:
+    with reset_after the recurrent bias sits inside the reset gate.)
+    """
+    for name in [n for n, _ in rnn.named_parameters() if n.startswith("bias_hh")]:
+        zeros = torch.zeros_like(getattr(rnn, name)).detach()
+        delattr(rnn, name)
+        rnn.register_buffer(name, zeros)
+    rnn._init_flat_weights()  # PyTorch's list of the tensors the kernel reads
 
 
 @register_layer(SimpleRNNParams)

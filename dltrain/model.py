@@ -16,6 +16,7 @@ from torch import nn
 
 from . import custom, graph
 from .activations import apply_output_activation
+from .budget import meta_parameters, parameter_problem
 from .config import Config, LoadedConfig
 from .data.adapter import InputAdapter
 from .errors import ConfigError
@@ -149,6 +150,8 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
     for node, params in zip(wiring.nodes, config.model.layers):
         if split_off and node.index == output:
             params = params.model_copy(update={"activation": "linear"})
+        if len(node.sources) == 1 and params.type in LAYERS:  # built-in single-input layers: sized on meta first
+            _check_size(loaded, node.index, params, shapes[node.sources[0]], sum(row.params for row in summary))
         built = _build_layer(loaded, wiring, node, params, shapes)
         if not params.trainable:
             built.module.requires_grad_(False)
@@ -180,6 +183,19 @@ def _input_adapter(loaded: LoadedConfig, shape: Shape) -> InputAdapter | None:
     if imagenet and adapter.out_shape[0] != 3:
         raise loaded.error(("data", "normalize"), "normalize: imagenet needs 3-channel images; add `channels: 3`")
     return None if adapter.is_identity else adapter
+
+
+def _check_size(loaded: LoadedConfig, index: int, params: Any, shape: Shape, before: int) -> None:
+    """Refuse a layer too large for memory before allocating it (counted on the meta device).
+
+    Backbones are skipped: their sizes are fixed, and building them reads weight files.
+    """
+    if "weights" in type(params).model_fields:
+        return
+    count = meta_parameters(lambda: LAYERS.get(params.type).obj(params, shape))
+    problem = parameter_problem(count, before) if count else None
+    if problem:
+        raise loaded.error(("model", "layers", index), f"{params.type} (layer {index}) {problem}")
 
 
 def _build_layer(loaded: LoadedConfig, wiring: graph.Plan, node: graph.Node, params: Any,

@@ -17,7 +17,7 @@ import torch
 
 from .data import Preprocessing
 from .data.images import IMAGE_SUFFIXES, read_image
-from .data.tabular import read_features, read_table
+from .data.tabular import numeric_rows, read_features, read_table
 from .data.timeseries import read_series, windows
 from .errors import DataError
 from .inference import describe_rows, image_values
@@ -57,10 +57,14 @@ def _as_samples(array: np.ndarray, path: Path, prep: Preprocessing) -> Samples:
 def read_image_file(path: Path, prep: Preprocessing) -> Samples:
     """An image decoded to the model's `[C, H, W]`, in the training data's value range."""
     shape = prep.raw_shape or []
+    if prep.channels_last and len(shape) == 3:  # the source read [H, W, C]
+        shape = [shape[2], shape[0], shape[1]]
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise DataError(f"'{path}' is an image, but this model takes samples of shape {_shape_text(shape)}, "
                         f"not images [C, H, W]; give .npy/.npz arrays or a .csv instead")
     x = torch.from_numpy(image_values(read_image(path, shape[0], (shape[1], shape[2])).numpy(), prep.value_range))
+    if prep.channels_last:
+        x = x.permute(1, 2, 0)  # back to the source's [H, W, C]: `Preprocessing.apply` transposes
     return Samples(x[None], [path.name])
 
 
@@ -90,16 +94,18 @@ def read_npz(path: Path, prep: Preprocessing) -> Samples:
 
 
 def read_csv(path: Path, prep: Preprocessing) -> Samples:
-    """Rows of a CSV with a header: encoded as the `csv` source did, windowed as `timeseries_csv` did, else numbers."""
+    """Rows of a CSV: encoded as the `csv` source did, windowed as `timeseries_csv` did, else numbers by position.
+
+    Only the last kind may come without a header row (its columns have no names to match).
+    """
     state = prep.table or {}
     if "categories" in state:  # tabular: named feature columns, categories one-hot
         x = torch.from_numpy(read_features(path, state))
         return Samples(x, list(range(len(x))))
-    table = read_table(path)
     if "columns" in state:  # a time series: one sample per full window, named by its last row
-        x = torch.from_numpy(windows(read_series(table, state["columns"]), state["window"]))
+        x = torch.from_numpy(windows(read_series(read_table(path), state["columns"]), state["window"]))
         return Samples(x, list(range(state["window"] - 1, state["window"] - 1 + len(x))))
-    return _as_samples(read_series(table, table.header), path, prep)
+    return _as_samples(numeric_rows(path).astype(np.float32), path, prep)
 
 
 READERS: dict[str, Reader] = {

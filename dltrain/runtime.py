@@ -1,4 +1,4 @@
-"""How the network runs: `fit.compile_model` (torch.compile) and `fit.deterministic`.
+"""How the network runs: `fit.compile_model` (torch.compile), `fit.deterministic`, `fit.num_threads`.
 
 torch.compile fails in many ways that depend on the machine (no C++ compiler for the
 CPU backend, an unsupported GPU, an op it cannot trace), and it fails lazily, at the
@@ -57,3 +57,35 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = previous[2], previous[3]
+
+
+SMALL_STEP = 10_000_000  # batch x (parameters + layer outputs): below it, one CPU thread is fastest
+
+
+def cpu_threads(setting: int | str, batch: int, parameters: int, outputs: int) -> int | None:
+    """The thread count for CPU training, or None to keep PyTorch's (or OMP_NUM_THREADS's) choice.
+
+    Measured on a 2-core machine (README, "Threads"): a small model's step is too short
+    to split, so extra threads add synchronisation, and on a machine busy with other
+    work they wait for cores; the tutorial's models train several times faster there
+    with one thread.
+    """
+    if setting != "auto":
+        return int(setting)
+    if "OMP_NUM_THREADS" in os.environ:  # the user's (or torchrun's) choice
+        return None
+    return 1 if batch * (parameters + outputs) < SMALL_STEP else None
+
+
+@contextlib.contextmanager
+def thread_count(threads: int | None) -> Iterator[None]:
+    """`torch.set_num_threads(threads)` while training, the caller's count restored after (None: unchanged)."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -10,6 +10,7 @@ import math
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Iterator
 
@@ -33,6 +34,8 @@ class NanGuard:
         self.seconds = seconds
         self.next_check = 0.0
         self.good_step = 0
+        self.run_path: Path | None = None  # the run directory whose checkpoints the message describes
+        self.writes_files = False  # false under DDP ranks > 0 and `fit(write=False)`: no files to speak of
 
     def start_epoch(self, step: int) -> None:
         """An epoch starts after `step` steps (0, or more when resuming mid-epoch)."""
@@ -53,9 +56,19 @@ class NanGuard:
         where = f"step {step}" if first == step else f"one of steps {first}-{step} (seen at step {step})"
         raise RunError(
             f"the training loss became {'nan' if math.isnan(total) else 'inf'} in epoch {epoch}, at {where}; "
-            f"training stopped. last.pt and best.pt keep the weights of the last finished epoch. "
+            f"training stopped. {self.kept()}"
             f"Try a lower learning rate, fit.gradient_clip, or fit.precision: 32."
         )
+
+    def kept(self) -> str:
+        """What the stop leaves on disk, checked, never promised: no epoch finished means no checkpoint."""
+        if not self.writes_files or self.run_path is None:
+            return ""
+        kept = [name for name in ("last.pt", "best.pt") if (self.run_path / name).is_file()]
+        if not kept:
+            return f"No checkpoint was saved in {self.run_path}: no epoch finished. "
+        return (f"{' and '.join(kept)} in {self.run_path} keep{'s' if len(kept) == 1 else ''} the weights of "
+                f"finished epochs (last.pt: the last one). ")
 
 
 class CheckpointClock:

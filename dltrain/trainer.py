@@ -7,6 +7,7 @@ at the end of an epoch.
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from contextlib import nullcontext
@@ -33,7 +34,7 @@ from .plots import write_curves
 from .precision import Precision
 from .reporting import Reporter
 from .rundir import RunDir
-from .runtime import compile_network, deterministic_mode
+from .runtime import compile_network, cpu_threads, deterministic_mode, thread_count
 from .safety import CheckpointClock, NanGuard, StopRequest, tidy_display
 from .schedules import LearningRate
 from .transfer import backbones, param_groups, unfreeze
@@ -115,8 +116,10 @@ class Trainer:
         batches = make_batches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0, self.ctx.device,
                                self.ctx.rank, self.ctx.world_size, augment=self.augment, workers=self.workers)
         self.lr.steps = len(batches)
+        self.guard.run_path, self.guard.writes_files = (run.path if run else None), run is not None and self.ctx.is_main
         self.prepare_model()
-        with self.stop, deterministic_mode(fit.deterministic), _writing(run), tidy_display(self.reporter):
+        with self.stop, deterministic_mode(fit.deterministic), _writing(run), tidy_display(self.reporter), \
+                thread_count(self.threads()):
             self.run_epochs(batches, run)
         for callback in self.callbacks:
             callback.on_fit_end(self)
@@ -203,6 +206,13 @@ class Trainer:
         guard.check(tracker, epoch, step)
         return tracker.compute()
 
+    def threads(self) -> int | None:
+        """`fit.num_threads` for training on the CPU; None keeps PyTorch's (always on a GPU)."""
+        if self.ctx.device.type != "cpu":
+            return None
+        outputs = sum(math.prod(row.output_shape) for row in self.built.summary)
+        return cpu_threads(self.config.fit.num_threads, self.config.fit.batch_size, self.built.total_params, outputs)
+
     def prepare_model(self) -> None:
         """Set `model`: `forward`, in its DDP wrapper under DDP, compiled when `fit.compile_model` asks.
 
@@ -248,7 +258,7 @@ class Trainer:
             split = split.to(self.ctx.device)
         self.network.eval()
         tracker = Tracker(self.metrics, self.ctx.device)
-        classes = self.data.num_classes or 0
+        classes = self.data.confusion_classes
         matrix = torch.zeros(classes * classes, dtype=torch.int64, device=self.ctx.device) if classes else None
         batches = make_batches(split, max(self.config.fit.batch_size, EVAL_BATCH), False, 0, self.ctx.device,
                                self.ctx.rank, self.ctx.world_size, pad=False, workers=self.workers)
@@ -256,8 +266,9 @@ class Trainer:
             outputs = self.forward(x)
             tracker.update(self.loss_fn(outputs, y), outputs, y)
             if confusion and matrix is not None:
-                predicted = predicted_labels("classification", outputs)
-                matrix += torch.bincount(y * classes + predicted, minlength=classes * classes)
+                predicted = predicted_labels(self.data.task, outputs).long().reshape(-1)
+                truth = y.reshape(-1) if self.data.task == "classification" else (y > 0.5).long().reshape(-1)
+                matrix += torch.bincount(truth * classes + predicted, minlength=classes * classes)
         tracker.all_reduce(self.ctx.all_reduce)
         values: dict[str, Any] = tracker.compute()
         if confusion and matrix is not None:

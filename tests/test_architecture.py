@@ -26,7 +26,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "dltrain"
 
 LAYERS: dict[str, set[str]] = {
-    "base": {"_version", "errors", "_files", "_registry", "_params", "reporting"},
+    "base": {"_version", "errors", "_files", "_registry", "_params", "reporting", "tables"},
     "schema": {
         "schema",
         "schema.config",
@@ -42,11 +42,12 @@ LAYERS: dict[str, set[str]] = {
         "schema.custom",
     },
     "config": {"config", "compose"},
-    "nn": {"activations", "layers", "backbones", "losses", "metrics", "optim", "schedules", "data.adapter", "model",
+    "nn": {"activations", "layers", "backbones", "losses", "metrics", "optim", "schedules", "data.adapter", "budget", "model",
            "custom", "merge", "graph"},
     "data": {
         "data",
         "data.base",
+        "data.splits",
         "data.augment",
         "data.batches",
         "data.digits",

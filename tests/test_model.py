@@ -66,9 +66,27 @@ def test_tutorial_rnn_has_keras_parameter_count(cli, tmp_path: Path) -> None:
     config["data"] = {"source": "synthetic", "num_samples": 10, "shape": [100, 1], "regression": True}
     config["compile"] = {"loss": "mse"}
     summary = check_json(cli, tmp_path, config)
-    # Keras: 50*(1+50+1) = 2,600 (PyTorch keeps two bias vectors: +50) and Dense 51.
-    assert summary["layers"][0]["params"] == 2_650
+    # Keras: 50*(1+50+1) = 2,600 (one bias vector, not PyTorch's two) and Dense 51.
+    assert summary["layers"][0]["params"] == 2_600
     assert summary["layers"][1]["params"] == 51
+    config["model"]["layers"][0]["recurrent_bias"] = True  # PyTorch's second bias, on request
+    assert check_json(cli, tmp_path, config)["layers"][0]["params"] == 2_650
+
+
+@pytest.mark.parametrize("layer", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_recurrent_parameter_counts_follow_keras_formulas(cli, tmp_path: Path, layer: str, bidirectional: bool) -> None:
+    units, features = 6, 5
+    keras = {  # keras.layers.<layer>(units).count_params() on [T, features] inputs (GRU: reset_after=True)
+        "SimpleRNN": units * (features + units + 1),
+        "LSTM": 4 * units * (features + units + 1),
+        "GRU": 3 * units * (features + units + 2),
+    }[layer] * (2 if bidirectional else 1)
+    config = synthetic_config([7, features], [
+        {"type": layer, "units": units, "bidirectional": bidirectional},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ])
+    assert check_json(cli, tmp_path, config)["layers"][0]["params"] == keras
 
 
 # One example per registered layer: (params, input shape, expected output shape).

@@ -17,11 +17,9 @@ from .._registry import tag_value
 from ..errors import DataError
 from ..schema.data import SOURCES, DataParams
 from ..schema.losses import Task
+from .splits import ValidationMode, random_split, validation_indices
 
 Shape = tuple[int, ...]
-
-# Independent of the run's seed, so every run (and `evaluate`) sees the same test set.
-SPLIT_SEED = 20240101
 
 
 @dataclass
@@ -37,6 +35,7 @@ class RawData:
     x_val: np.ndarray | None = None  # the source's own validation set, when it has one
     y_val: np.ndarray | None = None
     encoder: "FeatureEncoder | None" = None  # turns raw table cells into numbers, fitted on train
+    chronological: bool = False  # samples in time order: validation is the last fraction, never a random draw
 
 
 class FeatureEncoder(Protocol):
@@ -89,6 +88,7 @@ class Split:
 class Preprocessing:
     """Input transforms fitted on the training split, stored in the checkpoint."""
 
+    channels_last: bool = False  # samples arrive [H, W, C]: transposed to [C, H, W] first
     flatten: bool = False
     scale: float | None = None
     mean: torch.Tensor | None = None
@@ -98,6 +98,8 @@ class Preprocessing:
     raw_shape: list[int] | None = None  # one sample as the source reads it, before `apply`
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
         if self.flatten:
             x = x.reshape(x.shape[0], -1)
         if self.scale is not None:
@@ -107,7 +109,7 @@ class Preprocessing:
         return x
 
     def state(self) -> dict[str, Any]:
-        return {"flatten": self.flatten, "scale": self.scale, "mean": self.mean, "std": self.std,
+        return {"channels_last": self.channels_last, "flatten": self.flatten, "scale": self.scale, "mean": self.mean, "std": self.std,
                 "value_range": self.value_range, "table": self.table, "raw_shape": self.raw_shape}
 
     @classmethod
@@ -138,6 +140,13 @@ class DataBundle:
         return chosen
 
     @property
+    def confusion_classes(self) -> int:
+        """Rows of a confusion matrix: the classes, 2 for one binary output, 0 when there is none."""
+        if self.task == "classification":
+            return self.num_classes or 0
+        return 2 if self.task == "binary" and self.target_width == 1 else 0
+
+    @property
     def target_width(self) -> int:
         """Classes for classification, outputs per sample otherwise."""
         if self.task == "classification":
@@ -162,13 +171,6 @@ def _targets(y: np.ndarray, task: Task, where: str) -> torch.Tensor:
     return torch.from_numpy(y.reshape(len(y), -1))
 
 
-def _permuted_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """(keep, held out) indices: a fixed shuffle, so the held-out set never changes."""
-    order = np.random.default_rng(SPLIT_SEED).permutation(n)
-    held = max(1, int(round(n * fraction)))
-    return np.sort(order[held:]), np.sort(order[:held])
-
-
 def _stat_axes(shape: Shape) -> tuple[int, ...]:
     """Axes to average over for standardization: all but features (or channels)."""
     if len(shape) == 3:  # [C, H, W]: per channel
@@ -178,7 +180,7 @@ def _stat_axes(shape: Shape) -> tuple[int, ...]:
 
 def fit_preprocessing(params: DataParams, x_train: torch.Tensor, value_range: float | None) -> Preprocessing:
     """Statistics from the training split only (no leak from validation or test)."""
-    prep = Preprocessing(flatten=params.flatten)
+    prep = Preprocessing(channels_last=bool(params.channels_last), flatten=params.flatten)
     if params.normalize in ("scale", "imagenet"):  # ImageNet statistics are for [0, 1] inputs
         prep.scale = float(value_range if value_range else x_train.abs().max().clamp_min(1e-12))
     elif params.normalize == "standardize":
@@ -209,34 +211,88 @@ def _named_labels(raw: RawData, task: Task) -> RawData:
                    y_test=None if raw.y_test is None else encode(raw.y_test), class_names=names)
 
 
+def _binary_names(names: list[str] | None, outputs: int) -> list[str] | None:
+    """The two classes of a one-output binary task (label 0, label 1); None for multi-label outputs."""
+    if names is not None and len(names) != 2:
+        raise DataError(f"binary_crossentropy needs two classes; the targets hold {len(names)} "
+                        f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): use categorical_crossentropy")
+    if outputs != 1:
+        return names
+    return names or ["0", "1"]
+
+
+def check_arrays(raw: RawData) -> None:
+    """Inputs and targets must be finite real numbers: a complex, text or NaN cell would train silently wrong."""
+    for split in ("train", "val", "test"):
+        for kind in ("x", "y"):
+            array = getattr(raw, f"{kind}_{split}")
+            if array is None or isinstance(array, LazyInputs):
+                continue
+            what = f"the {'inputs' if kind == 'x' else 'targets'} of the {split} split"
+            if array.dtype.kind not in "biuf":
+                received = {"c": "complex numbers", "U": "text", "S": "bytes", "O": "Python objects"}.get(
+                    array.dtype.kind, f"{array.dtype} values")
+                raise DataError(f"{what} hold {received}; dltrain needs real numbers (convert them, e.g. "
+                                f"np.abs or .real for complex values)")
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                bad = np.argwhere(~np.isfinite(array))[0]
+                count = int((~np.isfinite(array)).sum())
+                raise DataError(f"{what} hold {count:,} missing or infinite value(s) (NaN/inf), the first at index "
+                                f"{tuple(int(i) for i in bad)}; fill them in or drop those samples")
+
+
+def looks_channels_last(shape: Shape) -> bool:
+    """Keras's image layout `[H, W, C]`: a last axis of 1, 3 or 4 channels after two larger ones."""
+    return len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] > 4 and shape[1] > 4
+
+
+def check_layout(params: DataParams, sample: Shape, decoded: bool) -> None:
+    """Refuse channels-last samples unless `data.channels_last` says what to do with them."""
+    if params.channels_last and (decoded or len(sample) != 3):
+        what = "image files are decoded channels-first already" if decoded else f"the samples are {list(sample)}"
+        raise DataError(f"data.channels_last: true transposes [H, W, C] samples to [C, H, W]; {what}. "
+                        f"Remove channels_last")
+    if params.channels_last is None and not decoded and looks_channels_last(sample):
+        h, w, c = sample
+        raise DataError(f"the samples are {list(sample)}, which looks channels-last ([height, width, channels], "
+                        f"Keras's layout); dltrain's images are channels-first [C, H, W]. Set data.channels_last: true "
+                        f"to transpose them to {[c, h, w]} (or data.channels_last: false if {list(sample)} is "
+                        f"already [C, H, W])")
+
+
 def assemble(
     raw: RawData,
     params: DataParams,
     task: Task,
     validation_split: float,
     preprocessing: Preprocessing | None = None,
+    validation_mode: ValidationMode = "auto",
 ) -> DataBundle:
     """Split, shape the targets and preprocess: the path every source shares.
 
     The test split (for sources without one) is a fixed shuffle; the validation split
-    is the source's own, else Keras's: the last `validation_split` of the training
-    samples, before shuffling. Pass `preprocessing` (from a checkpoint) to reuse fitted
-    statistics.
+    is the source's own (a `val/` folder, validation arrays or file), else a fixed
+    draw of `validation_split` of the training samples (stratified for
+    classification; see `splits`). Pass `preprocessing` (from a checkpoint) to reuse
+    fitted statistics.
     """
     raw = _named_labels(raw, task)
+    if raw.encoder is None:
+        check_arrays(raw)
     x_train, y_train = raw.x_train, raw.y_train
     if len(x_train) != len(y_train):
         raise DataError(f"{len(x_train)} inputs but {len(y_train)} targets: they must match")
     x_test, y_test = raw.x_test, raw.y_test
     if x_test is None:
-        keep, held = _permuted_split(len(x_train), params.test_split)
+        keep, held = random_split(len(x_train), params.test_split)
         x_test, y_test = x_train[held], y_train[held]
         x_train, y_train = x_train[keep], y_train[keep]
     x_val, y_val = raw.x_val, raw.y_val
     if x_val is None and validation_split > 0:
-        cut = len(x_train) - max(1, int(round(len(x_train) * validation_split)))
-        x_val, y_val = x_train[cut:], y_train[cut:]
-        x_train, y_train = x_train[:cut], y_train[:cut]
+        keep, held = validation_indices(np.asarray(y_train), validation_split, validation_mode,
+                                        task == "classification", raw.chronological)
+        x_val, y_val = x_train[held], y_train[held]
+        x_train, y_train = x_train[keep], y_train[keep]
 
     table = preprocessing.table if preprocessing else None
     if raw.encoder is not None:
@@ -245,6 +301,7 @@ def assemble(
         x_train = encoder.transform(x_train, table)
         x_val, x_test = (None if x is None else encoder.transform(x, table) for x in (x_val, x_test))
 
+    check_layout(params, tuple(x_train.shape[1:]), isinstance(x_train, LazyInputs))
     if isinstance(x_train, LazyInputs):
         if params.normalize == "standardize":
             raise DataError("data.normalize: 'standardize' needs every training image in memory; "
@@ -271,6 +328,13 @@ def assemble(
         seen = max(int(s.y.max()) for s in (train, val, test) if s is not None and len(s)) + 1
         num_classes = max(seen, len(class_names or []))
         class_names = class_names or [str(i) for i in range(num_classes)]
+    elif task == "binary":
+        class_names = _binary_names(class_names, train.y.shape[1])
+        for split in (s for s in (train, val, test) if s is not None and len(s)):
+            if split.y.min() < 0 or split.y.max() > 1:
+                raise DataError(f"binary_crossentropy needs targets between 0 and 1; these hold values from "
+                                f"{split.y.min().item():g} to {split.y.max().item():g}: use categorical_crossentropy "
+                                f"for class indices")
     input_shape = tuple(train.x.shape[1:])
     if params.augment is not None and len(input_shape) != 3:
         raise DataError(f"data.augment applies to images [C, H, W]; this data's samples are {list(input_shape)}")

@@ -1,8 +1,15 @@
-"""`npz`: NumPy archives, by default in the layout of Keras's `mnist.npz`."""
+"""`npz`: NumPy archives, by default in the layout of Keras's `mnist.npz`.
+
+Optional `x_test`/`y_test` arrays are the test set (else `test_split` draws one), and
+optional `x_val`/`y_val` arrays the validation set (as Keras's `validation_data`; else
+`fit.validation_split` draws one).
+"""
 
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,9 +32,28 @@ def npz(p: NpzParams) -> RawData:
         for key in (p.x_key, p.y_key):
             if key not in keys:
                 raise DataError(f"'{p.path}' has no array '{key}'; it holds: {', '.join(keys)}. Set data.x_key / data.y_key.")
-        x, y = archive[p.x_key], archive[p.y_key]
-        has_test = p.x_test_key in keys and p.y_test_key in keys
-        x_test = archive[p.x_test_key] if has_test else None
-        y_test = archive[p.y_test_key] if has_test else None
+        x, y = _array(archive, p.x_key, p.path), _array(archive, p.y_key, p.path)
+        x_test, y_test = _pair(archive, keys, p.x_test_key, p.y_test_key, p.path)
+        x_val, y_val = _pair(archive, keys, p.x_val_key, p.y_val_key, p.path)
     value_range = 255.0 if x.dtype == np.uint8 else None
-    return RawData(x, y, x_test, y_test, value_range=value_range)
+    return RawData(x, y, x_test, y_test, value_range=value_range, x_val=x_val, y_val=y_val)
+
+
+def _pair(archive: Any, keys: list[str], x_key: str, y_key: str, path: Path) -> tuple[Any, Any]:
+    """Optional inputs and targets stored together (test or validation): both or neither."""
+    if (x_key in keys) != (y_key in keys):
+        present, absent = (x_key, y_key) if x_key in keys else (y_key, x_key)
+        raise DataError(f"'{path}' has '{present}' but no '{absent}': store both arrays, or neither")
+    if x_key not in keys:
+        return None, None
+    return _array(archive, x_key, path), _array(archive, y_key, path)
+
+
+def _array(archive: Any, key: str, path: Path) -> np.ndarray:
+    """One array of the archive; Python objects (which need unpickling) and damaged members are refused."""
+    try:
+        return archive[key]
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"'{path}': array '{key}' cannot be read ({reason}); store plain numeric arrays "
+                        f"(np.savez with numbers, not Python objects)") from None

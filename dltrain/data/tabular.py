@@ -72,23 +72,54 @@ def _describe(cell: str) -> str:
     return "missing value" if cell.lower() in MISSING else f"'{cell}' is not a number"
 
 
-def read_table(path: Path) -> Table:
-    """Read a CSV file with a header row; ragged rows are errors with their line."""
+def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every non-blank row; rows of unequal length are errors with their line."""
     if not path.is_file():
         raise DataError(f"data.path: no file at '{path}'. Give the path of a CSV file with a header row.")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            lines = [row for row in csv.reader(handle)]
+            rows = [(number, row) for number, row in enumerate(csv.reader(handle), start=1)]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"'{path}' is not a readable CSV file ({exc})") from None
-    lines = [row for row in lines if any(cell.strip() for cell in row)]
+    rows = [(number, row) for number, row in rows if any(cell.strip() for cell in row)]
+    for number, row in rows[1:]:
+        if len(row) != len(rows[0][1]):
+            raise DataError(f"'{path}' line {number}: {len(row)} cells, but line {rows[0][0]} has {len(rows[0][1])}")
+    return rows
+
+
+def read_table(path: Path) -> Table:
+    """Read a CSV file with a header row; ragged rows are errors with their line."""
+    lines = [row for _, row in _read_rows(path)]
     if len(lines) < 2:
         raise DataError(f"'{path}' needs a header row and at least one data row")
     header = [name.strip() for name in lines[0]]
-    for number, row in enumerate(lines[1:], start=2):
-        if len(row) != len(header):
-            raise DataError(f"'{path}' line {number}: {len(row)} cells, but the header has {len(header)} columns")
     return Table(path, header, lines[1:])
+
+
+def numeric_rows(path: Path) -> np.ndarray:
+    """(N, columns) float64 of a CSV of numbers, read by position: with a header row, or without one.
+
+    A first row of numbers is data, not a header (a name is never a number), so a
+    headerless file loses no row and no column is looked up by a name it does not have.
+    """
+    rows = _read_rows(path)
+    if rows and all(_number(cell) is not None for cell in rows[0][1]):
+        body = rows
+    else:
+        body = rows[1:]
+    if not body:
+        raise DataError(f"'{path}' has no data rows")
+    header = rows[0][1] if body is not rows else [str(i + 1) for i in range(len(rows[0][1]))]
+    values = np.empty((len(body), len(header)), dtype=np.float64)
+    for i, (number, row) in enumerate(body):
+        for j, cell in enumerate(row):
+            value = _number(cell.strip())
+            if value is None:
+                raise DataError(f"'{path}' line {number}, column {j + 1} ('{header[j].strip()}'): "
+                                f"{_describe(cell.strip())}; numbers are needed here")
+            values[i, j] = value
+    return values
 
 
 def feature_cells(table: Table, features: list[str], categorical: set[str]) -> np.ndarray:
@@ -161,4 +192,24 @@ def csv_source(p: CsvParams) -> RawData:
         table.index(name, "features" if name in features else "categorical")
     categorical = infer_categorical(table, features, p.categorical)
     x = feature_cells(table, features, categorical)
-    return RawData(x, target_values(table, p.target), encoder=TableEncoder(features, categorical))
+    raw = RawData(x, target_values(table, p.target), encoder=TableEncoder(features, categorical))
+    if p.validation_path is not None:
+        raw.x_val, raw.y_val = _validation_rows(p.validation_path, features, categorical, p.target, raw.y_train)
+    return raw
+
+
+def _validation_rows(path: Path, features: list[str], categorical: set[str], target: str,
+                     y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of `data.validation_path`, read with the training file's columns."""
+    if not path.is_file():
+        raise DataError(f"data.validation_path: no file at '{path}'. Give a CSV with the same columns as data.path.")
+    table = read_table(path)
+    table.index(target, "validation_path")
+    for name in features:
+        table.index(name, "validation_path")
+    y = target_values(table, target)
+    if (y.dtype.kind == "U") != (y_train.dtype.kind == "U"):
+        kinds = {True: "class names", False: "numbers"}
+        raise DataError(f"data.validation_path: the target column '{target}' of '{path}' holds "
+                        f"{kinds[y.dtype.kind == 'U']}, but in data.path it holds {kinds[y_train.dtype.kind == 'U']}")
+    return feature_cells(table, features, categorical), y

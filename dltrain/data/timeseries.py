@@ -72,4 +72,4 @@ def timeseries_csv(p: TimeseriesParams) -> RawData:
     x = windows(series, p.window)[:count]
     y = target[p.window - 1 + p.horizon :][:count]
     cut = count - max(1, int(round(count * p.test_split)))
-    return RawData(x[:cut], y[:cut], x[cut:], y[cut:], encoder=WindowColumns(columns, p.window))
+    return RawData(x[:cut], y[:cut], x[cut:], y[cut:], encoder=WindowColumns(columns, p.window), chronological=True)

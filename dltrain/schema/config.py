@@ -43,6 +43,9 @@ else:
     ScheduleConfig = tagged_union(SCHEDULES, allow_string=True)
     CallbackConfig = tagged_union(CALLBACKS, allow_string=True, custom=custom.validator("callback", Params))
 
+# How fit.validation_split chooses its samples (dltrain.data.splits draws them).
+ValidationMode = Literal["auto", "random", "last"]
+
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -110,6 +113,12 @@ class FitConfig(Params):
         float,
         Field(ge=0.0, lt=1.0, description="Fraction of the training data held out for validation (Keras's semantics)."),
     ] = 0.0
+    validation_mode: ValidationMode = Field(
+        "auto",
+        description="How validation_split chooses its samples: random (a fixed seeded draw, stratified by class for "
+        "classification), last (Keras: the last fraction of the training data), or auto (random, except last "
+        "for time series).",
+    )
     shuffle: bool = Field(True, description="Shuffle the training data every epoch.")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps (auto: a GPU when there is one).")
     strategy: Literal["auto", "ddp", "single"] = Field(
@@ -128,6 +137,12 @@ class FitConfig(Params):
     )
     num_workers: NonNegativeInt | None = Field(
         None, description="DataLoader workers for sources that decode files (image_folder)."
+    )
+    num_threads: PositiveInt | Literal["auto"] = Field(
+        "auto",
+        description="CPU threads for training on the CPU (torch.set_num_threads). auto: one thread for a small step "
+        "(batch x (parameters + layer outputs) under 10 million), where more threads only wait on each other and, "
+        "on a busy machine, on other processes; PyTorch's default otherwise, or OMP_NUM_THREADS when it is set.",
     )
     callbacks: list[CallbackConfig] = Field(
         [], description="Hooks at the end of each epoch (EarlyStopping, ModelCheckpoint, ...)."
@@ -153,7 +168,7 @@ class Config(Params):
     """A whole dltrain config file."""
 
     name: str | None = Field(None, description="The run's name (runs/<name>/...); default: the file's stem.")
-    seed: int | None = Field(
+    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = Field(  # what torch, NumPy and Python all accept
         None,
         description="Random seed; same seed and device give the same result (default: drawn, and stored with the run).",
     )

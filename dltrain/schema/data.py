@@ -71,6 +71,11 @@ class DataParams(Params):
         None, description="Resize images to this size: one number, or [height, width]."
     )
     channels: Literal[1, 3] | None = Field(None, description="Convert images to 1 (grey) or 3 (RGB) channels.")
+    channels_last: bool | None = Field(
+        None,
+        description="Samples arrive channels-last [H, W, C]: true transposes them to [C, H, W]; "
+        "false keeps them as they are (default: refuse samples that look channels-last).",
+    )
     augment: AugmentParams | None = Field(None, description="Random transforms of training images.")
 
     @property
@@ -124,6 +129,10 @@ class NpzParams(DataParams):
     y_key: str = Field("y_train", description="The array of training targets.")
     x_test_key: str = Field("x_test", description="The array of test inputs (used when present).")
     y_test_key: str = Field("y_test", description="The array of test targets (used when present).")
+    x_val_key: str = Field(
+        "x_val", description="The array of validation inputs (used instead of fit.validation_split when present)."
+    )
+    y_val_key: str = Field("y_val", description="The array of validation targets (used when present).")
 
 
 @source
@@ -137,7 +146,7 @@ class SyntheticParams(DataParams):
     regression: bool = Field(False, description="Real-valued targets instead of classes.")
     outputs: PositiveInt = Field(1, description="Target values per sample, for regression.")
     noise: Annotated[float, Field(ge=0.0, description="Standard deviation of noise added to the targets.")] = 0.0
-    seed: int = Field(0, description="Seed of the data (independent of the run's seed).")
+    seed: int = Field(0, ge=0, description="Seed of the data (independent of the run's seed).")
 
     @model_validator(mode="after")
     def _one_task(self) -> "SyntheticParams":
@@ -160,6 +169,10 @@ class CsvParams(DataParams):
         [],
         description="Numeric-looking columns to one-hot as categories "
         "(e.g. zip codes); text columns are categorical anyway.",
+    )
+    validation_path: Path | None = Field(
+        None,
+        description="A CSV with the same columns: the validation set (instead of fit.validation_split).",
     )
 
 

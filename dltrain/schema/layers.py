@@ -227,8 +227,18 @@ class RecurrentParams(KernelParams):
     recurrent_initializer: InitializerName = Field("orthogonal", description="How the recurrent kernel starts.")
 
 
+class SingleBiasParams(RecurrentParams):
+    """Recurrent layers whose two PyTorch bias vectors (input and recurrent) only ever act as their sum; Keras has one."""
+
+    recurrent_bias: bool = Field(
+        False,
+        description="Keep PyTorch's second (recurrent) bias vector: units more parameters (4*units for LSTM) that add "
+        "nothing a single bias cannot; false (the default) matches Keras's parameter count.",
+    )
+
+
 @layer
-class SimpleRNNParams(RecurrentParams):
+class SimpleRNNParams(SingleBiasParams):
     """Fully connected recurrent layer: `[T, F]` → `[units]` (or `[T, units]`)."""
 
     type: Literal["SimpleRNN"]
@@ -236,7 +246,7 @@ class SimpleRNNParams(RecurrentParams):
 
 
 @layer
-class LSTMParams(RecurrentParams):
+class LSTMParams(SingleBiasParams):
     """Long short-term memory: `[T, F]` → `[units]` (or `[T, units]`)."""
 
     type: Literal["LSTM"]
