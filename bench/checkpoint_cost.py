@@ -31,8 +31,9 @@ from dltrain.trainer import EVAL_BATCH, Trainer
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def _block(trainer: Trainer, batches: Batches, run: RunDir | None, first: int, epochs: int,
-           blocking: list[float]) -> float:
+def _block(
+    trainer: Trainer, batches: Batches, run: RunDir | None, first: int, epochs: int, blocking: list[float]
+) -> float:
     """Seconds per epoch over `epochs` epochs (with checkpoints when `run` is given, waiting for the last).
 
     `blocking` gets the seconds the loop itself spent in the save calls, per epoch.
@@ -56,8 +57,9 @@ def measure(name: str, epochs: int, rounds: int) -> dict[str, float]:
     loaded = load_config(CONFIGS / f"{name}.yaml", ["fit.device=cpu"])
     trainer = build_trainer(loaded)
     fit = trainer.config.fit
-    trainer.forward, trainer.splits = cache_features(trainer.network, trainer.splits, trainer.config.data,
-                                                     EVAL_BATCH, Reporter())
+    trainer.forward, trainer.splits = cache_features(
+        trainer.network, trainer.splits, trainer.config.data, EVAL_BATCH, Reporter()
+    )
     batches = make_batches(trainer.splits["train"], fit.batch_size, True, 0, trainer.ctx.device)
     trainer.lr.steps = len(batches)
     trainer.prepare_model()
@@ -73,8 +75,13 @@ def measure(name: str, epochs: int, rounds: int) -> dict[str, float]:
         size = sum((Path(folder) / f).stat().st_size for f in ("last.pt", "best.pt"))
         run.close()
     base, with_writes = min(plain), min(written)
-    return {"epoch_ms": base * 1e3, "blocking": statistics.median(blocking) / base, "with_ms": with_writes * 1e3, "overhead": with_writes / base - 1,
-            "last_best_mb": size / 2**20}
+    return {
+        "epoch_ms": base * 1e3,
+        "blocking": statistics.median(blocking) / base,
+        "with_ms": with_writes * 1e3,
+        "overhead": with_writes / base - 1,
+        "last_best_mb": size / 2**20,
+    }
 
 
 def main() -> None:
@@ -88,8 +95,10 @@ def main() -> None:
     print(f"cpu, {torch.get_num_threads()} threads, fastest of {args.rounds} blocks of {args.epochs} epochs")
     for name in args.configs:
         m = measure(name, args.epochs, args.rounds)
-        print(f"  {name:<14} epoch {m['epoch_ms']:8.1f} ms   with last.pt+best.pt {m['with_ms']:8.1f} ms "
-              f"({m['overhead'] * 100:+5.1f}%; the loop waits {m['blocking'] * 100:4.1f}%)   last.pt+best.pt {m['last_best_mb']:6.2f} MiB")
+        print(
+            f"  {name:<14} epoch {m['epoch_ms']:8.1f} ms   with last.pt+best.pt {m['with_ms']:8.1f} ms "
+            f"({m['overhead'] * 100:+5.1f}%; the loop waits {m['blocking'] * 100:4.1f}%)   last.pt+best.pt {m['last_best_mb']:6.2f} MiB"
+        )
 
 
 if __name__ == "__main__":

@@ -26,11 +26,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def one_run(config: str, devices: int, threads: str | None, device: str, epochs: int,
-            run_dir: Path) -> tuple[float, float]:
+def one_run(
+    config: str, devices: int, threads: str | None, device: str, epochs: int, run_dir: Path
+) -> tuple[float, float]:
     """(median epoch seconds after the first, wall seconds) of one `dltrain fit`."""
-    command = [sys.executable, "-m", "dltrain", "fit", config, "--device", device, "--run-dir", str(run_dir),
-               "--set", f"fit.epochs={epochs}", "--devices", str(devices)]
+    command = [
+        sys.executable,
+        "-m",
+        "dltrain",
+        "fit",
+        config,
+        "--device",
+        device,
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        f"fit.epochs={epochs}",
+        "--devices",
+        str(devices),
+    ]
     env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     if threads is not None:
@@ -51,8 +65,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     args, _ = parser.parse_known_args()  # `python -m bench ddp` passes the module name on
-    setups = {"1 process, default threads": (1, None), "1 process, 1 thread": (1, "1"),
-              f"{args.devices} processes, 1 thread each": (args.devices, None)}
+    setups = {
+        "1 process, default threads": (1, None),
+        "1 process, 1 thread": (1, "1"),
+        f"{args.devices} processes, 1 thread each": (args.devices, None),
+    }
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(args.repeats):

@@ -23,8 +23,15 @@ from dltrain.data.batches import TensorBatches
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_mlp.yaml"
 
 
-def plain_epoch(network: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                batch_size: int, generator: torch.Generator, accuracy: bool = False) -> float:
+def plain_epoch(
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    accuracy: bool = False,
+) -> float:
     """The hand-written loop dltrain must match (optionally counting correct predictions too)."""
     loss_fn = torch.nn.CrossEntropyLoss()
     network.train()
@@ -70,8 +77,15 @@ def measure(device: str, epochs: int) -> dict[str, float]:
             if name == "dltrain":
                 trainer.train_epoch(batches, epoch)
             else:
-                plain_epoch(plain_net, plain_opt, x, y, loaded.config.fit.batch_size, generator,
-                            accuracy=name == "plain+accuracy")
+                plain_epoch(
+                    plain_net,
+                    plain_opt,
+                    x,
+                    y,
+                    loaded.config.fit.batch_size,
+                    generator,
+                    accuracy=name == "plain+accuracy",
+                )
             sync()
             if epoch > 2:  # warm-up
                 times[name].append(time.perf_counter() - start)
@@ -84,11 +98,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15)
     args, _ = parser.parse_known_args()
     medians = measure(args.device, args.epochs)
-    print(f"digits_mlp epoch on {args.device} (median of {args.epochs - 2}): "
-          f"dltrain {medians['dltrain'] * 1e3:.1f} ms (loss + accuracy), "
-          f"plain loop {medians['plain'] * 1e3:.1f} ms (loss only; dltrain at {medians['plain'] / medians['dltrain']:.2f}x), "
-          f"plain loop {medians['plain+accuracy'] * 1e3:.1f} ms (loss + accuracy; dltrain at "
-          f"{medians['plain+accuracy'] / medians['dltrain']:.2f}x)")
+    print(
+        f"digits_mlp epoch on {args.device} (median of {args.epochs - 2}): "
+        f"dltrain {medians['dltrain'] * 1e3:.1f} ms (loss + accuracy), "
+        f"plain loop {medians['plain'] * 1e3:.1f} ms (loss only; dltrain at {medians['plain'] / medians['dltrain']:.2f}x), "
+        f"plain loop {medians['plain+accuracy'] * 1e3:.1f} ms (loss + accuracy; dltrain at "
+        f"{medians['plain+accuracy'] / medians['dltrain']:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -36,13 +36,18 @@ def build(device: str, cache: bool) -> tuple[Trainer, TensorBatches, float]:
     ctx = trainer.ctx
     sync(ctx.device)
     started = time.perf_counter()
-    trainer.forward, trainer.splits = cache_features(trainer.network, trainer.splits, loaded.config.data, EVAL_BATCH,
-                                                     Reporter())
+    trainer.forward, trainer.splits = cache_features(
+        trainer.network, trainer.splits, loaded.config.data, EVAL_BATCH, Reporter()
+    )
     trainer.prepare_model()  # training calls `model`: the head alone when features are cached
     sync(ctx.device)
     seconds = time.perf_counter() - started
     fit = loaded.config.fit
-    return trainer, TensorBatches(trainer.splits["train"], fit.batch_size, fit.shuffle, loaded.config.seed or 0), seconds
+    return (
+        trainer,
+        TensorBatches(trainer.splits["train"], fit.batch_size, fit.shuffle, loaded.config.seed or 0),
+        seconds,
+    )
 
 
 def sync(device: torch.device) -> None:
@@ -71,10 +76,12 @@ def main() -> None:
             rng[name] = torch.get_rng_state()
     cached, uncached = (statistics.median(times[n][1:]) for n in ("cached", "uncached"))
     gap = max(abs(a - b) for a, b in zip(losses["cached"], losses["uncached"]))
-    print(f"digits_vgg16 on {args.device}, median of epochs 2-{args.epochs} (train + validation): "
-          f"cached {cached * 1e3:.1f} ms, uncached {uncached * 1e3:.1f} ms ({uncached / cached:.0f}x faster); "
-          f"one-time cache {runs['cached'][2]:.2f} s, first epochs {times['cached'][0]:.2f} s / "
-          f"{times['uncached'][0]:.2f} s; largest epoch-loss difference {gap:.2e}")
+    print(
+        f"digits_vgg16 on {args.device}, median of epochs 2-{args.epochs} (train + validation): "
+        f"cached {cached * 1e3:.1f} ms, uncached {uncached * 1e3:.1f} ms ({uncached / cached:.0f}x faster); "
+        f"one-time cache {runs['cached'][2]:.2f} s, first epochs {times['cached'][0]:.2f} s / "
+        f"{times['uncached'][0]:.2f} s; largest epoch-loss difference {gap:.2e}"
+    )
 
 
 if __name__ == "__main__":

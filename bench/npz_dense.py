@@ -35,19 +35,28 @@ from dltrain.trainer import Trainer
 def write_npz(folder: Path, samples: int) -> Path:
     rng = np.random.default_rng(0)
     path = folder / "bench.npz"
-    np.savez(path, x_train=rng.integers(0, 256, (samples, 784), dtype=np.uint8),
-             y_train=rng.integers(0, 10, samples, dtype=np.uint8),
-             x_test=rng.integers(0, 256, (1000, 784), dtype=np.uint8), y_test=rng.integers(0, 10, 1000, dtype=np.uint8))
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (samples, 784), dtype=np.uint8),
+        y_train=rng.integers(0, 10, samples, dtype=np.uint8),
+        x_test=rng.integers(0, 256, (1000, 784), dtype=np.uint8),
+        y_test=rng.integers(0, 10, 1000, dtype=np.uint8),
+    )
     return path
 
 
 def dltrain_trainer(folder: Path, npz: Path, device: str, metrics: list[str]) -> Trainer:
     config = {
-        "name": "bench", "seed": 0,
+        "name": "bench",
+        "seed": 0,
         "data": {"source": "npz", "path": str(npz), "normalize": "scale"},
-        "model": {"layers": [{"type": "Dense", "units": 64, "activation": "relu"},
-                             {"type": "Dense", "units": 32, "activation": "relu"},
-                             {"type": "Dense", "units": 10, "activation": "softmax"}]},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 64, "activation": "relu"},
+                {"type": "Dense", "units": 32, "activation": "relu"},
+                {"type": "Dense", "units": 10, "activation": "softmax"},
+            ]
+        },
         "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": metrics},
         "fit": {"epochs": 1, "batch_size": 32, "device": device},
     }
@@ -68,7 +77,9 @@ class HandLoop:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, accuracy: bool) -> None:
         self.x, self.y, self.accuracy = x, y, accuracy
-        self.model = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).to(x.device)
+        self.model = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).to(
+            x.device
+        )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, eps=1e-7)
         self.loss_fn = nn.CrossEntropyLoss()
 
@@ -129,12 +140,16 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(tmp)
         npz = write_npz(folder, args.samples)
         device = resolve_device(args.device)
-        print(f"{args.samples} x 784 npz, batch 32, device {device}, {torch.get_num_threads()} threads, "
-              f"median of {args.repeats} interleaved epochs")
+        print(
+            f"{args.samples} x 784 npz, batch 32, device {device}, {torch.get_num_threads()} threads, "
+            f"median of {args.repeats} interleaved epochs"
+        )
         for label, metrics in (("loss only", []), ("loss + accuracy", ["accuracy"])):
             ours, hand = compare(folder, npz, str(device), args.repeats, metrics)
-            print(f"  {label:16s} dltrain {ours:.3f} s/epoch  hand loop {hand:.3f} s/epoch  "
-                  f"speed ratio {hand / ours:.3f} (target >= 0.95)")
+            print(
+                f"  {label:16s} dltrain {ours:.3f} s/epoch  hand loop {hand:.3f} s/epoch  "
+                f"speed ratio {hand / ours:.3f} (target >= 0.95)"
+            )
 
 
 if __name__ == "__main__":

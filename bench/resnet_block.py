@@ -29,7 +29,11 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_resnet.yaml"
 
 
 def _conv_bn(channels: int) -> list[nn.Module]:
-    return [nn.ZeroPad2d(1), nn.Conv2d(channels, channels, 3, bias=False), nn.BatchNorm2d(channels, eps=1e-3, momentum=0.1)]
+    return [
+        nn.ZeroPad2d(1),
+        nn.Conv2d(channels, channels, 3, bias=False),
+        nn.BatchNorm2d(channels, eps=1e-3, momentum=0.1),
+    ]
 
 
 class HandResNet(nn.Module):
@@ -37,9 +41,15 @@ class HandResNet(nn.Module):
 
     def __init__(self, channels: int = 16, classes: int = 10) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(1, channels, 3, bias=False),
-                                  nn.BatchNorm2d(channels, eps=1e-3, momentum=0.1), nn.ReLU())
-        self.blocks = nn.ModuleList(nn.Sequential(*_conv_bn(channels), nn.ReLU(), *_conv_bn(channels)) for _ in range(2))
+        self.stem = nn.Sequential(
+            nn.ZeroPad2d(1),
+            nn.Conv2d(1, channels, 3, bias=False),
+            nn.BatchNorm2d(channels, eps=1e-3, momentum=0.1),
+            nn.ReLU(),
+        )
+        self.blocks = nn.ModuleList(
+            nn.Sequential(*_conv_bn(channels), nn.ReLU(), *_conv_bn(channels)) for _ in range(2)
+        )
         self.head = nn.Linear(channels, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,8 +70,10 @@ def measure(device: str, epochs: int) -> dict[str, float]:
     graph_net = graph_built.network.to(ctx.device)
     hand_net = HandResNet().to(ctx.device)
     assert sum(p.numel() for p in hand_net.parameters()) == sum(p.numel() for p in graph_net.parameters())
-    optimizers = {name: torch.optim.Adam(net.parameters(), lr=3e-3, eps=1e-7)
-                  for name, net in (("graph", graph_net), ("hand", hand_net))}
+    optimizers = {
+        name: torch.optim.Adam(net.parameters(), lr=3e-3, eps=1e-7)
+        for name, net in (("graph", graph_net), ("hand", hand_net))
+    }
     x, y = trainer.splits["train"].x, trainer.splits["train"].y
     generator = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {"dltrain": [], "graph": [], "hand": []}
@@ -88,10 +100,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     args, _ = parser.parse_known_args()
     m = measure(args.device, args.epochs)
-    print(f"digits_resnet epoch on {args.device} (median of {args.epochs - 2}): "
-          f"hand-written PyTorch in a plain loop {m['hand'] * 1e3:.1f} ms; dltrain's graph module in the same loop "
-          f"{m['graph'] * 1e3:.1f} ms ({m['hand'] / m['graph']:.2f}x); dltrain's Trainer {m['dltrain'] * 1e3:.1f} ms "
-          f"({m['hand'] / m['dltrain']:.2f}x)")
+    print(
+        f"digits_resnet epoch on {args.device} (median of {args.epochs - 2}): "
+        f"hand-written PyTorch in a plain loop {m['hand'] * 1e3:.1f} ms; dltrain's graph module in the same loop "
+        f"{m['graph'] * 1e3:.1f} ms ({m['hand'] / m['graph']:.2f}x); dltrain's Trainer {m['dltrain'] * 1e3:.1f} ms "
+        f"({m['hand'] / m['dltrain']:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

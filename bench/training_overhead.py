@@ -47,9 +47,11 @@ def _trainer(device: str, overrides: list[str], reporter: Reporter) -> Trainer:
     return build_trainer(loaded, reporter=reporter)
 
 
-def _epoch_with_hooks(trainer: Trainer, batches: TensorBatches, run: RunDir,
-                      hooks: dict[str, list[float]]) -> Callable[[int], Any]:
+def _epoch_with_hooks(
+    trainer: Trainer, batches: TensorBatches, run: RunDir, hooks: dict[str, list[float]]
+) -> Callable[[int], Any]:
     """One epoch as `Trainer.fit` runs it, minus validation: train, then every callback hook (timed apart)."""
+
     def epoch(number: int) -> None:
         trainer.reporter.epoch_start(number, 10**6, len(batches))
         row = {"epoch": number, **trainer.train_epoch(batches, number), "lr": trainer.lr.update(number, 1)}
@@ -59,9 +61,12 @@ def _epoch_with_hooks(trainer: Trainer, batches: TensorBatches, run: RunDir,
             start = time.perf_counter()
             callback.on_epoch_end(trainer, row)
             callback.write(trainer, run)
-            name = type(callback).__name__ + (f" {callback.params.filename}" if callback.params.type == "ModelCheckpoint" else "")
+            name = type(callback).__name__ + (
+                f" {callback.params.filename}" if callback.params.type == "ModelCheckpoint" else ""
+            )
             hooks.setdefault(name, []).append(time.perf_counter() - start)
         trainer.reporter.epoch_end(number, {**row, "seconds": 0.0})
+
     return epoch
 
 
@@ -86,6 +91,7 @@ def measure(device: str, epochs: int) -> dict[str, float]:
             trainer.reporter.epoch_start(number, 10**6, len(batches))
             trainer.train_epoch(batches, number)
             trainer.reporter.abort()
+
         return epoch
 
     runs: dict[str, Callable[[int], Any]] = {
@@ -120,8 +126,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     medians = measure(args.device, args.epochs)
     base = medians["bare"]
-    print(f"digits_mlp epoch on {args.device}, {torch.get_num_threads()} threads, median of {args.epochs - 2} "
-          f"(callback hooks: their share of +all):")
+    print(
+        f"digits_mlp epoch on {args.device}, {torch.get_num_threads()} threads, median of {args.epochs - 2} "
+        f"(callback hooks: their share of +all):"
+    )
     for name, value in medians.items():
         print(f"  {name:<28} {value * 1e3:8.2f} ms  {value / base:5.2f}x bare")
 

@@ -27,8 +27,14 @@ SEEDS = (42, 1, 2)
 def _dltrain(*args: str, cwd: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dltrain", *args], cwd=cwd, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "dltrain", *args],
+        cwd=cwd,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -58,15 +64,23 @@ def main() -> None:
         trials = [json.loads(f.read_text()) for f in sorted(study.glob("trial-*/trial.json"))]
         states = {s: sum(t["state"] == s for t in trials) for s in ("complete", "pruned", "failed")}
         print(f"tune: 20 trials, 2 jobs in {wall:.0f}s: {states}")
-        warm = [(t["seconds"] - _train_seconds(study / f"trial-{t['number']:04d}")) / _train_seconds(study / f"trial-{t['number']:04d}")
-                for t in trials if t["epochs"]]
+        warm = [
+            (t["seconds"] - _train_seconds(study / f"trial-{t['number']:04d}"))
+            / _train_seconds(study / f"trial-{t['number']:04d}")
+            for t in trials
+            if t["epochs"]
+        ]
         untuned, cold = _fits(preset, cwd, "untuned")
         tuned, _ = _fits(study / "best.yaml", cwd, "tuned")
         print(f"best.yaml: {(study / 'best.yaml').read_text().splitlines()[1]}")
-        print(f"test accuracy, seeds {SEEDS}: untuned {[round(a, 4) for a in untuned]} (mean {statistics.mean(untuned):.4f}); "
-              f"best.yaml {[round(a, 4) for a in tuned]} (mean {statistics.mean(tuned):.4f})")
-        print(f"overhead per trial / training time: warm trials median {statistics.median(warm):.1%} "
-              f"(first trial of a worker {max(warm):.1%}); cold `dltrain fit` processes median {statistics.median(cold):.1%}")
+        print(
+            f"test accuracy, seeds {SEEDS}: untuned {[round(a, 4) for a in untuned]} (mean {statistics.mean(untuned):.4f}); "
+            f"best.yaml {[round(a, 4) for a in tuned]} (mean {statistics.mean(tuned):.4f})"
+        )
+        print(
+            f"overhead per trial / training time: warm trials median {statistics.median(warm):.1%} "
+            f"(first trial of a worker {max(warm):.1%}); cold `dltrain fit` processes median {statistics.median(cold):.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,19 @@ def main() -> None:
             run = cwd / "runs" / f"cold-{i}"
             wall = _dltrain("fit", str(preset), "--set", f"fit.epochs={EPOCHS}", "--run-dir", str(run), cwd=cwd)
             cold.append((wall - _train_seconds(run), _train_seconds(run)))
-        _dltrain("tune", str(preset), "--trials", str(RUNS), "--jobs", "1", "--set", f"fit.epochs={EPOCHS}",
-                 "--set", "tune.pruner=none", cwd=cwd)
+        _dltrain(
+            "tune",
+            str(preset),
+            "--trials",
+            str(RUNS),
+            "--jobs",
+            "1",
+            "--set",
+            f"fit.epochs={EPOCHS}",
+            "--set",
+            "tune.pruner=none",
+            cwd=cwd,
+        )
         warm = []
         for trial in sorted((cwd / "runs" / "digits_tune" / "tune-digits_tune").glob("trial-*")):
             seconds = json.loads((trial / "trial.json").read_text())["seconds"]
@@ -37,9 +48,11 @@ def main() -> None:
         for label, rows in (("cold `dltrain fit` process", cold), ("warm tune trial", warm)):
             over = [o for o, _ in rows]
             fraction = [o / t for o, t in rows]
-            print(f"{label}: overhead median {statistics.median(over):.2f}s = {statistics.median(fraction):.0%} of its "
-                  f"training ({EPOCHS} epochs, median {statistics.median(t for _, t in rows):.2f}s); "
-                  f"per run {[round(o, 2) for o in over]}")
+            print(
+                f"{label}: overhead median {statistics.median(over):.2f}s = {statistics.median(fraction):.0%} of its "
+                f"training ({EPOCHS} epochs, median {statistics.median(t for _, t in rows):.2f}s); "
+                f"per run {[round(o, 2) for o in over]}"
+            )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,10 @@ def check_run_name(name: str) -> None:
     if name in ("", ".", ".."):
         raise ValueError(f"a run name must be a folder name; received {name!r}")
     if "/" in name or "\\" in name:
-        raise ValueError(f"a run name is one folder name under runs/, without '/' or '\\'; received {name!r}. "
-                         f"To write a run elsewhere, use --run-dir")
+        raise ValueError(
+            f"a run name is one folder name under runs/, without '/' or '\\'; received {name!r}. "
+            f"To write a run elsewhere, use --run-dir"
+        )
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise ValueError(f"a run name cannot hold control characters (NUL, newline, ...); received {name!r}")
     if len(name.encode("utf-8")) > 255:
@@ -63,5 +65,7 @@ def check_output_file(path: Path, option: str, make_folder: bool = False) -> Non
         what = "is a file" if folder.exists() else "does not exist"
         raise UserError(f"cannot write '{path}': '{folder}' {what}")
     if not os.access(folder, os.W_OK):  # for root too, this sees a read-only filesystem (EROFS)
-        raise UserError(f"cannot write '{path}': the folder '{folder}' is read-only (or not yours to write); "
-                        f"choose another place for {option}")
+        raise UserError(
+            f"cannot write '{path}': the folder '{folder}' is read-only (or not yours to write); "
+            f"choose another place for {option}"
+        )

@@ -61,14 +61,16 @@ def _with_suggestions(exc: ValidationError, model: type[BaseModel]) -> Validatio
             kind = "unknown_key"
             message = f"unknown key '{key}'.{did_you_mean(key, valid)} Valid keys: {', '.join(valid) or '(none)'}."
         escaped = message.replace("{", "{{").replace("}", "}}")
-        details.append(
-            InitErrorDetails(type=PydanticCustomError(kind, escaped), loc=err["loc"], input=err["input"])
-        )
+        details.append(InitErrorDetails(type=PydanticCustomError(kind, escaped), loc=err["loc"], input=err["input"]))
     return ValidationError.from_exception_data(exc.title, details)
 
 
-def tagged_union(registry: Registry[Any], tag: str = "type", allow_string: bool = False,
-                 custom: Callable[[str], type[BaseModel] | None] | None = None) -> Any:
+def tagged_union(
+    registry: Registry[Any],
+    tag: str = "type",
+    allow_string: bool = False,
+    custom: Callable[[str], type[BaseModel] | None] | None = None,
+) -> Any:
     """An annotation accepting any registered params model, chosen by its `tag` key.
 
     The tag is checked against the registry first, so an unknown name gets the list of

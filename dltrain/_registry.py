@@ -107,7 +107,9 @@ class Registry(Generic[T]):
 
         return decorate
 
-    def register(self, name: str, params: type[BaseModel] | None = None, summary: str | None = None) -> Callable[[T], T]:
+    def register(
+        self, name: str, params: type[BaseModel] | None = None, summary: str | None = None
+    ) -> Callable[[T], T]:
         """Decorator: describe and implement `name` in one place (for names the config schema does not hold)."""
         self.describe(name, params, summary)
         return self.implement(name)
@@ -120,7 +122,9 @@ class Registry(Generic[T]):
                 break
             importlib.import_module(module)
         if key not in self._objects:
-            raise LookupError(f"{self.kind} {name!r} has no implementation (looked in {', '.join(self.implemented_in)})")
+            raise LookupError(
+                f"{self.kind} {name!r} has no implementation (looked in {', '.join(self.implemented_in)})"
+            )
         return self._objects[key]
 
     def canonical(self, name: str) -> str | None:

@@ -69,8 +69,9 @@ def fit(
         return FitResult(ctx.broadcast(run.path if run else None), trainer.history, results)
 
 
-def fit_config(config: str | Path | None, overrides: list[str] | None = None,
-               resume: str | Path | None = None) -> tuple[LoadedConfig, Checkpoint | None]:
+def fit_config(
+    config: str | Path | None, overrides: list[str] | None = None, resume: str | Path | None = None
+) -> tuple[LoadedConfig, Checkpoint | None]:
     """The validated config of a fit (and the checkpoint it resumes from, if any)."""
     overrides = list(overrides or [])
     if resume is not None:
@@ -92,8 +93,10 @@ def _check_unfinished(payload: Checkpoint, epochs: int) -> None:
     done = int(payload.epoch)
     if done >= epochs and not payload.partial:
         where = payload.path.parent if payload.path else "the checkpoint"
-        raise UserError(f"--resume: the run in {where} is finished: it trained {done} of "
-                        f"fit.epochs={epochs} epochs. To train on, raise the total: --set fit.epochs={done + 10}")
+        raise UserError(
+            f"--resume: the run in {where} is finished: it trained {done} of "
+            f"fit.epochs={epochs} epochs. To train on, raise the total: --set fit.epochs={done + 10}"
+        )
 
 
 def _stored_config(saved: Checkpoint, overrides: list[str] | None = None) -> LoadedConfig:
@@ -107,8 +110,14 @@ def _stored_config(saved: Checkpoint, overrides: list[str] | None = None) -> Loa
         raise CheckpointError(f"'{saved.path}' holds a config dltrain cannot read: {exc}") from None
 
 
-def _fit_setup(loaded: LoadedConfig, payload: Checkpoint | None, ctx: Context, reporter: Reporter | None,
-               run_dir: str | Path | None, write: bool) -> tuple[Trainer, RunDir | None]:
+def _fit_setup(
+    loaded: LoadedConfig,
+    payload: Checkpoint | None,
+    ctx: Context,
+    reporter: Reporter | None,
+    run_dir: str | Path | None,
+    write: bool,
+) -> tuple[Trainer, RunDir | None]:
     """The run directory (on the main process, locked first: a busy one fails fast), data, model, trainer."""
     run = None
     if payload is not None and ctx.is_main and payload.path:
@@ -134,8 +143,13 @@ def restore(path: str | Path, overrides: list[str] | None = None, device: str = 
     return build_trainer(loaded, Context(resolve_device(device)), saved=saved)
 
 
-def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None = None,
-             device: str = "auto", plot: str | Path | None = None) -> dict[str, Any]:
+def evaluate(
+    path: str | Path,
+    split: str = "test",
+    overrides: list[str] | None = None,
+    device: str = "auto",
+    plot: str | Path | None = None,
+) -> dict[str, Any]:
     """Loss, metrics and (for classification) the confusion matrix and per-class scores.
 
     Regression reports always include RMSE and R²; `plot` writes the confusion matrix
@@ -158,8 +172,12 @@ def evaluate(path: str | Path, split: str = "test", overrides: list[str] | None 
     if "confusion_matrix" in report:
         report["per_class"] = per_class_scores(report["confusion_matrix"], trainer.data.class_names or [])
         if plot is not None:
-            write_confusion(report["confusion_matrix"], list(report["per_class"]), Path(plot),
-                            f"Confusion matrix ({split}, {report['samples']} samples)")
+            write_confusion(
+                report["confusion_matrix"],
+                list(report["per_class"]),
+                Path(plot),
+                f"Confusion matrix ({split}, {report['samples']} samples)",
+            )
     return report
 
 
@@ -168,8 +186,10 @@ def check_plot(path: Path) -> None:
     check_output_file(path, "--plot", make_folder=True)
     formats = image_formats()
     if path.suffix.lstrip(".").lower() not in formats:
-        raise UserError(f"--plot '{path}': cannot draw a '{path.suffix or 'file without extension'}'; "
-                        f"end the name with one of {', '.join('.' + f for f in formats)}")
+        raise UserError(
+            f"--plot '{path}': cannot draw a '{path.suffix or 'file without extension'}'; "
+            f"end the name with one of {', '.join('.' + f for f in formats)}"
+        )
 
 
 def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: str = "auto") -> dict[str, Any]:
@@ -179,8 +199,15 @@ def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: 
     saved = checkpoint.load(path)
     target = resolve_device(device)
     network = restore_network(saved).to(target)
-    rows = predict_files(network, Preprocessing.from_state(saved.preprocessing), [Path(i) for i in inputs],
-                         saved.task, saved.class_names or [], top_k, target)
+    rows = predict_files(
+        network,
+        Preprocessing.from_state(saved.preprocessing),
+        [Path(i) for i in inputs],
+        saved.task,
+        saved.class_names or [],
+        top_k,
+        target,
+    )
     return {"predictions": rows}
 
 

@@ -85,7 +85,9 @@ def _resnet_blocks(body: nn.Module) -> Blocks:
     return [stem] + [[body.get_submodule(f"layer{i}")] for i in range(1, 5)]
 
 
-def _register(name: str, parts: Callable[[nn.Module], dict[str, nn.Module]], blocks: Callable[[nn.Module], Blocks]) -> None:
+def _register(
+    name: str, parts: Callable[[nn.Module], dict[str, nn.Module]], blocks: Callable[[nn.Module], Blocks]
+) -> None:
     BACKBONES.implement(name)(BackboneSpec(name, parts, blocks))
 
 
@@ -142,7 +144,7 @@ class BackboneModule(nn.Module):
         """The blocks that train now or will after `unfreeze_at_epoch`."""
         if self.unfreeze_at_epoch is not None:
             count = self.trainable_layers or len(self.blocks)
-            return self.blocks[len(self.blocks) - count:]
+            return self.blocks[len(self.blocks) - count :]
         return [b for b in self.blocks if any(p.requires_grad for m in b for p in m.parameters())]
 
     @property
@@ -205,9 +207,12 @@ def sniff_weights(path: Path) -> str:
     return "unknown"
 
 
-_WEIGHT_KINDS = {"torch": "a torch.save file (.pth)", "safetensors": "a safetensors file",
-                 "pickle": "a bare Python pickle, which could run code when loaded",
-                 "unknown": "neither a torch.save file nor a safetensors file"}
+_WEIGHT_KINDS = {
+    "torch": "a torch.save file (.pth)",
+    "safetensors": "a safetensors file",
+    "pickle": "a bare Python pickle, which could run code when loaded",
+    "unknown": "neither a torch.save file nor a safetensors file",
+}
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -217,15 +222,20 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     `.safetensors` (or random bytes named `.pth`) is refused before any loader sees it.
     """
     if not path.is_file():
-        raise LayerError(f"weights file '{path}' not found; give a .pth or .safetensors state dict, "
-                         f"`weights: imagenet`, or `weights: null`")
+        raise LayerError(
+            f"weights file '{path}' not found; give a .pth or .safetensors state dict, "
+            f"`weights: imagenet`, or `weights: null`"
+        )
     expected = "safetensors" if path.suffix == ".safetensors" else "torch"
     kind = sniff_weights(path)
     if kind != expected:
         hint = {"safetensors": "rename it to end in .safetensors", "torch": "rename it to end in .pth"}.get(
-            kind, "save the weights with safetensors.torch.save_file or torch.save(model.state_dict(), path)")
-        raise LayerError(f"weights file '{path}' is {_WEIGHT_KINDS[kind]}, not {_WEIGHT_KINDS[expected]} as its "
-                         f"name says; it was not loaded. If you trust it, {hint}")
+            kind, "save the weights with safetensors.torch.save_file or torch.save(model.state_dict(), path)"
+        )
+        raise LayerError(
+            f"weights file '{path}' is {_WEIGHT_KINDS[kind]}, not {_WEIGHT_KINDS[expected]} as its "
+            f"name says; it was not loaded. If you trust it, {hint}"
+        )
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -238,8 +248,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise LayerError(f"'{path}' holds more than tensors; dltrain loads weights with weights_only=True. "
-                         f"Save a plain state dict: torch.save(model.state_dict(), path)") from None
+        raise LayerError(
+            f"'{path}' holds more than tensors; dltrain loads weights with weights_only=True. "
+            f"Save a plain state dict: torch.save(model.state_dict(), path)"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise LayerError(f"'{path}' is not a readable state dict ({str(exc).splitlines()[0]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -252,19 +264,24 @@ def _examples(keys: list[str]) -> str:
     return f"{len(keys)} ({shown}{', ...' if len(keys) > 3 else ''})"
 
 
-def load_body(body: nn.Module, state: dict[str, torch.Tensor], model_keys: set[str], spec: BackboneSpec,
-              source: str) -> None:
+def load_body(
+    body: nn.Module, state: dict[str, torch.Tensor], model_keys: set[str], spec: BackboneSpec, source: str
+) -> None:
     """Load `state` into `body`; keys of the cut-off classifier are ignored, any other mismatch is an error."""
     own = body.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own and k not in model_keys]
     if missing or unexpected:
         parts = ([f"missing keys: {_examples(missing)}"] if missing else []) + (
-            [f"unexpected keys: {_examples(unexpected)}"] if unexpected else [])
-        raise LayerError(f"the weights in '{source}' do not fit torchvision's {spec.name}: {'; '.join(parts)}. "
-                         f"Expected its state dict (keys such as '{next(iter(own))}')")
-    wrong = [f"'{k}' {list(state[k].shape)} (expected {list(v.shape)})" for k, v in own.items()
-             if state[k].shape != v.shape]
+            [f"unexpected keys: {_examples(unexpected)}"] if unexpected else []
+        )
+        raise LayerError(
+            f"the weights in '{source}' do not fit torchvision's {spec.name}: {'; '.join(parts)}. "
+            f"Expected its state dict (keys such as '{next(iter(own))}')"
+        )
+    wrong = [
+        f"'{k}' {list(state[k].shape)} (expected {list(v.shape)})" for k, v in own.items() if state[k].shape != v.shape
+    ]
     if wrong:
         raise LayerError(f"the weights in '{source}' have the wrong shapes for {spec.name}: {', '.join(wrong[:3])}")
     body.load_state_dict({k: state[k] for k in own})
@@ -280,7 +297,9 @@ def _init_random(body: nn.Module) -> None:
         elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0, 0.01)
             nn.init.zeros_(module.bias)
-        elif callable(reset := getattr(module, "reset_parameters", None)):  # norm layers: weight 1, bias 0, fresh statistics
+        elif callable(
+            reset := getattr(module, "reset_parameters", None)
+        ):  # norm layers: weight 1, bias 0, fresh statistics
             reset()
 
 
@@ -295,10 +314,14 @@ def build_backbone(p: PretrainedParams, shape: Shape) -> Built:
     label = p.label
     height, width = p.min_size
     if len(shape) != 3 or shape[0] != 3:
-        raise ShapeError(f"expects RGB images [3, H, W], received {list(shape)}; "
-                         f"set data.channels: 3 (and data.resize) for other images")
+        raise ShapeError(
+            f"expects RGB images [3, H, W], received {list(shape)}; "
+            f"set data.channels: 3 (and data.resize) for other images"
+        )
     if shape[1] < height or shape[2] < width:
-        raise ShapeError(f"needs images of at least {height}x{width}, received {list(shape)}; set data.resize: {height}")
+        raise ShapeError(
+            f"needs images of at least {height}x{width}, received {list(shape)}; set data.resize: {height}"
+        )
     with torch.device("meta"):
         model = get_model(spec.name)
         body = nn.Sequential(OrderedDict(spec.parts(model)))

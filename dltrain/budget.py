@@ -50,22 +50,28 @@ def parameter_problem(count: int, total_before: int) -> str | None:
     need = (count + total_before) * BYTES
     if need <= limit:
         return None
-    return (f"would hold {count:,} parameters ({gigabytes(count * BYTES)} as float32"
-            f"{f', {gigabytes(need)} with the layers before it' if total_before else ''}), more than {where} "
-            f"({gigabytes(limit)}); use fewer units (filters, dimensions)")
+    return (
+        f"would hold {count:,} parameters ({gigabytes(count * BYTES)} as float32"
+        f"{f', {gigabytes(need)} with the layers before it' if total_before else ''}), more than {where} "
+        f"({gigabytes(limit)}); use fewer units (filters, dimensions)"
+    )
 
 
 def training_problem(parameters: int, shapes: list[tuple[int, ...]], batch: int, device: str) -> str | None:
     """Why one training step would not fit in the device's memory, or None when it would."""
     limit, where = memory_of(device)
     weights = parameters * BYTES * TRAIN_COPIES
-    activations = batch * sum(_numel(shape) for shape in shapes) * BYTES * 2  # outputs kept for backward, and their gradients
+    activations = (
+        batch * sum(_numel(shape) for shape in shapes) * BYTES * 2
+    )  # outputs kept for backward, and their gradients
     if weights + activations <= limit:
         return None
-    return (f"one training step would need about {gigabytes(weights + activations)} ({parameters:,} parameters with "
-            f"gradients and optimizer state: {gigabytes(weights)}; the layers' outputs for a batch of {batch:,}: "
-            f"{gigabytes(activations)}), more than {where} ({gigabytes(limit)}). Lower fit.batch_size or the "
-            f"model's sizes")
+    return (
+        f"one training step would need about {gigabytes(weights + activations)} ({parameters:,} parameters with "
+        f"gradients and optimizer state: {gigabytes(weights)}; the layers' outputs for a batch of {batch:,}: "
+        f"{gigabytes(activations)}), more than {where} ({gigabytes(limit)}). Lower fit.batch_size or the "
+        f"model's sizes"
+    )
 
 
 def _numel(shape: tuple[int, ...]) -> int:

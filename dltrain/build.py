@@ -40,8 +40,7 @@ def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) ->
     config = loaded.config
     task = loss_spec(config.compile.loss).task
     notes = transfer.normalization_default(loaded)
-    data = load_data(loaded.config.data, task, config.fit.validation_split, preprocessing,
-                     config.fit.validation_mode)
+    data = load_data(loaded.config.data, task, config.fit.validation_split, preprocessing, config.fit.validation_mode)
     notes += transfer.image_defaults(loaded, data.input_shape)
     built = build_model(loaded, data.input_shape, data.target_width)
     built.notes += notes + transfer.plan_notes(built.network)
@@ -58,8 +57,14 @@ def check_memory(loaded: LoadedConfig, data: DataBundle, built: BuiltModel) -> N
         raise loaded.error(("fit", "batch_size"), problem)
 
 
-def build_trainer(loaded: LoadedConfig, ctx: Context | None = None, reporter: Reporter | None = None,
-                  saved: Checkpoint | None = None, resume: bool = False, training: bool = False) -> Trainer:
+def build_trainer(
+    loaded: LoadedConfig,
+    ctx: Context | None = None,
+    reporter: Reporter | None = None,
+    saved: Checkpoint | None = None,
+    resume: bool = False,
+    training: bool = False,
+) -> Trainer:
     """Data, model, optimizer, callbacks, precision and device for `loaded`; weights from `saved` when given.
 
     `ctx` defaults to one process on `fit.device`. With `saved`, the data are preprocessed

@@ -194,8 +194,10 @@ class ReduceLROnPlateau(Callback):
         elif not improved and monitor.wait >= p.patience:
             old, new = training.lr.reduce(p.factor, p.min_lr)
             if new < old:
-                training.reporter.message(f"ReduceLROnPlateau: {monitor.key} has not improved for {monitor.wait} "
-                                         f"epoch(s); lr {old:.3g} → {new:.3g}")
+                training.reporter.message(
+                    f"ReduceLROnPlateau: {monitor.key} has not improved for {monitor.wait} "
+                    f"epoch(s); lr {old:.3g} → {new:.3g}"
+                )
             self.cooldown, monitor.wait = p.cooldown, 0
 
     def state(self) -> dict[str, Any]:
@@ -223,8 +225,10 @@ class TensorBoard(Callback):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise UserError("the TensorBoard callback needs the tensorboard package: "
-                            "pip install 'dltrain[tensorboard]' (or pip install tensorboard)") from None
+            raise UserError(
+                "the TensorBoard callback needs the tensorboard package: "
+                "pip install 'dltrain[tensorboard]' (or pip install tensorboard)"
+            ) from None
         self.writer_class = SummaryWriter
         self.writer: Any = None
 
@@ -243,13 +247,17 @@ class TensorBoard(Callback):
             self.writer = None
 
 
-def build_callbacks(loaded: "LoadedConfig", keys: list[str], default_monitor: str) -> tuple[list[Callback], ModelCheckpoint]:
+def build_callbacks(
+    loaded: "LoadedConfig", keys: list[str], default_monitor: str
+) -> tuple[list[Callback], ModelCheckpoint]:
     """The configured callbacks (plus a `reduce_on_plateau` schedule's), and the one writing best.pt.
 
     Every monitored key is checked against the row's columns (`keys`) before training.
     """
     config = loaded.config
-    located: list[tuple[tuple[Any, ...], Any]] = [(("fit", "callbacks", i), p) for i, p in enumerate(config.fit.callbacks)]
+    located: list[tuple[tuple[Any, ...], Any]] = [
+        (("fit", "callbacks", i), p) for i, p in enumerate(config.fit.callbacks)
+    ]
     schedule = config.compile.lr_schedule
     if schedule is not None and schedule.type == "reduce_on_plateau":
         located.append((("compile", "lr_schedule"), schedule))
@@ -267,8 +275,10 @@ def build_callbacks(loaded: "LoadedConfig", keys: list[str], default_monitor: st
             problems += loaded.error(path + ("type",), str(exc)).problems
             continue
         if callback.monitor is not None and callback.monitor.key not in keys:
-            problems += loaded.error(path + ("monitor",), f"'{callback.monitor.key}' is not a column of the epoch "
-                                     f"row; choose one of: {', '.join(keys)}").problems
+            problems += loaded.error(
+                path + ("monitor",),
+                f"'{callback.monitor.key}' is not a column of the epoch row; choose one of: {', '.join(keys)}",
+            ).problems
         callbacks.append(callback)
     if problems:
         raise ConfigError(problems, loaded.source)

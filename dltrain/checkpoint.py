@@ -179,8 +179,12 @@ _SCHEMA: dict[str, tuple[Callable[[Any], bool], bool]] = {  # key: (check, requi
     "config_sources": (lambda v: isinstance(v, list) and all(_is_source(s) for s in v), False),
     "checksum": (_optional(lambda v: isinstance(v, str)), False),
     "version": (lambda v: isinstance(v, str), False),
-    "imports": (_optional(lambda v: isinstance(v, list) and all(
-        isinstance(i, dict) and isinstance(i.get("path"), str) for i in v)), False),
+    "imports": (
+        _optional(
+            lambda v: isinstance(v, list) and all(isinstance(i, dict) and isinstance(i.get("path"), str) for i in v)
+        ),
+        False,
+    ),
 }
 
 
@@ -190,7 +194,9 @@ def _describe(value: Any) -> str:
 
 
 def _damaged(file: Path, what: str) -> CheckpointError:
-    return CheckpointError(f"'{file}' is a damaged checkpoint: {what}. Use another checkpoint of the run, or train again")
+    return CheckpointError(
+        f"'{file}' is a damaged checkpoint: {what}. Use another checkpoint of the run, or train again"
+    )
 
 
 def _flat_name(key: str, expected: State) -> str:
@@ -221,8 +227,11 @@ def verify(saved: Checkpoint) -> None:
     """Refuse a checkpoint whose tensors changed after dltrain wrote them."""
     file = saved.path or Path("checkpoint")
     if saved.checksum is not None and checksum(saved.model) != saved.checksum:
-        raise _damaged(file, "its weights do not match the checksum stored with them (the file was modified "
-                             "or corrupted after it was written)")
+        raise _damaged(
+            file,
+            "its weights do not match the checksum stored with them (the file was modified "
+            "or corrupted after it was written)",
+        )
 
 
 def check_weights(state: State, expected: State, file: Path, hint: str = "") -> None:
@@ -234,8 +243,11 @@ def check_weights(state: State, expected: State, file: Path, hint: str = "") -> 
         problems.append(f"missing weights: {_names(missing)}")
     if unexpected:
         problems.append(f"weights the model does not have: {_names(unexpected)}")
-    wrong = [f"{k} is {list(state[k].shape)} in the file, {list(v.shape)} in the model"
-             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} is {list(state[k].shape)} in the file, {list(v.shape)} in the model"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if wrong:
         problems.append(f"shapes differ: {_names(wrong)}")
     if problems:
@@ -261,8 +273,11 @@ def check_consistent(saved: Checkpoint) -> None:
             raw_first = list(raw)
         made = [math.prod(raw)] if flatten else raw_first
         if made != saved.input_shape:
-            raise _damaged(file, f"it says the model takes inputs of {saved.input_shape}, but its preprocessing "
-                                 f"makes {made} of a raw sample {list(raw)}")
+            raise _damaged(
+                file,
+                f"it says the model takes inputs of {saved.input_shape}, but its preprocessing "
+                f"makes {made} of a raw sample {list(raw)}",
+            )
     count, names, width = saved.num_classes, saved.class_names, saved.target_width
     if saved.task == "binary":  # one output, the probability of the second of two classes
         count = 2
@@ -297,8 +312,15 @@ def write_frozen(folder: Path, fixed: State) -> FrozenRef:
     ref = FrozenRef(f"{FROZEN_PREFIX}{digest[:16]}.pt", digest)
     target = folder / ref.file
     if not target.is_file():
-        _write(target, {"format": FORMAT, "frozen_of": "dltrain", "model": {k: v.detach().cpu() for k, v in fixed.items()},
-                        "checksum": digest})
+        _write(
+            target,
+            {
+                "format": FORMAT,
+                "frozen_of": "dltrain",
+                "model": {k: v.detach().cpu() for k, v in fixed.items()},
+                "checksum": digest,
+            },
+        )
     return ref
 
 
@@ -307,8 +329,10 @@ def load_frozen(saved: Checkpoint) -> State:
     assert saved.frozen is not None and saved.path is not None
     file = saved.path.parent / saved.frozen.file
     if not file.is_file():
-        raise CheckpointError(f"'{saved.path}' keeps its frozen backbone weights in '{saved.frozen.file}' beside it, "
-                              f"which is missing; copy it with the checkpoint (it is in the run directory)")
+        raise CheckpointError(
+            f"'{saved.path}' keeps its frozen backbone weights in '{saved.frozen.file}' beside it, "
+            f"which is missing; copy it with the checkpoint (it is in the run directory)"
+        )
     data = _read(file)
     state = data.get("model") if isinstance(data, dict) else None
     if not _is_state(state) or checksum(state) != saved.frozen.checksum:  # type: ignore[arg-type]
@@ -417,15 +441,19 @@ def resolve(path: str | Path, default_name: str = "best.pt") -> Path:
     if path.is_dir():
         path = path / default_name
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at '{path}'. Give a .pt file or a run directory (it holds last.pt and best.pt).")
+        raise CheckpointError(
+            f"no checkpoint at '{path}'. Give a .pt file or a run directory (it holds last.pt and best.pt)."
+        )
     return path
 
 
 def _read(file: Path) -> Any:
     """torch.load with `weights_only=True`; anything unreadable is one clear error."""
     if not zipfile.is_zipfile(file):  # torch.save's format is a zip archive
-        raise CheckpointError(f"'{file}' is not a readable checkpoint (not a complete file written by torch.save: "
-                              f"truncated or another format); give the last.pt or best.pt of a run")
+        raise CheckpointError(
+            f"'{file}' is not a readable checkpoint (not a complete file written by torch.save: "
+            f"truncated or another format); give the last.pt or best.pt of a run"
+        )
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -455,7 +483,9 @@ def load(path: str | Path, default_name: str = "best.pt") -> Checkpoint:
 def rng_state() -> dict[str, Any]:
     """Every RNG a run draws from, as plain data."""
     py_version, py_state, py_gauss = random.getstate()
-    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = cast(
+        "tuple[str, np.ndarray, int, int, float]", np.random.get_state()
+    )
     return {
         "python": [py_version, list(py_state), py_gauss],
         "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],

@@ -69,8 +69,11 @@ def handles_errors(command: F) -> F:
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # a failure of the machine (a full disk, a vanished file) that nothing above named
             where = f" ('{exc.filename}')" if exc.filename else ""
-            err_console.print(f"[bold red]error:[/bold red] {escape(str(exc.strerror or exc) + where)}",
-                              highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/bold red] {escape(str(exc.strerror or exc) + where)}",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             code = exc.exit_code if isinstance(exc, Interrupted) else 130
@@ -88,7 +91,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
 ) -> None:
     """Declarative deep-learning training: one YAML file, PyTorch underneath."""
 
@@ -98,10 +103,22 @@ def main(
 def fit(
     config: Annotated[Optional[Path], typer.Argument(help="The YAML config to train.")] = None,
     overrides: SetOption = None,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N (overrides fit.device).")] = None,
-    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Write the run here instead of runs/<name>/<time>/.")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run of this run directory or last.pt (no YAML needed).")] = None,
-    devices: Annotated[int, typer.Option("--devices", min=1, help="Train with DDP on N processes of this node (one per GPU, or N CPU processes).")] = 1,
+    device: Annotated[
+        Optional[str], typer.Option("--device", help="auto, cpu, cuda, cuda:N (overrides fit.device).")
+    ] = None,
+    run_dir: Annotated[
+        Optional[str], typer.Option("--run-dir", help="Write the run here instead of runs/<name>/<time>/.")
+    ] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option("--resume", help="Continue the run of this run directory or last.pt (no YAML needed)."),
+    ] = None,
+    devices: Annotated[
+        int,
+        typer.Option(
+            "--devices", min=1, help="Train with DDP on N processes of this node (one per GPU, or N CPU processes)."
+        ),
+    ] = 1,
 ) -> None:
     """Validate, build, train and checkpoint a model from a YAML config."""
     from . import api, launch
@@ -115,8 +132,12 @@ def fit(
     if devices > 1:
         loaded, _ = api.fit_config(config, sets, resume)  # a bad config is reported once, before any rank starts
         launch.check_devices(devices, loaded.config.fit.device)
-        args = [*([str(config)] if config else []), *(f"--set={s}" for s in sets),
-                *(["--run-dir", run_dir] if run_dir is not None else []), *(["--resume", str(resume)] if resume else [])]
+        args = [
+            *([str(config)] if config else []),
+            *(f"--set={s}" for s in sets),
+            *(["--run-dir", run_dir] if run_dir is not None else []),
+            *(["--resume", str(resume)] if resume else []),
+        ]
         launch.launch(devices, ["fit", *args])
         return
     api.fit(config, sets, resume=resume, run_dir=run_dir, reporter=RichReporter(out_console))
@@ -130,7 +151,10 @@ def evaluate(
     overrides: SetOption = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     as_json: JsonOption = False,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the confusion matrix into this image file (e.g. confusion.png).")] = None,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option("--plot", help="Also draw the confusion matrix into this image file (e.g. confusion.png)."),
+    ] = None,
 ) -> None:
     """Evaluate a checkpoint on its stored data config: loss, metrics, confusion matrix."""
     from . import api
@@ -172,10 +196,19 @@ def check(
     config: Annotated[Path, typer.Argument(help="The YAML config to validate.")],
     overrides: SetOption = None,
     as_json: JsonOption = False,
-    print_config: Annotated[bool, typer.Option("--print-config", help="Validate, then print the config that would run "
-                                               "(bases, --set, ${...} and defaults applied), a '# file:line' on each value; "
-                                               "no model is built.")] = False,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Also draw the model (layers, inputs, shapes, params) into this image file.")] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Validate, then print the config that would run "
+            "(bases, --set, ${...} and defaults applied), a '# file:line' on each value; "
+            "no model is built.",
+        ),
+    ] = False,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option("--plot", help="Also draw the model (layers, inputs, shapes, params) into this image file."),
+    ] = None,
 ) -> None:
     """Validate a config and build its model without training; print the summary."""
     from . import api
@@ -193,12 +226,26 @@ def check(
         write_graph(built, plot, config.stem)
     if as_json:
         layers = [
-            {"type": r.type, **({"name": r.name, "inputs": list(r.inputs)} if built.wired else {}),
-             "output_shape": list(r.output_shape), "params": r.params, "trainable_params": r.trainable_params}
+            {
+                "type": r.type,
+                **({"name": r.name, "inputs": list(r.inputs)} if built.wired else {}),
+                "output_shape": list(r.output_shape),
+                "params": r.params,
+                "trainable_params": r.trainable_params,
+            }
             for r in built.summary
         ]
-        print(json.dumps({"layers": layers, "total_params": built.total_params, "trainable_params": built.trainable_params,
-                          "frozen_params": built.total_params - built.trainable_params, "notes": built.notes}))
+        print(
+            json.dumps(
+                {
+                    "layers": layers,
+                    "total_params": built.total_params,
+                    "trainable_params": built.trainable_params,
+                    "frozen_params": built.total_params - built.trainable_params,
+                    "notes": built.notes,
+                }
+            )
+        )
         return
     out_console.print(summary_table(built, title=f"{config.name}: valid"))
     for note in built.notes:
@@ -209,7 +256,9 @@ def check(
 @handles_errors
 def init(
     preset: Annotated[Optional[str], typer.Argument(help="The preset to start from (see --list).")] = None,
-    dest: Annotated[Optional[Path], typer.Argument(help="Where to write it (default ./PRESET.yaml; a folder gets PRESET.yaml).")] = None,
+    dest: Annotated[
+        Optional[Path], typer.Argument(help="Where to write it (default ./PRESET.yaml; a folder gets PRESET.yaml).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite DEST if it exists.")] = False,
     list_all: Annotated[bool, typer.Option("--list", help="List the presets and exit.")] = False,
 ) -> None:
@@ -224,7 +273,9 @@ def init(
         return
     written, *bases = presets.write_preset(preset, dest, force)
     also = f" (and its base {', '.join(map(str, bases))})" if bases else ""
-    out_console.print(escape(f"wrote {written}{also}; train it with: dltrain fit {written}"), highlight=False, soft_wrap=True)
+    out_console.print(
+        escape(f"wrote {written}{also}; train it with: dltrain fit {written}"), highlight=False, soft_wrap=True
+    )
 
 
 @app.command()
@@ -232,34 +283,60 @@ def init(
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or a run directory (uses best.pt).")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="onnx, pt2 or torchscript.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The file to write (default: beside the checkpoint).")] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="The file to write (default: beside the checkpoint).")
+    ] = None,
 ) -> None:
     """Export a checkpoint for deployment, checked against the PyTorch model; preprocessing JSON beside it."""
     from .export import export as export_model
 
     result = export_model(checkpoint, fmt, output)
-    out_console.print(escape(f"wrote {result.path} and {result.metadata_path} (checked on {result.samples} test samples: "
-                             f"largest difference {result.max_abs_diff:.2g})"), highlight=False, soft_wrap=True)
+    out_console.print(
+        escape(
+            f"wrote {result.path} and {result.metadata_path} (checked on {result.samples} test samples: "
+            f"largest difference {result.max_abs_diff:.2g})"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
 @handles_errors
 def serve(
-    model: Annotated[Path, typer.Argument(help="A checkpoint (.pt), a run directory (uses best.pt) or an .onnx export.")],
+    model: Annotated[
+        Path, typer.Argument(help="A checkpoint (.pt), a run directory (uses best.pt) or an .onnx export.")
+    ],
     host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="The port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", help="Server processes, each with its own copy of the model.")] = 1,
-    max_batch: Annotated[int, typer.Option("--max-batch", help="Samples per forward pass when requests arrive together (1: no batching).")] = 64,
-    max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", help="How long a request may wait for others to batch with.")] = 2.0,
-    max_instances: Annotated[int, typer.Option("--max-instances", help="Most instances (or files) per request; more is a 413.")] = 1024,
-    max_request_mb: Annotated[float, typer.Option("--max-request-mb", help="Largest request body in MiB; larger is a 413.")] = 16.0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N (a checkpoint); cuda uses onnxruntime's CUDA provider.")] = "auto",
+    workers: Annotated[
+        int, typer.Option("--workers", help="Server processes, each with its own copy of the model.")
+    ] = 1,
+    max_batch: Annotated[
+        int,
+        typer.Option("--max-batch", help="Samples per forward pass when requests arrive together (1: no batching)."),
+    ] = 64,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", help="How long a request may wait for others to batch with.")
+    ] = 2.0,
+    max_instances: Annotated[
+        int, typer.Option("--max-instances", help="Most instances (or files) per request; more is a 413.")
+    ] = 1024,
+    max_request_mb: Annotated[
+        float, typer.Option("--max-request-mb", help="Largest request body in MiB; larger is a 413.")
+    ] = 16.0,
+    device: Annotated[
+        str,
+        typer.Option("--device", help="auto, cpu, cuda, cuda:N (a checkpoint); cuda uses onnxruntime's CUDA provider."),
+    ] = "auto",
 ) -> None:
     """Serve a model over HTTP: POST /predict (JSON), /predict/files (images); GET /metadata, /health, /docs."""
     from .serve.options import ServeOptions
     from .serve.server import serve as run_server
 
-    options = ServeOptions(str(model), host, port, workers, max_batch, max_wait_ms, max_instances, max_request_mb, device)
+    options = ServeOptions(
+        str(model), host, port, workers, max_batch, max_wait_ms, max_instances, max_request_mb, device
+    )
     run_server(options, announce=lambda line: print(line, flush=True))
 
 
@@ -268,11 +345,23 @@ def serve(
 def tune(
     config: Annotated[Path, typer.Argument(help="A YAML config with a `tune:` block (metric, pruner, space).")],
     overrides: SetOption = None,
-    trials: Annotated[int, typer.Option("--trials", help="Run this many more trials (a rerun continues the study).")] = 20,
+    trials: Annotated[
+        int, typer.Option("--trials", help="Run this many more trials (a rerun continues the study).")
+    ] = 20,
     jobs: Annotated[int, typer.Option("--jobs", help="Trials in parallel, in this many warm worker processes.")] = 1,
-    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (default: sqlite study.db beside the trials; postgresql://... to share).")] = None,
-    study: Annotated[Optional[str], typer.Option("--study", help="The study's name (default: the config's name).")] = None,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Stop starting new trials after this many seconds.")] = None,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(
+            "--storage",
+            help="Optuna storage URL (default: sqlite study.db beside the trials; postgresql://... to share).",
+        ),
+    ] = None,
+    study: Annotated[
+        Optional[str], typer.Option("--study", help="The study's name (default: the config's name).")
+    ] = None,
+    timeout: Annotated[
+        Optional[float], typer.Option("--timeout", help="Stop starting new trials after this many seconds.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Search hyperparameters with Optuna (TPE, pruning); write best.yaml, trials.csv and plots."""
@@ -281,17 +370,23 @@ def tune(
     def say(text: str) -> None:
         err_console.print(text, highlight=False, soft_wrap=True, markup=False)
 
-    summary = tuning.tune(config, list(overrides or []), trials=trials, jobs=jobs, storage=storage, study=study,
-                          timeout=timeout, say=say)
+    summary = tuning.tune(
+        config, list(overrides or []), trials=trials, jobs=jobs, storage=storage, study=study, timeout=timeout, say=say
+    )
     if as_json:
         print(json.dumps(summary, default=str))
         return
     out_console.print(tuning.trials_rich_table(summary))
     if "best" in summary:
         best = summary["best"]
-        out_console.print(f"best: trial {best['number']} with {summary['metric']} {best['value']:.4f}; "
-                          f"wrote {summary['best_yaml']} (train it with: dltrain fit {summary['best_yaml']}) and "
-                          f"{', '.join(summary['plots'])}", highlight=False, soft_wrap=True, markup=False)
+        out_console.print(
+            f"best: trial {best['number']} with {summary['metric']} {best['value']:.4f}; "
+            f"wrote {summary['best_yaml']} (train it with: dltrain fit {summary['best_yaml']}) and "
+            f"{', '.join(summary['plots'])}",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
 
 
 @app.command(context_settings={"allow_interspersed_args": True})
@@ -299,7 +394,9 @@ def tune(
 def runs(
     args: Annotated[Optional[list[str]], typer.Argument(help="[DIR] (default runs), or: compare RUN RUN...")] = None,
     as_json: JsonOption = False,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="compare: draw the runs' curves overlaid into this image.")] = None,
+    plot: Annotated[
+        Optional[Path], typer.Option("--plot", help="compare: draw the runs' curves overlaid into this image.")
+    ] = None,
 ) -> None:
     """List the runs under DIR (status, epochs, best monitored value, test metrics); `runs compare RUN RUN...` sets them side by side."""
     from . import runs as runs_module

@@ -106,7 +106,9 @@ def _marks(node: yaml.Node, path: PathKey, origins: Origins, problems: list[Prob
         for key_node, value_node in node.value:
             key, line = key_node.value, key_node.start_mark.line + 1
             if key in seen:
-                problems.append(Problem(dotted(path + (key,)), f"{name}:{line}", f"key '{key}' appears twice; keep one"))
+                problems.append(
+                    Problem(dotted(path + (key,)), f"{name}:{line}", f"key '{key}' appears twice; keep one")
+                )
             seen.add(key)
             origins[path + (key,)] = Origin(f"{name}:{line}")
             _marks(value_node, path + (key,), origins, problems, name)
@@ -130,9 +132,17 @@ def _check_expansion(node: yaml.Node | None, source: str) -> None:
         current = stack.pop()
         count += 1
         if count > MAX_VALUES:
-            raise ConfigError([Problem("", source, f"the YAML expands to more than {MAX_VALUES:,} values (through "
-                                                   f"aliases `*name`?); a config is far smaller: remove the aliases")],
-                              source)
+            raise ConfigError(
+                [
+                    Problem(
+                        "",
+                        source,
+                        f"the YAML expands to more than {MAX_VALUES:,} values (through "
+                        f"aliases `*name`?); a config is far smaller: remove the aliases",
+                    )
+                ],
+                source,
+            )
         if isinstance(current, yaml.MappingNode):
             stack.extend(part for pair in current.value for part in pair)
         elif isinstance(current, yaml.SequenceNode):
@@ -210,8 +220,9 @@ def _compose_file(into: Composed, path: Path, name: str, top: Path, chain: list[
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem("", name, f"not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                                             f"save the config as UTF-8")], name) from None
+        raise ConfigError(
+            [Problem("", name, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the config as UTF-8")], name
+        ) from None
     raw, origins = parse_yaml(text, name)
     chain = chain + [(path.resolve(), name)]
     for key, base_path, base_name in _bases(raw, origins, path, name, top):
@@ -236,11 +247,18 @@ def _bases(raw: dict[str, Any], origins: Origins, path: Path, name: str, top: Pa
     for index, entry in enumerate(entries):
         key: PathKey = (BASE, index) if isinstance(value, list) else (BASE,)
         if not isinstance(entry, str) or not entry.strip():
-            raise _located(origins, key, name, f"expected a path to a YAML file (or a list of them); received {entry!r}")
+            raise _located(
+                origins, key, name, f"expected a path to a YAML file (or a list of them); received {entry!r}"
+            )
         file = Path(os.path.normpath(path.parent / entry))
         if not file.is_file():
-            raise _located(origins, key, name, f"base file not found: '{entry}' (looked for '{file}'); "
-                                               f"a base's path is relative to the file that names it")
+            raise _located(
+                origins,
+                key,
+                name,
+                f"base file not found: '{entry}' (looked for '{file}'); "
+                f"a base's path is relative to the file that names it",
+            )
         found.append((key, file, os.path.relpath(file, top)))
     return found
 
@@ -279,7 +297,9 @@ def _set(raw: dict[str, Any], path: PathKey, value: Any, key: str) -> None:
         nxt = path[depth + 1]
         if isinstance(node, list):
             if not isinstance(part, int) or part >= len(node):
-                raise UserError(f"--set {key}: '{dotted(path[: depth + 1])}' is not an item of the list (it has {len(node)})")
+                raise UserError(
+                    f"--set {key}: '{dotted(path[: depth + 1])}' is not an item of the list (it has {len(node)})"
+                )
             node = node[part]
         elif isinstance(node, dict):
             node = node.setdefault(part, [] if isinstance(nxt, int) else {})
@@ -332,7 +352,7 @@ class _Resolver:
         if path in self.done:
             return value
         if path in stack:
-            cycle = " -> ".join(f"${{{dotted(p)}}}" for p in stack[stack.index(path):] + [path])
+            cycle = " -> ".join(f"${{{dotted(p)}}}" for p in stack[stack.index(path) :] + [path])
             raise self.composed.error(stack[-1], f"references form a cycle: {cycle}")
         if isinstance(value, dict | list):
             for sub in _string_paths(value, path):
@@ -359,15 +379,20 @@ class _Resolver:
         whole = len(matches) == 1 and matches[0].group(0) == text
         if whole:
             result = copy.deepcopy(values[0])
-            for sub, origin in list(self.composed.origins.items()):  # a copied section: each value says where it is from
+            for sub, origin in list(
+                self.composed.origins.items()
+            ):  # a copied section: each value says where it is from
                 if len(sub) > len(target) and sub[: len(target)] == target:
                     via = f"{vias[0]}; {origin.via}" if origin.via else f"${{{dotted(sub)}}} = {origin.where}"
-                    located[path + sub[len(target):]] = Origin(own.where, None, via)
+                    located[path + sub[len(target) :]] = Origin(own.where, None, via)
         else:
             for match, value in zip(matches, values):
                 if not isinstance(value, SCALARS):
-                    raise self.composed.error(path, f"${{{match.group(1)}}} is a {type(value).__name__}; only a whole "
-                                                    f"value ('key: ${{{match.group(1)}}}') can refer to one")
+                    raise self.composed.error(
+                        path,
+                        f"${{{match.group(1)}}} is a {type(value).__name__}; only a whole "
+                        f"value ('key: ${{{match.group(1)}}}') can refer to one",
+                    )
             result = _REFERENCE.sub(lambda m: _text(values.pop(0)), text)
         _replace(self.composed.origins, path, located)
         return result
@@ -376,8 +401,9 @@ class _Resolver:
         """The path `reference` names; an error at `path` when it names nothing."""
         target = parse_path(reference.strip())
         if target is None:
-            raise self.composed.error(path, f"${{{reference}}} is not a reference; write ${{section.key}} "
-                                            f"or ${{model.layers[0].units}}")
+            raise self.composed.error(
+                path, f"${{{reference}}} is not a reference; write ${{section.key}} or ${{model.layers[0].units}}"
+            )
         node: Any = self.composed.raw
         for depth, part in enumerate(target):
             if isinstance(node, dict) and part in node:
@@ -386,7 +412,9 @@ class _Resolver:
             if isinstance(node, list) and isinstance(part, int) and part < len(node):
                 node = node[part]
                 continue
-            raise self.composed.error(path, f"unknown reference ${{{reference}}}: {_missing(target[:depth], part, node)}")
+            raise self.composed.error(
+                path, f"unknown reference ${{{reference}}}: {_missing(target[:depth], part, node)}"
+            )
         return target
 
 
@@ -396,7 +424,8 @@ def _missing(parent: PathKey, part: str | int, node: Any) -> str:
     if isinstance(node, dict):
         hint = did_you_mean(str(part), [str(k) for k in node]) or (
             " Only values written in the files (or given with --set) can be referred to, not defaults; "
-            f"put shared values under `{VARS}:`")
+            f"put shared values under `{VARS}:`"
+        )
         return f"{where} has no key '{part}'.{hint}"
     if isinstance(node, list):
         return f"{where} has {len(node)} items; there is no [{part}]"
@@ -505,8 +534,10 @@ def sources_header(sources: list[dict[str, str]]) -> str:
     """The comment that opens a run's config.yaml: the files it was composed from, with their hashes."""
     if not sources:
         return ""
-    lines = ["# The merged config of this run: standalone (no base: left), every default filled in.",
-             "# Composed from (merged in this order):"]
+    lines = [
+        "# The merged config of this run: standalone (no base: left), every default filled in.",
+        "# Composed from (merged in this order):",
+    ]
     lines += [f"#   {s['path']}  sha256:{s['sha256']}" for s in sources]
     return "\n".join(lines) + "\n"
 
@@ -514,11 +545,15 @@ def sources_header(sources: list[dict[str, str]]) -> str:
 def with_composition_keys(schema: dict[str, Any]) -> dict[str, Any]:
     """`schema` (of a whole config) extended with `base:` and `vars:`; a file with a base may be partial."""
     schema["properties"] = {
-        BASE: {"description": "A config file (or a list, merged in order) this one extends; relative to this file. "
-                              "Mappings are deep-merged, lists replaced, this file last.",
-               "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        VARS: {"description": "Values to refer to as ${vars.NAME} anywhere in the config; dropped once resolved.",
-               "type": "object"},
+        BASE: {
+            "description": "A config file (or a list, merged in order) this one extends; relative to this file. "
+            "Mappings are deep-merged, lists replaced, this file last.",
+            "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+        },
+        VARS: {
+            "description": "Values to refer to as ${vars.NAME} anywhere in the config; dropped once resolved.",
+            "type": "object",
+        },
         **schema["properties"],
     }
     schema["if"] = {"required": [BASE]}

@@ -37,8 +37,11 @@ class LoadedConfig:
     @property
     def overridden(self) -> dict[PathKey, str]:
         """The values `--set` gave: path → 'KEY=VALUE'."""
-        return {path: origin.where.removeprefix("--set ") for path, origin in self.origins.items()
-                if origin.where.startswith("--set ")}
+        return {
+            path: origin.where.removeprefix("--set ")
+            for path, origin in self.origins.items()
+            if origin.where.startswith("--set ")
+        }
 
     def where(self, path: PathKey) -> str:
         """'file.yaml:12', '--set a.b=1', or the source name: where the value at `path` was set."""
@@ -133,10 +136,14 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> LoadedC
     return loaded
 
 
-def from_resolved(resolved: dict[str, Any], overrides: list[str] | None = None, source: str = "checkpoint") -> LoadedConfig:
+def from_resolved(
+    resolved: dict[str, Any], overrides: list[str] | None = None, source: str = "checkpoint"
+) -> LoadedConfig:
     """A config stored in a checkpoint, with `--set` overrides applied."""
     raw = _deep_copy(resolved)
-    if isinstance(raw.get("fit"), dict):  # stored before validation_mode existed: those runs validated on the last fraction
+    if isinstance(
+        raw.get("fit"), dict
+    ):  # stored before validation_mode existed: those runs validated on the last fraction
         raw["fit"].setdefault("validation_mode", "last")
     origins: Origins = {}
     compose.apply_overrides(raw, overrides or [], origins)

@@ -39,8 +39,14 @@ def summary_table(built: BuiltModel, title: str = "Model") -> Table:
     steps = f" → {adapter.describe()} → {list(adapter.out_shape)}" if adapter is not None else ""
     wired = built.wired  # a graph: show what each layer takes
     columns = ("#", "Name", "Layer", "Inputs") if wired else ("#", "Layer")
-    table = data_table(f"{title}  (input {list(built.input_shape)}{steps})", *columns, "Output shape", "Params",
-                       "Trainable", right=("#", "Params", "Trainable"))
+    table = data_table(
+        f"{title}  (input {list(built.input_shape)}{steps})",
+        *columns,
+        "Output shape",
+        "Params",
+        "Trainable",
+        right=("#", "Params", "Trainable"),
+    )
     for row in built.summary:
         named = [row.name, row.type, ", ".join(row.inputs)] if wired else [row.type]
         add_row(table, row.index, *named, list(row.output_shape), f"{row.params:,}", f"{row.trainable_params:,}")
@@ -67,8 +73,9 @@ class RichReporter(Reporter):
         self.console.print(summary_table(model))
         where = f" → {run_dir}" if run_dir else ""
         first = f"epoch {start_epoch + 1}" if start_epoch else "the start"
-        self.console.print(f"Training on [bold]{escape(device)}[/bold] from {first} to epoch {epochs}{escape(where)}",
-                           soft_wrap=True)
+        self.console.print(
+            f"Training on [bold]{escape(device)}[/bold] from {first} to epoch {epochs}{escape(where)}", soft_wrap=True
+        )
         log.info("training on %s, epochs %d..%d, run %s", device, start_epoch + 1, epochs, run_dir)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
@@ -76,9 +83,15 @@ class RichReporter(Reporter):
         if not self.console.is_terminal:  # a log file gets the epoch lines only
             return
         self.progress = Progress(
-            TextColumn(f"Epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
-            console=self.console, auto_refresh=False, transient=True,
+            TextColumn(f"Epoch {epoch}/{epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=self.console,
+            auto_refresh=False,
+            transient=True,
         )
         self.progress.start()
         self.task = self.progress.add_task("train", total=steps, metrics="")
@@ -117,36 +130,54 @@ class RichReporter(Reporter):
             if split in results:
                 self.console.print(escape(f"Final {split}: {_format(results[split])}"), highlight=False, soft_wrap=True)
         if run_dir is not None:
-            self.console.print(f"Run directory: {escape(str(run_dir))}", soft_wrap=True, highlight=False)  # one line: a path to copy
+            self.console.print(
+                f"Run directory: {escape(str(run_dir))}", soft_wrap=True, highlight=False
+            )  # one line: a path to copy
 
 
 def report_table(report: dict[str, Any], class_names: list[str]) -> list[Any]:
     """Renderables for an evaluation report: metrics, confusion matrix, per-class scores."""
     out: list[Any] = []
-    metrics = data_table(f"Evaluation on '{report['split']}' ({report['samples']} samples)", "metric", "value",
-                         right=("value",))
+    metrics = data_table(
+        f"Evaluation on '{report['split']}' ({report['samples']} samples)", "metric", "value", right=("value",)
+    )
     for key, value in report.items():
         if isinstance(value, float):
             add_row(metrics, key, f"{value:.4f}")
     out.append(metrics)
     if "confusion_matrix" in report:
         names = list(report["per_class"])
-        confusion = data_table("Confusion matrix (rows: true class, columns: predicted)", "", *names, right=tuple(names))
+        confusion = data_table(
+            "Confusion matrix (rows: true class, columns: predicted)", "", *names, right=tuple(names)
+        )
         for name, row in zip(names, report["confusion_matrix"]):
             add_row(confusion, name, *row)
         out.append(confusion)
-        per_class = data_table("Per class", "class", "precision", "recall", "f1", "support",
-                               right=("precision", "recall", "f1", "support"))
+        per_class = data_table(
+            "Per class", "class", "precision", "recall", "f1", "support", right=("precision", "recall", "f1", "support")
+        )
         for name, scores in report["per_class"].items():
-            add_row(per_class, name, f"{scores['precision']:.4f}", f"{scores['recall']:.4f}", f"{scores['f1']:.4f}",
-                    scores["support"])
+            add_row(
+                per_class,
+                name,
+                f"{scores['precision']:.4f}",
+                f"{scores['recall']:.4f}",
+                f"{scores['f1']:.4f}",
+                scores["support"],
+            )
         out.append(per_class)
     return out
 
 
 def predictions_table(predictions: list[dict[str, Any]]) -> Table:
     """One row per input: its prediction and, for classification, the most probable classes."""
-    extra = "top_k" if predictions and "top_k" in predictions[0] else "probability" if predictions and "probability" in predictions[0] else None
+    extra = (
+        "top_k"
+        if predictions and "top_k" in predictions[0]
+        else "probability"
+        if predictions and "probability" in predictions[0]
+        else None
+    )
     columns = ["input", "prediction"] + (["top classes" if extra == "top_k" else "probability"] if extra else [])
     table = data_table("Predictions", *columns)
     for row in predictions:

@@ -130,7 +130,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value) if value else default
     except ValueError:
-        raise UserError(f"environment variable {name} must be an integer (torchrun sets it); received {value!r}") from None
+        raise UserError(
+            f"environment variable {name} must be an integer (torchrun sets it); received {value!r}"
+        ) from None
 
 
 def ddp_device(name: str, local_rank: int) -> torch.device:
@@ -141,11 +143,15 @@ def ddp_device(name: str, local_rank: int) -> torch.device:
     if device.type != "cuda":
         return device
     if device.index is not None:
-        raise UserError(f"fit.device: {name} names one GPU, but under DDP each process takes cuda:LOCAL_RANK; "
-                        "use fit.device: cuda (or auto)")
+        raise UserError(
+            f"fit.device: {name} names one GPU, but under DDP each process takes cuda:LOCAL_RANK; "
+            "use fit.device: cuda (or auto)"
+        )
     if local_rank >= torch.cuda.device_count():
-        raise UserError(f"LOCAL_RANK {local_rank} needs a GPU of that index, but only {torch.cuda.device_count()} "
-                        "are visible; start at most that many processes per node")
+        raise UserError(
+            f"LOCAL_RANK {local_rank} needs a GPU of that index, but only {torch.cuda.device_count()} "
+            "are visible; start at most that many processes per node"
+        )
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
 
@@ -173,13 +179,19 @@ def open_context(device: str, strategy: str = "auto") -> Iterator[Context]:
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     try:
         if strategy == "single":
-            raise UserError(f"fit.strategy: single, but this process is one of {world_size} started by torchrun; "
-                            "use fit.strategy: ddp (or auto), or start one process")
+            raise UserError(
+                f"fit.strategy: single, but this process is one of {world_size} started by torchrun; "
+                "use fit.strategy: ddp (or auto), or start one process"
+            )
         where = ddp_device(device, local_rank)
         backend = "nccl" if where.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend, rank=rank, world_size=world_size,
-                                             timeout=timedelta(minutes=30),
-                                             device_id=where if where.type == "cuda" else None)
+        torch.distributed.init_process_group(
+            backend,
+            rank=rank,
+            world_size=world_size,
+            timeout=timedelta(minutes=30),
+            device_id=where if where.type == "cuda" else None,
+        )
         yield DistributedContext(where, rank, world_size, local_rank, backend)
     except KeyboardInterrupt:
         if rank == 0:
@@ -204,8 +216,13 @@ def _first_to_report(failure: DltrainError) -> DltrainError:
     try:
         store = torch.distributed.PrefixStore(
             f"dltrain/failure/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/",
-            torch.distributed.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                                       timeout=timedelta(seconds=STORE_SECONDS)))
+            torch.distributed.TCPStore(
+                os.environ["MASTER_ADDR"],
+                int(os.environ["MASTER_PORT"]),
+                is_master=False,
+                timeout=timedelta(seconds=STORE_SECONDS),
+            ),
+        )
         if store.add("count", 1) == 1:
             store.set("exit_code", str(failure.exit_code))
             return failure

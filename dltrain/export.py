@@ -71,8 +71,17 @@ def _batch_dim() -> dict[int, Any]:
 
 def _write_onnx(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its passes on stdout
-        torch.onnx.export(module, (sample,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamo=True, dynamic_shapes=(_batch_dim(),), external_data=False, verbose=False)
+        torch.onnx.export(
+            module,
+            (sample,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamo=True,
+            dynamic_shapes=(_batch_dim(),),
+            external_data=False,
+            verbose=False,
+        )
 
 
 def _load_onnx(path: Path) -> Run:
@@ -111,11 +120,14 @@ def _load_torchscript(path: Path) -> Run:
 
 
 EXPORTERS.register("onnx", summary="ONNX (torch.onnx.export, dynamo exporter); checked with onnxruntime")(
-    Exporter(".onnx", _write_onnx, _load_onnx, ("onnx", "onnxscript", "onnxruntime")))
+    Exporter(".onnx", _write_onnx, _load_onnx, ("onnx", "onnxscript", "onnxruntime"))
+)
 EXPORTERS.register("pt2", summary="torch.export ExportedProgram; load with torch.export.load(path).module()")(
-    Exporter(".pt2", _write_pt2, _load_pt2))
+    Exporter(".pt2", _write_pt2, _load_pt2)
+)
 EXPORTERS.register("torchscript", summary="TorchScript (torch.jit.script); load with torch.jit.load(path)")(
-    Exporter(".torchscript", _write_torchscript, _load_torchscript))
+    Exporter(".torchscript", _write_torchscript, _load_torchscript)
+)
 
 
 class Deployable(nn.Module):
@@ -192,8 +204,10 @@ def _require(name: str, exporter: Exporter) -> None:
         except ImportError:
             missing.append(package)
     if missing:
-        raise UserError(f"--format {name} needs {', '.join(missing)} (not installed here): {EXPORT_EXTRA} "
-                        f"(or pip install {' '.join(missing)})")
+        raise UserError(
+            f"--format {name} needs {', '.join(missing)} (not installed here): {EXPORT_EXTRA} "
+            f"(or pip install {' '.join(missing)})"
+        )
 
 
 def check_batch(data: DataBundle) -> torch.Tensor:
@@ -218,8 +232,9 @@ def _write(name: str, exporter: Exporter, module: nn.Module, sample: torch.Tenso
     except Exception as exc:  # exporters raise many unrelated types for an unsupported layer
         reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         others = ", ".join(n for n in EXPORTERS.names() if n != name)
-        raise RunError(f"this model cannot be exported to {name}: {type(exc).__name__}: {reason}. "
-                       f"Try another format ({others}).") from None
+        raise RunError(
+            f"this model cannot be exported to {name}: {type(exc).__name__}: {reason}. Try another format ({others})."
+        ) from None
 
 
 def check_export(exporter: Exporter, path: Path, module: nn.Module, sample: torch.Tensor) -> float:
@@ -236,18 +251,23 @@ def check_export(exporter: Exporter, path: Path, module: nn.Module, sample: torc
                 expected = module(batch).numpy()
             got = np.asarray(run(batch))
             if got.shape != expected.shape:
-                raise RunError(f"the exported model's output has shape {list(got.shape)} for a batch of "
-                               f"{len(batch)}; PyTorch's has {list(expected.shape)}")
+                raise RunError(
+                    f"the exported model's output has shape {list(got.shape)} for a batch of "
+                    f"{len(batch)}; PyTorch's has {list(expected.shape)}"
+                )
             worst = max(worst, float(np.abs(got - expected).max()))
             if not np.allclose(got, expected, rtol=RTOL, atol=ATOL):
-                raise RunError(f"the exported model does not match the PyTorch model on {len(batch)} test "
-                               f"sample(s): largest difference {worst:.3g}, beyond the tolerance "
-                               f"|export - torch| <= {ATOL:g} + {RTOL:g} * |torch|; nothing was written")
+                raise RunError(
+                    f"the exported model does not match the PyTorch model on {len(batch)} test "
+                    f"sample(s): largest difference {worst:.3g}, beyond the tolerance "
+                    f"|export - torch| <= {ATOL:g} + {RTOL:g} * |torch|; nothing was written"
+                )
     return worst
 
 
-def metadata(data: DataBundle, network: Network, fmt: str, target: Path, width: int, diff: float,
-             samples: int) -> dict[str, Any]:
+def metadata(
+    data: DataBundle, network: Network, fmt: str, target: Path, width: int, diff: float, samples: int
+) -> dict[str, Any]:
     """The JSON beside the export: how to turn raw inputs into its input, and read its output."""
     kind = OUTPUT_KINDS[data.task][bool(network.output_activation)]
     adapter = network.adapter.describe() if network.adapter is not None else None
@@ -260,8 +280,7 @@ def metadata(data: DataBundle, network: Network, fmt: str, target: Path, width: 
         "preprocessing": preprocessing_steps(data.preprocessing),
         "raw_input": raw_input(data.preprocessing),
         "in_graph": adapter,
-        "output": {"name": OUTPUT_NAME, "shape": [None, width], "kind": kind,
-                   "activation": network.output_activation},
+        "output": {"name": OUTPUT_NAME, "shape": [None, width], "kind": kind, "activation": network.output_activation},
         "class_names": data.class_names,
         "check": {"samples": samples, "max_abs_diff": diff, "atol": ATOL, "rtol": RTOL},
     }
@@ -285,12 +304,24 @@ def table_steps(table: dict[str, Any] | None) -> list[dict[str, Any]]:
     if not table:
         return []
     if "categories" in table:
-        return [{"op": "one_hot", "features": table["features"], "categories": table["categories"],
-                 "what": "one column per feature in this order; a categorical feature becomes one 0/1 column "
-                         "per category, in this order (an unseen category: all zeros)"}]
+        return [
+            {
+                "op": "one_hot",
+                "features": table["features"],
+                "categories": table["categories"],
+                "what": "one column per feature in this order; a categorical feature becomes one 0/1 column "
+                "per category, in this order (an unseen category: all zeros)",
+            }
+        ]
     if "columns" in table:
-        return [{"op": "window", "columns": table["columns"], "window": table["window"],
-                 "what": "x[i] = rows[i : i + window] of these columns, shape [window, len(columns)]"}]
+        return [
+            {
+                "op": "window",
+                "columns": table["columns"],
+                "window": table["window"],
+                "what": "x[i] = rows[i : i + window] of these columns, shape [window, len(columns)]",
+            }
+        ]
     return []
 
 
@@ -304,6 +335,12 @@ def preprocessing_steps(prep: Preprocessing) -> list[dict[str, Any]]:
     if prep.scale is not None:
         steps.append({"op": "divide", "value": prep.scale, "what": "x = x / value"})
     if prep.mean is not None and prep.std is not None:
-        steps.append({"op": "standardize", "mean": prep.mean.tolist(), "std": prep.std.tolist(),
-                      "what": "x = (x - mean) / std (mean and std broadcast over a sample)"})
+        steps.append(
+            {
+                "op": "standardize",
+                "mean": prep.mean.tolist(),
+                "std": prep.std.tolist(),
+                "what": "x = (x - mean) / std (mean and std broadcast over a sample)",
+            }
+        )
     return steps

@@ -37,7 +37,9 @@ def cacheable(network: Network, data_config: Any) -> BackboneModule | None:
         return None
     if not first.is_frozen or first.unfreeze_at_epoch is not None:
         return None
-    if build_augment(getattr(data_config, "augment", None)) is not None:  # random augmentation changes every epoch's inputs
+    if (
+        build_augment(getattr(data_config, "augment", None)) is not None
+    ):  # random augmentation changes every epoch's inputs
         return None
     return first
 
@@ -48,8 +50,9 @@ def _features(prefix: nn.Module, split: Any, batch_size: int, device: torch.devi
     return torch.cat([prefix(x) for x in input_batches(split, batch_size, device)])
 
 
-def cache_features(network: Network, splits: dict[str, Split], data_config: Any, batch_size: int,
-                   reporter: Reporter) -> tuple[nn.Module, dict[str, Split]]:
+def cache_features(
+    network: Network, splits: dict[str, Split], data_config: Any, batch_size: int, reporter: Reporter
+) -> tuple[nn.Module, dict[str, Split]]:
     """What the trainer calls on a batch and the splits it batches: the head and cached features when possible."""
     backbone = cacheable(network, data_config)
     if backbone is None:
@@ -61,16 +64,22 @@ def cache_features(network: Network, splits: dict[str, Split], data_config: Any,
         sample = prefix(first_inputs(splits["train"], 1).to(device))
     needed = sample[0].numel() * sample.element_size() * sum(len(s) for s in splits.values())
     if needed > CACHE_LIMIT_BYTES:
-        reporter.message(f"{backbone.label} outputs not cached: they would take {needed / 2**30:.1f} GiB "
-                         f"(limit {CACHE_LIMIT_BYTES / 2**30:.0f} GiB)")
+        reporter.message(
+            f"{backbone.label} outputs not cached: they would take {needed / 2**30:.1f} GiB "
+            f"(limit {CACHE_LIMIT_BYTES / 2**30:.0f} GiB)"
+        )
         return network, splits
     started = time.perf_counter()
-    cached = {name: Split(_features(prefix, split, batch_size, device), split.y.to(device)) for name, split in splits.items()}
+    cached = {
+        name: Split(_features(prefix, split, batch_size, device), split.y.to(device)) for name, split in splits.items()
+    }
     seconds = time.perf_counter() - started
     head = network.layers[1:]  # type: ignore[index]  # a chain: cacheable() returns None for a graph
     shape = list(sample.shape[1:])
     count = sum(len(s) for s in splits.values())
-    reporter.message(f"{backbone.label} is frozen: its outputs {shape} for {count:,} samples were computed once "
-                     f"({seconds:.1f}s, {needed / 2**20:.0f} MiB); the layers after it train on them "
-                     f"(set cache_features: false to recompute every step)")
+    reporter.message(
+        f"{backbone.label} is frozen: its outputs {shape} for {count:,} samples were computed once "
+        f"({seconds:.1f}s, {needed / 2**20:.0f} MiB); the layers after it train on them "
+        f"(set cache_features: false to recompute every step)"
+    )
     return head, cached

@@ -70,11 +70,15 @@ def plan(loaded: LoadedConfig) -> Plan:
         if name is None:
             continue
         if name in inputs:
-            problems += loaded.error(("model", "layers", index, "name"),
-                                     f"'{name}' is already the name of a model input; choose another name").problems
+            problems += loaded.error(
+                ("model", "layers", index, "name"),
+                f"'{name}' is already the name of a model input; choose another name",
+            ).problems
         elif name in named:
-            problems += loaded.error(("model", "layers", index, "name"),
-                                     f"'{name}' already names layer {named[name]}; layer names must be unique").problems
+            problems += loaded.error(
+                ("model", "layers", index, "name"),
+                f"'{name}' already names layer {named[name]}; layer names must be unique",
+            ).problems
         else:
             named[name] = index
     nodes = []
@@ -92,8 +96,9 @@ def plan(loaded: LoadedConfig) -> Plan:
     return result
 
 
-def _sources(loaded: LoadedConfig, index: int, named: dict[str, int],
-             inputs: dict[str, list[int] | None]) -> tuple[list[Source], list]:
+def _sources(
+    loaded: LoadedConfig, index: int, named: dict[str, int], inputs: dict[str, list[int] | None]
+) -> tuple[list[Source], list]:
     """The sources layer `index` names (its `inputs`, or the layer above), and the problems found."""
     params = loaded.config.model.layers[index]
     path = ("model", "layers", index, "inputs")
@@ -101,8 +106,9 @@ def _sources(loaded: LoadedConfig, index: int, named: dict[str, int],
     what = f"{params.type} (layer {index})"
     if not refs:
         if isinstance(params, MergeParams):
-            return [], loaded.error(("model", "layers", index), f"{what} merges several layers: name them, "
-                                                                f"e.g. inputs: [a, b]").problems
+            return [], loaded.error(
+                ("model", "layers", index), f"{what} merges several layers: name them, e.g. inputs: [a, b]"
+            ).problems
         refs = [-1]
     sources: list[Source] = []
     problems: list = []
@@ -113,12 +119,14 @@ def _sources(loaded: LoadedConfig, index: int, named: dict[str, int],
             elif len(inputs) == 1:
                 sources.append(next(iter(inputs)))
             else:
-                problems += loaded.error(path if params.inputs is not None else ("model", "layers", index),
-                                         f"{what} is first, so it takes a model input; name one of "
-                                         f"{', '.join(inputs)} in its inputs").problems
+                problems += loaded.error(
+                    path if params.inputs is not None else ("model", "layers", index),
+                    f"{what} is first, so it takes a model input; name one of {', '.join(inputs)} in its inputs",
+                ).problems
         elif isinstance(ref, int):
-            problems += loaded.error(path, f"{what}: inputs take layer or input names, or -1 for the layer "
-                                           f"above; received {ref}").problems
+            problems += loaded.error(
+                path, f"{what}: inputs take layer or input names, or -1 for the layer above; received {ref}"
+            ).problems
         elif ref in inputs:
             sources.append(ref)
         elif ref in named and named[ref] < index:
@@ -127,8 +135,11 @@ def _sources(loaded: LoadedConfig, index: int, named: dict[str, int],
             problems += loaded.error(path, _later_message(loaded, what, ref, named[ref], index, named)).problems
         else:
             earlier = [*inputs, *(n for n, i in named.items() if i < index)]
-            problems += loaded.error(path, f"{what} takes '{ref}', which names no model input or earlier layer."
-                                           f"{did_you_mean(ref, earlier)} Known here: {', '.join(earlier)}").problems
+            problems += loaded.error(
+                path,
+                f"{what} takes '{ref}', which names no model input or earlier layer."
+                f"{did_you_mean(ref, earlier)} Known here: {', '.join(earlier)}",
+            ).problems
     return sources, problems
 
 
@@ -138,10 +149,14 @@ def _later_message(loaded: LoadedConfig, what: str, ref: str, target: int, index
     if target == index:
         return f"{what} takes itself ('{ref}'): a cycle. Name an earlier layer or model input"
     if _leads_to(loaded, target, index, named, set()):
-        return (f"{what} takes '{ref}' (layer {target}, {where}), whose inputs lead back to this layer: a cycle. "
-                f"A layer may only take layers above it in the list")
-    return (f"{what} takes '{ref}', which is defined later (layer {target}, {where}); a layer may only take "
-            f"layers above it: move '{ref}' up")
+        return (
+            f"{what} takes '{ref}' (layer {target}, {where}), whose inputs lead back to this layer: a cycle. "
+            f"A layer may only take layers above it in the list"
+        )
+    return (
+        f"{what} takes '{ref}', which is defined later (layer {target}, {where}); a layer may only take "
+        f"layers above it: move '{ref}' up"
+    )
 
 
 def _leads_to(loaded: LoadedConfig, start: int, goal: int, named: dict[str, int], seen: set[int]) -> bool:
@@ -168,9 +183,12 @@ def _outputs(loaded: LoadedConfig, named: dict[str, int]) -> tuple[list[int], li
         if name in named:
             outputs.append(named[name])
         else:
-            problems += loaded.error(path, f"model.outputs names '{name}', which is no layer's name."
-                                           f"{did_you_mean(name, list(named))} Named layers: "
-                                           f"{', '.join(named) or '(none: give layers a name)'}").problems
+            problems += loaded.error(
+                path,
+                f"model.outputs names '{name}', which is no layer's name."
+                f"{did_you_mean(name, list(named))} Named layers: "
+                f"{', '.join(named) or '(none: give layers a name)'}",
+            ).problems
     if not names:
         problems += loaded.error(("model", "outputs"), "model.outputs is empty; name at least one layer").problems
     return outputs, problems
@@ -190,15 +208,18 @@ def _check_reach(loaded: LoadedConfig, plan: Plan) -> None:
     problems = []
     for node in plan.nodes:
         if node.index not in used:
-            problems += loaded.error(("model", "layers", node.index),
-                                     f"{loaded.config.model.layers[node.index].type} (layer {node.index}, "
-                                     f"'{node.name}') reaches no model output: take it as a later layer's input, "
-                                     f"list it in model.outputs, or remove it").problems
+            problems += loaded.error(
+                ("model", "layers", node.index),
+                f"{loaded.config.model.layers[node.index].type} (layer {node.index}, "
+                f"'{node.name}') reaches no model output: take it as a later layer's input, "
+                f"list it in model.outputs, or remove it",
+            ).problems
     for name in plan.inputs:
         if name not in used:
-            problems += loaded.error(("model", "inputs", name),
-                                     f"model input '{name}' is taken by no layer; name it in a layer's inputs "
-                                     f"or remove it").problems
+            problems += loaded.error(
+                ("model", "inputs", name),
+                f"model input '{name}' is taken by no layer; name it in a layer's inputs or remove it",
+            ).problems
     if problems:
         raise ConfigError(problems, loaded.source)
 

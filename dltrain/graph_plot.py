@@ -30,8 +30,11 @@ def write_graph(built: BuiltModel, path: Path, title: str) -> None:
     rows: dict[int, list[str]] = {0: inputs}
     for row in built.summary:
         rows.setdefault(depth[row.name], []).append(row.name)
-    position = {name: (column - (len(names) - 1) / 2, -level) for level, names in rows.items()
-                for column, name in enumerate(names)}
+    position = {
+        name: (column - (len(names) - 1) / 2, -level)
+        for level, names in rows.items()
+        for column, name in enumerate(names)
+    }
     label = {name: f"{name}\ninput {list(built.input_shape)}" for name in inputs}
     for row in built.summary:
         label[row.name] = f"{row.name}: {row.type.split(':')[-1]}\n{list(row.output_shape)}  {row.params:,} params"
@@ -42,12 +45,26 @@ def write_graph(built: BuiltModel, path: Path, title: str) -> None:
         for source in row.inputs:
             x0, y0 = position[source]
             skip = y0 - y1 > 1  # a connection that jumps rows (residual) bends around the boxes between
-            axes.annotate("", xy=(x1, y1 + 0.22), xytext=(x0, y0 - 0.22),
-                          arrowprops={"arrowstyle": "->", "color": "#555",
-                                      "connectionstyle": "arc3,rad=0.35" if skip and x0 == x1 else "arc3"})
+            axes.annotate(
+                "",
+                xy=(x1, y1 + 0.22),
+                xytext=(x0, y0 - 0.22),
+                arrowprops={
+                    "arrowstyle": "->",
+                    "color": "#555",
+                    "connectionstyle": "arc3,rad=0.35" if skip and x0 == x1 else "arc3",
+                },
+            )
     for name, (x, y) in position.items():
-        axes.text(x, y, label[name], ha="center", va="center", fontsize=8,
-                  bbox={"boxstyle": "round", "facecolor": "#e8eef7" if name in inputs else "white", "edgecolor": "#335"})
+        axes.text(
+            x,
+            y,
+            label[name],
+            ha="center",
+            va="center",
+            fontsize=8,
+            bbox={"boxstyle": "round", "facecolor": "#e8eef7" if name in inputs else "white", "edgecolor": "#335"},
+        )
     axes.set_xlim(-width / 2 - 0.2, width / 2 + 0.2)
     axes.set_ylim(-len(rows), 0.6)
     axes.axis("off")

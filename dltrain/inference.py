@@ -87,8 +87,13 @@ def describe_rows(values: np.ndarray, task: str, class_names: list[str], top_k: 
         ]
     if task == "binary":
         named = len(class_names) == 2 and values.shape[-1] == 1  # one output: the probability of class_names[1]
-        return [{"prediction": class_names[int(p.reshape(-1)[0] > 0.5)] if named else _plain((p > 0.5).astype(np.int64)),
-                 "probability": _plain(p, 6)} for p in values]
+        return [
+            {
+                "prediction": class_names[int(p.reshape(-1)[0] > 0.5)] if named else _plain((p > 0.5).astype(np.int64)),
+                "probability": _plain(p, 6),
+            }
+            for p in values
+        ]
     return [{"prediction": _plain(row.astype(np.float32), 6)} for row in values]
 
 

@@ -20,12 +20,16 @@ from .errors import ReportedElsewhere, RunError, UserError
 def check_devices(devices: int, device: str) -> None:
     """Refuse, before starting anything, a launch this machine cannot hold."""
     if os.environ.get("WORLD_SIZE"):
-        raise UserError("--devices starts its own processes; under torchrun, leave it out "
-                        "(torchrun's --nproc-per-node says how many)")
+        raise UserError(
+            "--devices starts its own processes; under torchrun, leave it out "
+            "(torchrun's --nproc-per-node says how many)"
+        )
     where = resolve_device(device)
     if where.type == "cuda" and devices > torch.cuda.device_count():
-        raise UserError(f"--devices {devices} asks for one GPU per process, but only {torch.cuda.device_count()} "
-                        "GPU(s) are visible; lower --devices, or use --device cpu")
+        raise UserError(
+            f"--devices {devices} asks for one GPU per process, but only {torch.cuda.device_count()} "
+            "GPU(s) are visible; lower --devices, or use --device cpu"
+        )
     if where.type == "mps":
         raise UserError("--devices needs CUDA GPUs or the CPU (DDP does not run on MPS); use --device cpu")
 

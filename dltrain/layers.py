@@ -107,8 +107,16 @@ class _Dense(nn.Linear):
 class _Conv2d(nn.Conv2d):
     """`nn.Conv2d` with TensorFlow's asymmetric 'same' padding and its activation, in one module."""
 
-    def __init__(self, channels: int, filters: int, kernel: tuple[int, int], strides: tuple[int, int], bias: bool,
-                 pad: tuple[int, int, int, int], act: nn.Module | None) -> None:
+    def __init__(
+        self,
+        channels: int,
+        filters: int,
+        kernel: tuple[int, int],
+        strides: tuple[int, int],
+        bias: bool,
+        pad: tuple[int, int, int, int],
+        act: nn.Module | None,
+    ) -> None:
         super().__init__(channels, filters, kernel, strides, bias=bias)
         self.pad = pad  # (left, right, top, bottom), as F.pad takes it
         self.padded = any(pad)
@@ -124,8 +132,16 @@ class _Conv2d(nn.Conv2d):
 class _Conv1d(nn.Conv1d):
     """`nn.Conv1d` on `[B, T, F]` (channels moved to axis 1 and back), its padding and activation in one module."""
 
-    def __init__(self, features: int, filters: int, kernel: int, strides: int, bias: bool,
-                 pad: tuple[int, int], act: nn.Module | None) -> None:
+    def __init__(
+        self,
+        features: int,
+        filters: int,
+        kernel: int,
+        strides: int,
+        bias: bool,
+        pad: tuple[int, int],
+        act: nn.Module | None,
+    ) -> None:
         super().__init__(features, filters, kernel, strides, bias=bias)
         self.pad = pad
         self.padded = any(pad)
@@ -171,8 +187,9 @@ def dense(p: DenseParams, shape: Shape) -> Built:
     """Fully connected layer on the last axis (as Keras: `[T, F]` stays a sequence)."""
     out = (*shape[:-1], p.units)
     act = _activation_or_none(p.activation, out)
-    linear = nn.Linear(shape[-1], p.units, bias=p.use_bias) if act is None else \
-        _Dense(shape[-1], p.units, p.use_bias, act)
+    linear = (
+        nn.Linear(shape[-1], p.units, bias=p.use_bias) if act is None else _Dense(shape[-1], p.units, p.use_bias, act)
+    )
     _init_kernel(p, linear.weight, linear.bias)
     return Built(linear, out, _penalties(p, linear.weight))
 
@@ -205,9 +222,7 @@ def reshape(p: ReshapeParams, shape: Shape) -> Built:
             raise ShapeError(f"cannot reshape {list(shape)} ({total} values) to {target}")
         target[target.index(-1)] = total // known
     if math.prod(target) != total:
-        raise ShapeError(
-            f"cannot reshape {list(shape)} ({total} values) to {target} ({math.prod(target)} values)"
-        )
+        raise ShapeError(f"cannot reshape {list(shape)} ({total} values) to {target} ({math.prod(target)} values)")
     return Built(_Reshape(tuple(target)), tuple(target))
 
 
@@ -276,8 +291,15 @@ def conv2d(p: Conv2DParams, shape: Shape) -> Built:
     out = (p.filters, _conv_out(height, kh, sh), _conv_out(width, kw, sw))
     if min(out) < 1:
         raise ShapeError(f"kernel {kh}x{kw} does not fit the input {list(shape)}; use padding: same")
-    conv = _Conv2d(channels, p.filters, (kh, kw), (sh, sw), p.use_bias, (left, right, top, bottom),
-                   _activation_or_none(p.activation, out))
+    conv = _Conv2d(
+        channels,
+        p.filters,
+        (kh, kw),
+        (sh, sw),
+        p.use_bias,
+        (left, right, top, bottom),
+        _activation_or_none(p.activation, out),
+    )
     _init_kernel(p, conv.weight, conv.bias)
     return Built(conv, out, _penalties(p, conv.weight))
 
@@ -287,14 +309,22 @@ def conv1d(p: Conv1DParams, shape: Shape) -> Built:
     """1-D convolution over time: `[T, F]` → `[T', filters]`."""
     _expect_rank(shape, 2, "[T, F]", _SEQUENCE_HINT)
     steps, features = shape
-    pad = {"valid": (0, 0), "same": _same_padding(steps, p.kernel_size, p.strides),
-           "causal": (p.kernel_size - 1, 0)}[p.padding]
+    pad = {"valid": (0, 0), "same": _same_padding(steps, p.kernel_size, p.strides), "causal": (p.kernel_size - 1, 0)}[
+        p.padding
+    ]
     out_steps = _conv_out(steps + sum(pad), p.kernel_size, p.strides)
     if out_steps < 1:
         raise ShapeError(f"kernel {p.kernel_size} is longer than the sequence {list(shape)}")
     out = (out_steps, p.filters)
-    conv = _Conv1d(features, p.filters, p.kernel_size, p.strides, p.use_bias, pad,
-                   _activation_or_none(p.activation, (p.filters, out_steps)))
+    conv = _Conv1d(
+        features,
+        p.filters,
+        p.kernel_size,
+        p.strides,
+        p.use_bias,
+        pad,
+        _activation_or_none(p.activation, (p.filters, out_steps)),
+    )
     _init_kernel(p, conv.weight, conv.bias)
     return Built(conv, out, _penalties(p, conv.weight))
 
@@ -463,4 +493,3 @@ def transformer_encoder(p: TransformerEncoderParams, shape: Shape) -> Built:
         shape[1], p.num_heads, p.ff_dim, p.dropout, activation=p.activation, batch_first=True
     )
     return Built(nn.TransformerEncoder(block, p.num_layers, enable_nested_tensor=False), shape)
-

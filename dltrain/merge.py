@@ -129,7 +129,7 @@ def concatenate(p: ConcatenateParams, shapes: list[Shape]) -> Built:
     if not -rank <= axis < rank:
         raise ShapeError(f"axis {axis} is outside inputs of rank {rank} (the batch axis is not counted)")
     axis %= rank
-    rest = {s[:axis] + s[axis + 1:] for s in shapes}
+    rest = {s[:axis] + s[axis + 1 :] for s in shapes}
     if len(rest) > 1:
         raise ShapeError(f"needs inputs that agree on every axis but {axis}; received {_shown(shapes)}")
     out = list(shapes[0])

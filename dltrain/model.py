@@ -46,8 +46,13 @@ class Network(nn.Module):
 
     __jit_unused_properties__ = ["has_penalty"]  # training-only: keeps the network scriptable for export
 
-    def __init__(self, layers: list[nn.Module] | nn.Module, output_activation: str | None,
-                 penalties: list[tuple[torch.Tensor, float, float]], adapter: InputAdapter | None = None) -> None:
+    def __init__(
+        self,
+        layers: list[nn.Module] | nn.Module,
+        output_activation: str | None,
+        penalties: list[tuple[torch.Tensor, float, float]],
+        adapter: InputAdapter | None = None,
+    ) -> None:
         super().__init__()
         self.adapter = adapter
         self.layers = layers if isinstance(layers, nn.Module) else nn.Sequential(*layers)  # a graph's GraphModule
@@ -135,9 +140,11 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
         if hint and tuple(declared) != tuple(data_shape):
             raise loaded.error(where, hint)
         if tuple(declared) != tuple(data_shape):
-            raise loaded.error(where,
-                               f"input_shape {declared} does not match the data, whose samples are {list(data_shape)}; "
-                               f"remove input_shape (it is inferred) or fix the data preprocessing")
+            raise loaded.error(
+                where,
+                f"input_shape {declared} does not match the data, whose samples are {list(data_shape)}; "
+                f"remove input_shape (it is inferred) or fix the data preprocessing",
+            )
     wiring = graph.plan(loaded)
     output = graph.single_output(loaded, wiring)
     split_off = _check_task(loaded, _final_activation(config, output), spec.absorbs)
@@ -159,13 +166,23 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
         penalties += [p for p in built.penalties if p[0].requires_grad]
         count = sum(p.numel() for p in built.module.parameters())
         trainable = sum(p.numel() for p in built.module.parameters() if p.requires_grad)
-        summary.append(LayerSummary(node.index, params.type, built.shape, count, trainable, node.name,
-                                    tuple(wiring.label(s) for s in node.sources)))
+        summary.append(
+            LayerSummary(
+                node.index,
+                params.type,
+                built.shape,
+                count,
+                trainable,
+                node.name,
+                tuple(wiring.label(s) for s in node.sources),
+            )
+        )
         shapes[node.index] = built.shape
     _check_output(loaded, spec.task, output, shapes[output], target_width)
     layers = modules if wiring.is_chain else graph.graph_module(wiring, modules)
-    return BuiltModel(Network(layers, split_off, penalties, adapter), summary, tuple(data_shape),
-                      wired=not wiring.is_chain)
+    return BuiltModel(
+        Network(layers, split_off, penalties, adapter), summary, tuple(data_shape), wired=not wiring.is_chain
+    )
 
 
 def _input_adapter(loaded: LoadedConfig, shape: Shape) -> InputAdapter | None:
@@ -178,7 +195,9 @@ def _input_adapter(loaded: LoadedConfig, shape: Shape) -> InputAdapter | None:
     if len(shape) != 3:
         raise loaded.error(("data", key), f"'{key}' applies to images [C, H, W]; this data's samples are {list(shape)}")
     if shape[0] not in (1, 3) and data.channels is not None:
-        raise loaded.error(("data", "channels"), f"channels converts between 1 and 3 channels; the images have {shape[0]}")
+        raise loaded.error(
+            ("data", "channels"), f"channels converts between 1 and 3 channels; the images have {shape[0]}"
+        )
     adapter = InputAdapter(shape, data.channels, data.resize_to, imagenet)
     if imagenet and adapter.out_shape[0] != 3:
         raise loaded.error(("data", "normalize"), "normalize: imagenet needs 3-channel images; add `channels: 3`")
@@ -198,8 +217,9 @@ def _check_size(loaded: LoadedConfig, index: int, params: Any, shape: Shape, bef
         raise loaded.error(("model", "layers", index), f"{params.type} (layer {index}) {problem}")
 
 
-def _build_layer(loaded: LoadedConfig, wiring: graph.Plan, node: graph.Node, params: Any,
-                 shapes: dict[graph.Source, Shape]) -> Built:
+def _build_layer(
+    loaded: LoadedConfig, wiring: graph.Plan, node: graph.Node, params: Any, shapes: dict[graph.Source, Shape]
+) -> Built:
     layer_type, index = params.type, node.index
     given = [shapes[s] for s in node.sources]
     try:
@@ -218,12 +238,22 @@ def _check_output(loaded: LoadedConfig, task: str, index: int, shape: Shape, wid
     last = ("model", "layers", index)
     layer_type = loaded.config.model.layers[index].type
     if len(shape) != 1:
-        raise loaded.error(last, f"the model's output is {list(shape)} per sample; the loss needs a flat [{width}] "
-                                 f"(add Flatten or GlobalAveragePooling before the last Dense)")
+        raise loaded.error(
+            last,
+            f"the model's output is {list(shape)} per sample; the loss needs a flat [{width}] "
+            f"(add Flatten or GlobalAveragePooling before the last Dense)",
+        )
     if shape[0] != width:
-        what = f"the data has {width} classes" if task == "classification" else f"the targets have {width} values per sample"
-        raise loaded.error(last, f"{layer_type} (layer {last[2]}) outputs {list(shape)}, but {what}: "
-                                 f"expected [{width}]; set its units to {width}")
+        what = (
+            f"the data has {width} classes"
+            if task == "classification"
+            else f"the targets have {width} values per sample"
+        )
+        raise loaded.error(
+            last,
+            f"{layer_type} (layer {last[2]}) outputs {list(shape)}, but {what}: "
+            f"expected [{width}]; set its units to {width}",
+        )
 
 
 def _check_metrics(loaded: LoadedConfig, task: str) -> None:
@@ -233,9 +263,11 @@ def _check_metrics(loaded: LoadedConfig, task: str) -> None:
             continue
         allowed = METRICS.get(metric.type).obj.tasks
         if task not in allowed:
-            err = loaded.error(("compile", "metrics", index),
-                               f"metric '{metric.type}' does not apply to a {task} loss "
-                               f"('{loaded.config.compile.loss.type}'); it needs: {', '.join(allowed)}")
+            err = loaded.error(
+                ("compile", "metrics", index),
+                f"metric '{metric.type}' does not apply to a {task} loss "
+                f"('{loaded.config.compile.loss.type}'); it needs: {', '.join(allowed)}",
+            )
             problems += err.problems
     if problems:
         raise ConfigError(problems, loaded.source)

@@ -38,7 +38,12 @@ def adamw(params: ParamsT, p: AdamWParams) -> torch.optim.Optimizer:
 def rmsprop(params: ParamsT, p: RmspropParams) -> torch.optim.Optimizer:
     """RMSprop."""
     return torch.optim.RMSprop(
-        params, lr=p.lr, alpha=p.rho, eps=p.epsilon, momentum=p.momentum, centered=p.centered,
+        params,
+        lr=p.lr,
+        alpha=p.rho,
+        eps=p.epsilon,
+        momentum=p.momentum,
+        centered=p.centered,
         weight_decay=p.weight_decay,
     )
 
@@ -47,7 +52,10 @@ def rmsprop(params: ParamsT, p: RmspropParams) -> torch.optim.Optimizer:
 def adagrad(params: ParamsT, p: AdagradParams) -> torch.optim.Optimizer:
     """Adagrad."""
     return torch.optim.Adagrad(
-        params, lr=p.lr, initial_accumulator_value=p.initial_accumulator_value, eps=p.epsilon,
+        params,
+        lr=p.lr,
+        initial_accumulator_value=p.initial_accumulator_value,
+        eps=p.epsilon,
         weight_decay=p.weight_decay,
     )
 

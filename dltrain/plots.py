@@ -65,7 +65,7 @@ def write_curves(history: list[dict[str, Any]], path: Path) -> None:
         ax.xaxis.set_major_locator(_integer_ticks())
         ax.grid(alpha=0.3)
         ax.legend()
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     figure.tight_layout()
     save_figure(plt, figure, path)
@@ -87,7 +87,8 @@ def write_confusion(matrix: list[list[int]], names: list[str], path: Path, title
     peak = max((max(row) for row in matrix), default=0)
     for i, row in enumerate(matrix):
         for j, value in enumerate(row):
-            ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
-                    color="white" if value > peak / 2 else "black")
+            ax.text(
+                j, i, str(value), ha="center", va="center", fontsize=8, color="white" if value > peak / 2 else "black"
+            )
     figure.tight_layout()
     save_figure(plt, figure, path)

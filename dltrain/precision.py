@@ -24,8 +24,10 @@ class Precision:
     def __init__(self, name: str, device: torch.device) -> None:
         dtype = DTYPES[name]
         if dtype is not None and not torch.amp.is_autocast_available(device.type):
-            raise UserError(f"fit.precision: {name} needs autocast, which PyTorch does not offer on {device.type}; "
-                            f"use precision: 32")
+            raise UserError(
+                f"fit.precision: {name} needs autocast, which PyTorch does not offer on {device.type}; "
+                f"use precision: 32"
+            )
         self.autocast: Callable[[], ContextManager[Any]] = (
             (lambda: torch.autocast(device.type, dtype=dtype)) if dtype is not None else contextlib.nullcontext
         )

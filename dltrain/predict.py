@@ -50,8 +50,10 @@ def _as_samples(array: np.ndarray, path: Path, prep: Preprocessing) -> Samples:
         return Samples(x[None], [path.name])
     if tuple(array.shape[1:]) == shape:
         return Samples(x, list(range(len(x))))
-    raise DataError(f"'{path}' holds an array of shape {list(array.shape)}; this model takes samples of shape "
-                    f"{_shape_text(prep.raw_shape)} (one sample, or a stack [N, {', '.join(map(str, shape))}])")
+    raise DataError(
+        f"'{path}' holds an array of shape {list(array.shape)}; this model takes samples of shape "
+        f"{_shape_text(prep.raw_shape)} (one sample, or a stack [N, {', '.join(map(str, shape))}])"
+    )
 
 
 def read_image_file(path: Path, prep: Preprocessing) -> Samples:
@@ -60,8 +62,10 @@ def read_image_file(path: Path, prep: Preprocessing) -> Samples:
     if prep.channels_last and len(shape) == 3:  # the source read [H, W, C]
         shape = [shape[2], shape[0], shape[1]]
     if len(shape) != 3 or shape[0] not in (1, 3):
-        raise DataError(f"'{path}' is an image, but this model takes samples of shape {_shape_text(shape)}, "
-                        f"not images [C, H, W]; give .npy/.npz arrays or a .csv instead")
+        raise DataError(
+            f"'{path}' is an image, but this model takes samples of shape {_shape_text(shape)}, "
+            f"not images [C, H, W]; give .npy/.npz arrays or a .csv instead"
+        )
     x = torch.from_numpy(image_values(read_image(path, shape[0], (shape[1], shape[2])).numpy(), prep.value_range))
     if prep.channels_last:
         x = x.permute(1, 2, 0)  # back to the source's [H, W, C]: `Preprocessing.apply` transposes
@@ -120,8 +124,10 @@ def read_input(path: Path, prep: Preprocessing) -> Samples:
     """The samples in one input file, by its suffix."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise DataError(f"'{path}': unknown input type '{path.suffix}'. Give image files "
-                        f"({', '.join(IMAGE_SUFFIXES)}), .npy/.npz arrays or a .csv with a header row")
+        raise DataError(
+            f"'{path}': unknown input type '{path.suffix}'. Give image files "
+            f"({', '.join(IMAGE_SUFFIXES)}), .npy/.npz arrays or a .csv with a header row"
+        )
     if not path.is_file():
         raise DataError(f"no file at '{path}'")
     return reader(path, prep)
@@ -137,17 +143,27 @@ def scores(outputs: torch.Tensor, task: str) -> np.ndarray:
 
 
 @torch.inference_mode()
-def predict_scores(network: torch.nn.Module, prep: Preprocessing, x: torch.Tensor, task: str,
-                   device: torch.device) -> np.ndarray:
+def predict_scores(
+    network: torch.nn.Module, prep: Preprocessing, x: torch.Tensor, task: str, device: torch.device
+) -> np.ndarray:
     """Scores for raw samples `(N, *raw_shape)`, CHUNK per forward pass (`predict` and `serve` both run this)."""
     network.eval()
-    parts = [scores(network(prep.apply(x[start : start + CHUNK]).to(device)).cpu(), task)
-             for start in range(0, len(x), CHUNK)]
+    parts = [
+        scores(network(prep.apply(x[start : start + CHUNK]).to(device)).cpu(), task)
+        for start in range(0, len(x), CHUNK)
+    ]
     return np.concatenate(parts)
 
 
-def predict_files(network: torch.nn.Module, prep: Preprocessing, inputs: list[Path], task: str,
-                  class_names: list[str], top_k: int, device: torch.device) -> list[dict[str, Any]]:
+def predict_files(
+    network: torch.nn.Module,
+    prep: Preprocessing,
+    inputs: list[Path],
+    task: str,
+    class_names: list[str],
+    top_k: int,
+    device: torch.device,
+) -> list[dict[str, Any]]:
     """Predictions for every sample of every input file, in order."""
     predictions: list[dict[str, Any]] = []
     for path in inputs:

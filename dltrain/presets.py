@@ -33,8 +33,10 @@ def preset_path(name: str) -> Path:
     if name.endswith((".yaml", ".yml")):
         name = Path(name).stem  # `dltrain init configs/digits_mlp.yaml` means the preset
     if name not in known:
-        raise UserError(f"unknown preset {name!r}.{did_you_mean(name, list(known))} "
-                        f"Presets: {', '.join(known)} (see `dltrain init --list`).")
+        raise UserError(
+            f"unknown preset {name!r}.{did_you_mean(name, list(known))} "
+            f"Presets: {', '.join(known)} (see `dltrain init --list`)."
+        )
     return known[name]
 
 
@@ -54,13 +56,16 @@ def write_preset(name: str, dest: str | Path | None = None, force: bool = False)
         target = target / f"{source.stem}.yaml"
     files = {target: _first_line_for(source, target)}
     for base in compose(source).sources[:-1]:  # merged in order; the preset itself comes last
-        files[target.parent / Path(base["path"]).relative_to(PRESETS_DIR.resolve())] = Path(base["path"]).read_text(encoding="utf-8")
+        files[target.parent / Path(base["path"]).relative_to(PRESETS_DIR.resolve())] = Path(base["path"]).read_text(
+            encoding="utf-8"
+        )
     files = {path: text for path, text in files.items() if not (path != target and _holds(path, text))}
     taken = [path for path in files if path.exists()]
     if taken and not force:
         names = ", ".join(f"'{path}'" for path in taken)
-        raise UserError(f"{names} already exist{'s' if len(taken) == 1 else ''}; pass --force to overwrite, "
-                        f"or give another DEST")
+        raise UserError(
+            f"{names} already exist{'s' if len(taken) == 1 else ''}; pass --force to overwrite, or give another DEST"
+        )
     for path in files:
         check_output_file(path, "DEST", make_folder=path != target)
     for path, text in files.items():

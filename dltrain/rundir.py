@@ -62,18 +62,24 @@ class RunLock:
             import fcntl
         except ImportError:  # Windows: no flock; the folder is not locked there
             return
-        handle = open(self.folder / LOCK_NAME, "a+b", buffering=0)  # unbuffered: a full disk fails the write, not close()
+        handle = open(
+            self.folder / LOCK_NAME, "a+b", buffering=0
+        )  # unbuffered: a full disk fails the write, not close()
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().decode(errors="replace").strip() or "another process"
             handle.close()
-            raise UserError(f"'{self.folder}' is in use by another dltrain fit ({holder}); wait for it to end, "
-                            f"or choose another --run-dir") from None
+            raise UserError(
+                f"'{self.folder}' is in use by another dltrain fit ({holder}); wait for it to end, "
+                f"or choose another --run-dir"
+            ) from None
         self.handle = handle
         handle.truncate(0)
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {datetime.now():%Y-%m-%d %H:%M:%S}\n".encode())
+        handle.write(
+            f"pid {os.getpid()} on {socket.gethostname()}, started {datetime.now():%Y-%m-%d %H:%M:%S}\n".encode()
+        )
 
     def release(self) -> None:
         if self.handle is not None:
@@ -83,8 +89,11 @@ class RunLock:
 
 def _cannot_use(path: Path, exc: OSError | ValueError, hint: str = "Choose another --run-dir") -> UserError:
     """The UserError for a run directory that cannot be created or written."""
-    reasons = {FileExistsError: "it is a file, not a folder", NotADirectoryError: "a part of the path is a file",
-               ValueError: "the path holds a NUL character"}
+    reasons = {
+        FileExistsError: "it is a file, not a folder",
+        NotADirectoryError: "a part of the path is a file",
+        ValueError: "the path holds a NUL character",
+    }
     reason = reasons.get(type(exc)) or (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
     return UserError(f"cannot write the run to '{path}': {reason}. {hint}")
 
@@ -134,13 +143,18 @@ class RunDir:
             run._lock.acquire()
         except (OSError, ValueError) as exc:
             run.close()
-            hint = "Choose another --run-dir" if run_dir is not None else \
-                "Give --run-dir, or run where a runs/ folder can be written"
+            hint = (
+                "Choose another --run-dir"
+                if run_dir is not None
+                else "Give --run-dir, or run where a runs/ folder can be written"
+            )
             raise _cannot_use(path, exc, hint) from None
         if (path / "last.pt").exists():
             run._lock.release()
-            raise UserError(f"'{path}' already holds a run (last.pt); continue it with "
-                            f"`dltrain fit --resume {path}`, or choose another --run-dir")
+            raise UserError(
+                f"'{path}' already holds a run (last.pt); continue it with "
+                f"`dltrain fit --resume {path}`, or choose another --run-dir"
+            )
         return run
 
     @classmethod
@@ -211,8 +225,14 @@ class RunDir:
             yield
         except OSError as exc:
             kept = [name for name in ("last.pt", "best.pt") if (self.path / name).exists()]
-            intact = (f"{' and '.join(kept)} keep what was saved before, intact; when there is room again, "
-                      f"continue with: dltrain fit --resume {self.path}") if kept else "no checkpoint was saved yet"
+            intact = (
+                (
+                    f"{' and '.join(kept)} keep what was saved before, intact; when there is room again, "
+                    f"continue with: dltrain fit --resume {self.path}"
+                )
+                if kept
+                else "no checkpoint was saved yet"
+            )
             where = f"'{exc.filename}'" if exc.filename else f"the run directory '{self.path}'"
             raise RunError(f"training stopped: {exc.strerror or exc} ({where}). {intact}") from None
 

@@ -52,7 +52,9 @@ class RunInfo:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and any((path / f).exists() for f in ("history.csv", "last.pt", "train.log"))
+    return (path / "config.yaml").is_file() and any(
+        (path / f).exists() for f in ("history.csv", "last.pt", "train.log")
+    )
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -202,8 +204,14 @@ def describe(path: Path, root: Path | None = None) -> RunInfo:
     fit: dict[str, Any] = config["fit"] if isinstance(config.get("fit"), dict) else {}
     shown = path.relative_to(root) if root is not None and path.is_relative_to(root) and path != root else path
     return RunInfo(
-        path=str(shown), name=str(config.get("name") or path.parent.name), started=_started(path).strftime("%Y-%m-%d %H:%M:%S"),
-        status=run_status(path), epochs=len(history), max_epochs=fit.get("epochs"), monitor=monitor, best=best,
+        path=str(shown),
+        name=str(config.get("name") or path.parent.name),
+        started=_started(path).strftime("%Y-%m-%d %H:%M:%S"),
+        status=run_status(path),
+        epochs=len(history),
+        max_epochs=fit.get("epochs"),
+        monitor=monitor,
+        best=best,
         test={k: v for k, v in (metrics.get("test") or {}).items() if isinstance(v, (int, float))},
     )
 
@@ -244,14 +252,20 @@ def compare(paths: list[str | Path]) -> dict[str, Any]:
     runs = [Path(p) for p in paths]
     for run in runs:
         if not is_run_dir(run):
-            raise UserError(f"'{run}' is not a run directory (no config.yaml with history.csv, last.pt or train.log); "
-                            f"list the runs with `dltrain runs`")
+            raise UserError(
+                f"'{run}' is not a run directory (no config.yaml with history.csv, last.pt or train.log); "
+                f"list the runs with `dltrain runs`"
+            )
     configs = [flatten(read_config(run)) for run in runs]
     values = {k: [c.get(k, "<absent>") for c in configs] for k in dict.fromkeys(k for c in configs for k in c)}
     differences = {k: v for k, v in values.items() if len({json.dumps(x, sort_keys=True, default=str) for x in v}) > 1}
     infos = [describe(run) for run in runs]
-    results: dict[str, list[Any]] = {"status": [i.status for i in infos], "epochs": [i.epochs for i in infos],
-                                     "monitor": [i.monitor for i in infos], "best": [i.best for i in infos]}
+    results: dict[str, list[Any]] = {
+        "status": [i.status for i in infos],
+        "epochs": [i.epochs for i in infos],
+        "monitor": [i.monitor for i in infos],
+        "best": [i.best for i in infos],
+    }
     for name in dict.fromkeys(k for i in infos for k in i.test):
         results[f"test_{name}"] = [i.test.get(name) for i in infos]
     return {"runs": [str(r) for r in runs], "config": differences, "results": results}
@@ -264,8 +278,11 @@ def plot_compare(paths: list[str | Path], file: Path) -> None:
     if file.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
         raise UserError(f"--plot {file}: expected a .png, .pdf, .svg or .jpg file name")
     histories = {str(p): read_history(Path(p)) for p in paths}
-    columns = list(dict.fromkeys(k for rows in histories.values() for row in rows[:1] for k in row
-                                 if k not in ("epoch", "seconds")))
+    columns = list(
+        dict.fromkeys(
+            k for rows in histories.values() for row in rows[:1] for k in row if k not in ("epoch", "seconds")
+        )
+    )
     if not columns:
         raise UserError("none of these runs has a history.csv to plot yet")
     plt = _pyplot()
@@ -281,7 +298,7 @@ def plot_compare(paths: list[str | Path], file: Path) -> None:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(_integer_ticks())
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(columns):]:
+    for ax in list(axes.flat)[len(columns) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
     figure.tight_layout()
@@ -308,12 +325,27 @@ def runs_table(found: list[dict[str, Any]]) -> Any:
     tests = list(dict.fromkeys(k for run in found for k in run["test"]))
     table = Table(title=f"{len(found)} run(s)", title_justify="left")
     for column in ("run", "started", "status", "epochs", "monitor", "best", *(f"test {k}" for k in tests)):
-        table.add_column(column, justify="right" if column in ("epochs", "best") or column.startswith("test") else "left",
-                         no_wrap=column in ("run", "started"))
+        table.add_column(
+            column,
+            justify="right" if column in ("epochs", "best") or column.startswith("test") else "left",
+            no_wrap=column in ("run", "started"),
+        )
     for run in found:
         epochs = f"{run['epochs']}/{run['max_epochs']}" if run["max_epochs"] else str(run["epochs"])
-        table.add_row(*map(_cell, (run["path"], run["started"], run["status"], epochs, run["monitor"], run["best"],
-                                   *(run["test"].get(k) for k in tests))))
+        table.add_row(
+            *map(
+                _cell,
+                (
+                    run["path"],
+                    run["started"],
+                    run["status"],
+                    epochs,
+                    run["monitor"],
+                    run["best"],
+                    *(run["test"].get(k) for k in tests),
+                ),
+            )
+        )
     return table
 
 

@@ -30,8 +30,9 @@ def compile_network(network: nn.Module, sample: torch.Tensor, warn: Callable[[st
             compiled(sample).float().sum().backward()
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        warn(f"fit.compile_model: torch.compile does not work here ({type(exc).__name__}: {first}); "
-             f"training without it")
+        warn(
+            f"fit.compile_model: torch.compile does not work here ({type(exc).__name__}: {first}); training without it"
+        )
         compiled = network
     finally:
         network.zero_grad(set_to_none=True)
@@ -48,8 +49,12 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
         yield
         return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for reproducible matmuls
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-                torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     try:

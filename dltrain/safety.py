@@ -67,8 +67,10 @@ class NanGuard:
         kept = [name for name in ("last.pt", "best.pt") if (self.run_path / name).is_file()]
         if not kept:
             return f"No checkpoint was saved in {self.run_path}: no epoch finished. "
-        return (f"{' and '.join(kept)} in {self.run_path} keep{'s' if len(kept) == 1 else ''} the weights of "
-                f"finished epochs (last.pt: the last one). ")
+        return (
+            f"{' and '.join(kept)} in {self.run_path} keep{'s' if len(kept) == 1 else ''} the weights of "
+            f"finished epochs (last.pt: the last one). "
+        )
 
 
 class CheckpointClock:

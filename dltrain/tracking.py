@@ -33,8 +33,9 @@ def _need(module: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise UserError(f"this callback needs the {extra} package: pip install 'dltrain[{extra}]' "
-                        f"(or pip install {extra})") from None
+        raise UserError(
+            f"this callback needs the {extra} package: pip install 'dltrain[{extra}]' (or pip install {extra})"
+        ) from None
 
 
 def config_params(trainer: Training) -> dict[str, str]:
@@ -120,14 +121,19 @@ class MLflow(TrackingCallback):
     def start(self, trainer, run):  # type: ignore[no-untyped-def]
         from mlflow.tracking import MlflowClient
 
-        uri = self.params.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns.db').resolve()}"
+        uri = (
+            self.params.tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{Path('mlruns.db').resolve()}"
+        )
         self.client = MlflowClient(tracking_uri=uri)
         if self.run_id is None:
             name = self.params.experiment or trainer.loaded.config.name or "dltrain"
             experiment = self.client.get_experiment_by_name(name)
             experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
-            created = self.client.create_run(experiment_id, run_name=run.path.name,
-                                             tags={"dltrain.run_dir": str(run.path.resolve())})
+            created = self.client.create_run(
+                experiment_id, run_name=run.path.name, tags={"dltrain.run_dir": str(run.path.resolve())}
+            )
             self.run_id = created.info.run_id
         else:
             self.client.update_run(self.run_id, status="RUNNING")
@@ -140,7 +146,7 @@ class MLflow(TrackingCallback):
         held = self.client.get_run(self.run_id).data.params
         new = [Param(k, v[:6000]) for k, v in params.items() if k not in held]
         for start in range(0, len(new), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(self.run_id, params=new[start:start + 100])
+            self.client.log_batch(self.run_id, params=new[start : start + 100])
         changed = {f"resumed.{k}": v[:5000] for k, v in params.items() if k in held and held[k] != v}
         for key, value in changed.items():
             self.client.set_tag(self.run_id, key, value)
@@ -162,7 +168,9 @@ class MLflow(TrackingCallback):
         if final:
             self._log_metrics(final, epoch)
         for file in files:
-            self.client.log_artifact(self.run_id, str(file), artifact_path="checkpoints" if file.suffix == ".pt" else None)
+            self.client.log_artifact(
+                self.run_id, str(file), artifact_path="checkpoints" if file.suffix == ".pt" else None
+            )
         self.client.set_terminated(self.run_id, "FINISHED")
 
 
@@ -178,18 +186,28 @@ class WandB(TrackingCallback):
         super().__init__(params, default_monitor)
         _need("wandb", "wandb")
         if params.mode == "online" and not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb()):
-            raise UserError("mode: online needs a W&B account: run `wandb login` or set WANDB_API_KEY first, "
-                            "or use mode: offline and upload later with `wandb sync`")
+            raise UserError(
+                "mode: online needs a W&B account: run `wandb login` or set WANDB_API_KEY first, "
+                "or use mode: offline and upload later with `wandb sync`"
+            )
         self.wandb_run: Any = None
 
     def start(self, trainer, run):  # type: ignore[no-untyped-def]
         import wandb
 
         self.run_id = self.run_id or uuid.uuid4().hex[:12]
-        self.wandb_run = wandb.init(project=self.params.project or trainer.loaded.config.name or "dltrain",
-                                    entity=self.params.entity, mode=self.params.mode, dir=str(run.path), id=self.run_id,
-                                    name=run.path.name, resume="allow", config=config_params(trainer),
-                                    allow_val_change=True, settings=wandb.Settings(silent=True))
+        self.wandb_run = wandb.init(
+            project=self.params.project or trainer.loaded.config.name or "dltrain",
+            entity=self.params.entity,
+            mode=self.params.mode,
+            dir=str(run.path),
+            id=self.run_id,
+            name=run.path.name,
+            resume="allow",
+            config=config_params(trainer),
+            allow_val_change=True,
+            settings=wandb.Settings(silent=True),
+        )
 
     def log_rows(self, rows):  # type: ignore[no-untyped-def]
         for row in rows:

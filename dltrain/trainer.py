@@ -50,8 +50,9 @@ def _writing(run: RunDir | None) -> ContextManager[None]:
 class Trainer:
     """Everything one run needs, built once from a validated config and its data."""
 
-    def __init__(self, loaded: LoadedConfig, data: DataBundle, built: BuiltModel, ctx: Context,
-                 reporter: Reporter | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, data: DataBundle, built: BuiltModel, ctx: Context, reporter: Reporter | None = None
+    ) -> None:
         config = loaded.config
         self.loaded = loaded
         self.config = config
@@ -61,8 +62,11 @@ class Trainer:
         self.reporter = reporter or Reporter()
         self.network = built.network.to(ctx.device)
         self.forward: torch.nn.Module = self.network  # the head alone when backbone features are cached
-        self.splits = {name: split.to(ctx.device) for name, split in
-                       (("train", data.train), ("val", data.val), ("test", data.test)) if split is not None}
+        self.splits = {
+            name: split.to(ctx.device)
+            for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
+            if split is not None
+        }
         self.loss_fn = loss_spec(config.compile.loss).make(config.compile.loss)
         groups = param_groups(self.network, config.compile.optimizer.lr)
         self.optimizer = build_optimizer(groups, config.compile.optimizer)
@@ -75,7 +79,8 @@ class Trainer:
         self.lr = LearningRate(self.optimizer, config.compile.lr_schedule, config.fit.epochs)
         self.precision = Precision(config.fit.precision, ctx.device)
         self.callbacks, self.checkpointer = build_callbacks(
-            loaded, self.row_keys(), "val_loss" if "val" in self.splits else "loss")
+            loaded, self.row_keys(), "val_loss" if "val" in self.splits else "loss"
+        )
         self.monitor = self.checkpointer.monitor.key  # type: ignore[union-attr]  # what best.pt is best at
         self.model: torch.nn.Module = self.network  # what training calls: `forward`, or its compiled form
         self.wrapped: torch.nn.Module | None = None  # `forward` in its DDP wrapper (itself in one process)
@@ -90,8 +95,9 @@ class Trainer:
         self.stop_training = False  # a callback sets it to end training after this epoch
         self.augment = build_augment(config.data.augment)
         # DataLoader workers, for sources that decode files (in-memory data is batched by indexing)
-        self.workers: int | None = config.fit.num_workers if config.fit.num_workers is not None else \
-            getattr(config.data, "num_workers", None)
+        self.workers: int | None = (
+            config.fit.num_workers if config.fit.num_workers is not None else getattr(config.data, "num_workers", None)
+        )
 
     def row_keys(self) -> list[str]:
         """The columns of an epoch's row that a callback may monitor."""
@@ -112,14 +118,30 @@ class Trainer:
         self.reporter.fit_start(self.built, run.path if run else None, self.ctx.describe(), self.epoch, fit.epochs)
         for note in self.built.notes:
             self.reporter.message(note)
-        self.forward, self.splits = cache_features(self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter)
-        batches = make_batches(self.splits["train"], fit.batch_size, fit.shuffle, self.config.seed or 0, self.ctx.device,
-                               self.ctx.rank, self.ctx.world_size, augment=self.augment, workers=self.workers)
+        self.forward, self.splits = cache_features(
+            self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter
+        )
+        batches = make_batches(
+            self.splits["train"],
+            fit.batch_size,
+            fit.shuffle,
+            self.config.seed or 0,
+            self.ctx.device,
+            self.ctx.rank,
+            self.ctx.world_size,
+            augment=self.augment,
+            workers=self.workers,
+        )
         self.lr.steps = len(batches)
         self.guard.run_path, self.guard.writes_files = (run.path if run else None), run is not None and self.ctx.is_main
         self.prepare_model()
-        with self.stop, deterministic_mode(fit.deterministic), _writing(run), tidy_display(self.reporter), \
-                thread_count(self.threads()):
+        with (
+            self.stop,
+            deterministic_mode(fit.deterministic),
+            _writing(run),
+            tidy_display(self.reporter),
+            thread_count(self.threads()),
+        ):
             self.run_epochs(batches, run)
         for callback in self.callbacks:
             callback.on_fit_end(self)
@@ -168,7 +190,13 @@ class Trainer:
 
     def train_epoch(self, batches: Batches, epoch: int, start: int = 0) -> dict[str, float]:
         """One pass over the training data (from step `start + 1`); returns the epoch's loss and metrics."""
-        network, model, optimizer, loss_fn, tracker = self.network, self.model, self.optimizer, self.loss_fn, self.tracker
+        network, model, optimizer, loss_fn, tracker = (
+            self.network,
+            self.model,
+            self.optimizer,
+            self.loss_fn,
+            self.tracker,
+        )
         precision, lr, guard, clip = self.precision, self.lr, self.guard, self.config.fit.gradient_clip
         every, steps = self.config.fit.accumulate_grad_batches, len(batches)
         network.train()
@@ -260,8 +288,17 @@ class Trainer:
         tracker = Tracker(self.metrics, self.ctx.device)
         classes = self.data.confusion_classes
         matrix = torch.zeros(classes * classes, dtype=torch.int64, device=self.ctx.device) if classes else None
-        batches = make_batches(split, max(self.config.fit.batch_size, EVAL_BATCH), False, 0, self.ctx.device,
-                               self.ctx.rank, self.ctx.world_size, pad=False, workers=self.workers)
+        batches = make_batches(
+            split,
+            max(self.config.fit.batch_size, EVAL_BATCH),
+            False,
+            0,
+            self.ctx.device,
+            self.ctx.rank,
+            self.ctx.world_size,
+            pad=False,
+            workers=self.workers,
+        )
         for x, y in batches.epoch(0):
             outputs = self.forward(x)
             tracker.update(self.loss_fn(outputs, y), outputs, y)
@@ -383,5 +420,7 @@ def check_fits_data(saved: checkpoint.Checkpoint, data: DataBundle) -> None:
     checkpoint.check_consistent(saved)
     where = saved.path or "checkpoint"
     if list(data.input_shape) != list(saved.input_shape):
-        raise CheckpointError(f"'{where}' says its inputs are {saved.input_shape}, but its data config gives "
-                              f"samples of {list(data.input_shape)}: the checkpoint is damaged or its data changed")
+        raise CheckpointError(
+            f"'{where}' says its inputs are {saved.input_shape}, but its data config gives "
+            f"samples of {list(data.input_shape)}: the checkpoint is damaged or its data changed"
+        )

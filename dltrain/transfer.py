@@ -39,8 +39,10 @@ def normalization_default(loaded: LoadedConfig) -> list[str]:
     if first is None or first.weights is None or loaded.config.data.normalize is not None:
         return []
     _update_data(loaded, {"normalize": "imagenet"})
-    return [f"data.normalize: imagenet applied by default: the pretrained {first.label} weights expect "
-            f"ImageNet statistics (set data.normalize to choose otherwise)"]
+    return [
+        f"data.normalize: imagenet applied by default: the pretrained {first.label} weights expect "
+        f"ImageNet statistics (set data.normalize to choose otherwise)"
+    ]
 
 
 def image_defaults(loaded: LoadedConfig, shape: Shape) -> list[str]:
@@ -50,8 +52,11 @@ def image_defaults(loaded: LoadedConfig, shape: Shape) -> list[str]:
     if first is None:
         return []
     if len(shape) != 3:
-        raise loaded.error(("model", "layers", 0), f"{first.label} (layer 0) takes images [C, H, W]; this data's "
-                                                   f"samples are {list(shape)} (use image data, e.g. digits with as_image: true)")
+        raise loaded.error(
+            ("model", "layers", 0),
+            f"{first.label} (layer 0) takes images [C, H, W]; this data's "
+            f"samples are {list(shape)} (use image data, e.g. digits with as_image: true)",
+        )
     changes: dict[str, Any] = {}
     notes = []
     if shape[0] == 1 and data.channels is None:
@@ -60,8 +65,9 @@ def image_defaults(loaded: LoadedConfig, shape: Shape) -> list[str]:
     height, width = first.min_size
     if data.resize is None and (shape[1] < height or shape[2] < width):
         changes["resize"] = [max(shape[1], height), max(shape[2], width)]
-        notes.append(f"data.resize: {changes['resize']} applied by default: {first.label} needs at least "
-                     f"{height}x{width} inputs")
+        notes.append(
+            f"data.resize: {changes['resize']} applied by default: {first.label} needs at least {height}x{width} inputs"
+        )
     if changes:
         _update_data(loaded, changes)
     return notes
@@ -98,8 +104,10 @@ def unfreeze(network: nn.Module, epoch: int, reporter: Reporter) -> None:
         after = sum(p.numel() for p in backbone.parameters() if p.requires_grad)
         if after != before:
             count = backbone.trainable_layers or len(backbone.blocks)
-            reporter.message(f"epoch {epoch}: unfroze the last {count} of {len(backbone.blocks)} blocks of "
-                             f"{backbone.label} ({after:,} parameters now train, lr x {backbone.lr_mult:g})")
+            reporter.message(
+                f"epoch {epoch}: unfroze the last {count} of {len(backbone.blocks)} blocks of "
+                f"{backbone.label} ({after:,} parameters now train, lr x {backbone.lr_mult:g})"
+            )
 
 
 def plan_notes(network: nn.Module) -> list[str]:
@@ -111,9 +119,11 @@ def plan_notes(network: nn.Module) -> list[str]:
         text = f"{backbone.label}: {frozen:,} of {total:,} parameters frozen"
         if backbone.unfreeze_at_epoch is not None:
             count = backbone.trainable_layers or len(backbone.blocks)
-            text += (f"; the last {count} of {len(backbone.blocks)} blocks "
-                     f"({sum(p.numel() for p in _params(backbone.trainable_blocks())):,} parameters) "
-                     f"unfreeze at epoch {backbone.unfreeze_at_epoch}")
+            text += (
+                f"; the last {count} of {len(backbone.blocks)} blocks "
+                f"({sum(p.numel() for p in _params(backbone.trainable_blocks())):,} parameters) "
+                f"unfreeze at epoch {backbone.unfreeze_at_epoch}"
+            )
         if backbone.lr_mult != 1.0:
             text += f"; backbone lr x {backbone.lr_mult:g}"
         notes.append(text)

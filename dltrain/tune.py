@@ -66,16 +66,23 @@ class Plan:
         return "maximize" if maximize(self.tune) else "minimize"
 
 
-def plan(config: str | Path, overrides: list[str] | None = None, study: str | None = None,
-         storage: str | None = None, root: Path = Path("runs")) -> Plan:
+def plan(
+    config: str | Path,
+    overrides: list[str] | None = None,
+    study: str | None = None,
+    storage: str | None = None,
+    root: Path = Path("runs"),
+) -> Plan:
     """Load the config and check its `tune:` block: every key, every range end, the metric."""
     from .config import load_config, with_seed
 
     loaded = with_seed(load_config(config, overrides))
     tune = loaded.config.tune
     if tune is None:
-        raise UserError(f"{Path(config).name} has no `tune:` block; add one, e.g.\n"
-                        "tune:\n  metric: val_accuracy\n  space:\n    compile.optimizer.lr: {loguniform: [1.0e-4, 1.0e-2]}")
+        raise UserError(
+            f"{Path(config).name} has no `tune:` block; add one, e.g.\n"
+            "tune:\n  metric: val_accuracy\n  space:\n    compile.optimizer.lr: {loguniform: [1.0e-4, 1.0e-2]}"
+        )
     base = loaded.resolved()
     check_space(loaded, base, tune)
     name = loaded.config.name or "run"
@@ -83,8 +90,15 @@ def plan(config: str | Path, overrides: list[str] | None = None, study: str | No
     if not study.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise UserError(f"--study {study!r}: use letters, digits, '-', '_' and '.' only (it names a folder)")
     folder = root / name / f"tune-{study}"
-    return Plan(Path(config), list(overrides or []), base, tune, study, folder,
-                storage or f"sqlite:///{(folder / 'study.db').resolve()}")
+    return Plan(
+        Path(config),
+        list(overrides or []),
+        base,
+        tune,
+        study,
+        folder,
+        storage or f"sqlite:///{(folder / 'study.db').resolve()}",
+    )
 
 
 def check_space(loaded: LoadedConfig, base: dict[str, Any], tune: TuneConfig) -> None:
@@ -102,16 +116,23 @@ def check_space(loaded: LoadedConfig, base: dict[str, Any], tune: TuneConfig) ->
                 validate(raw, loaded.source)
             except ConfigError as exc:
                 reasons = "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems)
-                problems.append(problem(loaded.origins, path, f"the value {value!r} is not accepted: {reasons}", loaded.source))
+                problems.append(
+                    problem(loaded.origins, path, f"the value {value!r} is not accepted: {reasons}", loaded.source)
+                )
                 break
             except UserError as exc:
                 problems.append(problem(loaded.origins, path, str(exc).removeprefix(f"--set {key}: "), loaded.source))
                 break
     columns = row_columns(loaded)
     if tune.metric not in columns:
-        problems.append(problem(loaded.origins, ("tune", "metric"),
-                                f"'{tune.metric}' is not a column of the epoch row; choose one of: {', '.join(columns)}",
-                                loaded.source))
+        problems.append(
+            problem(
+                loaded.origins,
+                ("tune", "metric"),
+                f"'{tune.metric}' is not a column of the epoch row; choose one of: {', '.join(columns)}",
+                loaded.source,
+            )
+        )
     if problems:
         raise ConfigError(problems, loaded.source)
 
@@ -140,8 +161,9 @@ def open_study(p: Plan) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     epochs = int(p.base["fit"]["epochs"])
     pruners = {
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=p.tune.startup_trials,
-                                                      n_warmup_steps=p.tune.warmup_epochs),
+        "median": lambda: optuna.pruners.MedianPruner(
+            n_startup_trials=p.tune.startup_trials, n_warmup_steps=p.tune.warmup_epochs
+        ),
         "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs),
         "none": optuna.pruners.NopPruner,
     }
@@ -149,13 +171,21 @@ def open_study(p: Plan) -> Any:
     if p.storage.startswith("sqlite:"):
         p.folder.mkdir(parents=True, exist_ok=True)
     try:
-        study = optuna.create_study(study_name=p.study, storage=_storage(p.storage), sampler=sampler,
-                                    pruner=pruners[p.tune.pruner](), direction=p.direction, load_if_exists=True)
+        study = optuna.create_study(
+            study_name=p.study,
+            storage=_storage(p.storage),
+            sampler=sampler,
+            pruner=pruners[p.tune.pruner](),
+            direction=p.direction,
+            load_if_exists=True,
+        )
     except ImportError as exc:
         raise UserError(f"--storage {p.storage}: {exc}") from None
     if study.direction.name.lower() != p.direction:
-        raise UserError(f"study {p.study!r} in {p.storage} was created to {study.direction.name.lower()}, "
-                        f"but tune.metric {p.tune.metric} asks to {p.direction}; use another --study")
+        raise UserError(
+            f"study {p.study!r} in {p.storage} was created to {study.direction.name.lower()}, "
+            f"but tune.metric {p.tune.metric} asks to {p.direction}; use another --study"
+        )
     study.set_user_attr("metric", p.tune.metric)
     return study
 
@@ -178,8 +208,10 @@ def objective(p: Plan, say: Say) -> Callable[[Any], float]:
         def epoch_end(self, epoch: int, row: dict[str, Any]) -> None:
             value = row.get(p.tune.metric)
             if value is None:
-                raise RunError(f"tune.metric '{p.tune.metric}' is not in the epoch row (columns: {', '.join(row)}); "
-                               f"a val_* metric needs validation data (fit.validation_split)")
+                raise RunError(
+                    f"tune.metric '{p.tune.metric}' is not in the epoch row (columns: {', '.join(row)}); "
+                    f"a val_* metric needs validation data (fit.validation_split)"
+                )
             self.values.append(float(value))
             self.trial.report(float(value), epoch)
             if self.trial.should_prune():
@@ -209,11 +241,25 @@ def objective(p: Plan, say: Say) -> Callable[[Any], float]:
         finally:
             seconds = time.perf_counter() - started
             shown = value if value is not None else (reporter.values[-1] if reporter.values else None)
-            write_text_atomic(folder / "trial.json", json.dumps({**record, "state": state, "value": shown,
-                                                                 "epochs": len(reporter.values), "seconds": round(seconds, 3)}, indent=2) + "\n")
+            write_text_atomic(
+                folder / "trial.json",
+                json.dumps(
+                    {
+                        **record,
+                        "state": state,
+                        "value": shown,
+                        "epochs": len(reporter.values),
+                        "seconds": round(seconds, 3),
+                    },
+                    indent=2,
+                )
+                + "\n",
+            )
             text = f"{p.tune.metric} {shown:.4f}" if shown is not None else "no epoch"
-            say(f"trial {trial.number:>3} {state:<8} {text} after {len(reporter.values)} epoch(s), {seconds:.1f}s  "
-                + " ".join(f"{k}={_short(v)}" for k, v in params.items()))
+            say(
+                f"trial {trial.number:>3} {state:<8} {text} after {len(reporter.values)} epoch(s), {seconds:.1f}s  "
+                + " ".join(f"{k}={_short(v)}" for k, v in params.items())
+            )
 
     return run
 
@@ -230,13 +276,20 @@ def work(p: Plan, trials: int | None, timeout: float | None, say: Say, threads: 
 
         torch.set_num_threads(threads)
     study = open_study(p)
-    study.optimize(objective(p, say), n_trials=trials, timeout=timeout,
-                   catch=(RunError,), gc_after_trial=False)
+    study.optimize(objective(p, say), n_trials=trials, timeout=timeout, catch=(RunError,), gc_after_trial=False)
 
 
-def tune(config: str | Path, overrides: list[str] | None = None, *, trials: int | None = 20, jobs: int = 1,
-         storage: str | None = None, study: str | None = None, timeout: float | None = None,
-         say: Say = lambda text: None) -> dict[str, Any]:
+def tune(
+    config: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    trials: int | None = 20,
+    jobs: int = 1,
+    storage: str | None = None,
+    study: str | None = None,
+    timeout: float | None = None,
+    say: Say = lambda text: None,
+) -> dict[str, Any]:
     """Validate, then run `trials` more trials in `jobs` warm processes; write best.yaml, trials.csv and plots."""
     if jobs < 1:
         raise UserError(f"--jobs must be 1 or more; received {jobs}")
@@ -244,8 +297,10 @@ def tune(config: str | Path, overrides: list[str] | None = None, *, trials: int 
         raise UserError(f"--trials must be 1 or more; received {trials}")
     p = plan(config, overrides, study, storage)
     before = len(open_study(p).trials)
-    say(f"study {p.study} ({p.direction} {p.tune.metric}, {before} trial(s) so far) in {p.storage}; "
-        f"trials under {p.folder}")
+    say(
+        f"study {p.study} ({p.direction} {p.tune.metric}, {before} trial(s) so far) in {p.storage}; "
+        f"trials under {p.folder}"
+    )
     if jobs == 1:
         work(p, trials, timeout, say)
     else:
@@ -257,14 +312,25 @@ def _run_workers(p: Plan, trials: int | None, jobs: int, timeout: float | None) 
     """`jobs` worker processes sharing the study; Ctrl-C reaches them all (one process group) and is awaited."""
     shares = [None] * jobs if trials is None else [trials // jobs + (i < trials % jobs) for i in range(jobs)]
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                                      os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+        ),
+    }
     workers = []
     for share in shares:
         if share == 0:
             continue
-        job = {"config": str(p.config), "overrides": p.overrides, "study": p.study, "storage": p.storage,
-               "trials": share, "timeout": timeout, "threads": threads}
+        job = {
+            "config": str(p.config),
+            "overrides": p.overrides,
+            "study": p.study,
+            "storage": p.storage,
+            "trials": share,
+            "timeout": timeout,
+            "threads": threads,
+        }
         workers.append(subprocess.Popen([sys.executable, "-m", "dltrain.tune", json.dumps(job)], env=env))
     try:
         codes = [w.wait() for w in workers]
@@ -291,18 +357,33 @@ def finish(p: Plan) -> dict[str, Any]:
     rows = trials_table(study)
     write_csv(p.folder / "trials.csv", rows)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-    summary: dict[str, Any] = {"study": p.study, "storage": p.storage, "folder": str(p.folder),
-                               "metric": p.tune.metric, "direction": p.direction, "trials": rows,
-                               "counts": {s: sum(r["state"] == s for r in rows) for s in dict.fromkeys(r["state"] for r in rows)}}
+    summary: dict[str, Any] = {
+        "study": p.study,
+        "storage": p.storage,
+        "folder": str(p.folder),
+        "metric": p.tune.metric,
+        "direction": p.direction,
+        "trials": rows,
+        "counts": {s: sum(r["state"] == s for r in rows) for s in dict.fromkeys(r["state"] for r in rows)},
+    }
     if complete:
         best = study.best_trial
         raw = copy.deepcopy(p.base)
         apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in best.params.items()])
-        header = (f"# dltrain fit {(p.folder / 'best.yaml').as_posix()}\n# The best trial ({best.number}) of study "
-                  f"{p.study}: {p.tune.metric} {best.value:.4f}.\n")
+        header = (
+            f"# dltrain fit {(p.folder / 'best.yaml').as_posix()}\n# The best trial ({best.number}) of study "
+            f"{p.study}: {p.tune.metric} {best.value:.4f}.\n"
+        )
         write_text_atomic(p.folder / "best.yaml", header + yaml.safe_dump(raw, sort_keys=False))
-        summary.update(best={"number": best.number, "value": best.value, "params": best.params,
-                             "run_dir": best.user_attrs.get("run_dir")}, best_yaml=str(p.folder / "best.yaml"))
+        summary.update(
+            best={
+                "number": best.number,
+                "value": best.value,
+                "params": best.params,
+                "run_dir": best.user_attrs.get("run_dir"),
+            },
+            best_yaml=str(p.folder / "best.yaml"),
+        )
         summary["plots"] = write_plots(study, p)
     return summary
 
@@ -311,10 +392,21 @@ def trials_table(study: Any) -> list[dict[str, Any]]:
     """One row per trial: number, state, value, epochs reported, seconds, parameters."""
     rows = []
     for t in study.trials:
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
-        rows.append({"number": t.number, "state": t.state.name.lower(), "value": t.value,
-                     "epochs": len(t.intermediate_values), "seconds": round(seconds, 2) if seconds is not None else None,
-                     **t.params})
+        seconds = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "value": t.value,
+                "epochs": len(t.intermediate_values),
+                "seconds": round(seconds, 2) if seconds is not None else None,
+                **t.params,
+            }
+        )
     return rows
 
 
@@ -390,8 +482,13 @@ def trials_rich_table(summary: dict[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    rows = sorted(summary["trials"], key=lambda r: (r["value"] is None, -(r["value"] or 0)
-                                                    if summary["direction"] == "maximize" else (r["value"] or 0)))
+    rows = sorted(
+        summary["trials"],
+        key=lambda r: (
+            r["value"] is None,
+            -(r["value"] or 0) if summary["direction"] == "maximize" else (r["value"] or 0),
+        ),
+    )
     counts = ", ".join(f"{n} {s}" for s, n in summary["counts"].items())
     table = Table(title=f"study {summary['study']}: {counts}", title_justify="left")
     columns = list(dict.fromkeys(k for r in rows for k in r))

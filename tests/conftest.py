@@ -30,10 +30,12 @@ def tiny_digits_config(**fit: Any) -> dict[str, Any]:
         "name": "tiny",
         "seed": 0,
         "data": {"source": "digits", "normalize": "scale"},
-        "model": {"layers": [
-            {"type": "Dense", "units": 32, "activation": "relu"},
-            {"type": "Dense", "units": 10, "activation": "softmax"},
-        ]},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 32, "activation": "relu"},
+                {"type": "Dense", "units": 10, "activation": "softmax"},
+            ]
+        },
         "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
         "fit": {"epochs": 2, "batch_size": 64, "validation_split": 0.2, "device": "cpu", **fit},
     }
@@ -48,12 +50,24 @@ class Cli:
     def __call__(self, *args: str | Path) -> Any:
         return self.runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
-    def subprocess(self, *args: str | Path, cwd: Path | None = None, timeout: float = 300,
-                   launcher: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def subprocess(
+        self,
+        *args: str | Path,
+        cwd: Path | None = None,
+        timeout: float = 300,
+        launcher: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """`python [LAUNCHER...] -m dltrain ARGS` (e.g. launcher `-m torch.distributed.run ...`), with extra `env`."""
         env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
-        return subprocess.run([sys.executable, *launcher, "-m", "dltrain", *map(str, args)], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, *launcher, "-m", "dltrain", *map(str, args)],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 @pytest.fixture

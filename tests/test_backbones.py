@@ -60,12 +60,20 @@ def config(layer: dict[str, Any], head: list[dict[str, Any]] | None = None, **fi
         "name": "transfer",
         "seed": 0,
         "data": {"source": "synthetic", "num_samples": 60, "shape": [3, 32, 32], "num_classes": 3},
-        "model": {"layers": [layer, *(head or [
-            {"type": "Flatten"},
-            {"type": "Dense", "units": 16, "activation": "relu"},
-            {"type": "Dropout", "rate": 0.2},
-            {"type": "Dense", "units": 3, "activation": "softmax"},
-        ])]},
+        "model": {
+            "layers": [
+                layer,
+                *(
+                    head
+                    or [
+                        {"type": "Flatten"},
+                        {"type": "Dense", "units": 16, "activation": "relu"},
+                        {"type": "Dropout", "rate": 0.2},
+                        {"type": "Dense", "units": 3, "activation": "softmax"},
+                    ]
+                ),
+            ]
+        },
         "compile": {"loss": "categorical_crossentropy", "metrics": ["accuracy"]},
         "fit": {"epochs": 2, "batch_size": 16, "validation_split": 0.25, "device": "cpu", **fit},
     }
@@ -86,14 +94,18 @@ def body(checkpoint: Path) -> dict[str, torch.Tensor]:
     """The backbone's tensors in a dltrain checkpoint, under torchvision's key names."""
     model = load(checkpoint).full_state()  # frozen blocks come from the run's frozen-*.pt
     prefix = "layers.0.body."
-    return {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in model.items() if k.startswith(prefix)}
 
 
 def test_vgg16_without_top_has_keras_parameter_count_and_check_shows_frozen(cli, tmp_path: Path) -> None:
     layer = {"type": "VGG16", "weights": None, "include_top": False, "trainable": False}
     summary = check_json(cli, write_config(tmp_path, config(layer)))
-    assert summary["layers"][0] == {"type": "VGG16", "output_shape": [512, 1, 1],
-                                    "params": 14_714_688, "trainable_params": 0}
+    assert summary["layers"][0] == {
+        "type": "VGG16",
+        "output_shape": [512, 1, 1],
+        "params": 14_714_688,
+        "trainable_params": 0,
+    }
     assert summary["frozen_params"] == 14_714_688
     assert summary["trainable_params"] == summary["total_params"] - 14_714_688
     assert any("14,714,688 of 14,714,688 parameters frozen" in note for note in summary["notes"])
@@ -109,8 +121,9 @@ def test_list_models_shows_backbones(cli) -> None:
     assert {"VGG16", "Backbone"} <= {e["name"] for e in entries["layers"]}
 
 
-def test_frozen_vgg16_from_a_path_is_unchanged_by_fit_and_not_needed_to_evaluate(cli, tmp_path: Path,
-                                                                                  vgg16_file: Path) -> None:
+def test_frozen_vgg16_from_a_path_is_unchanged_by_fit_and_not_needed_to_evaluate(
+    cli, tmp_path: Path, vgg16_file: Path
+) -> None:
     weights = tmp_path / "vgg16.pth"
     weights.write_bytes(vgg16_file.read_bytes())
     layer = {"type": "VGG16", "weights": str(weights), "trainable": False}
@@ -166,15 +179,27 @@ def test_weights_that_do_not_fit_are_a_clear_error(cli, tmp_path: Path, resnet18
     assert "unexpected keys: 122 ('conv1.weight'" in text
 
 
-@pytest.mark.parametrize("layer, data, message", [
-    ({"type": "VGG16", "weights": None, "unfreeze_at_epoch": 2}, None, "unfreeze_at_epoch needs trainable: false"),
-    ({"type": "VGG16", "weights": None, "include_top": True}, None, "include_top: true"),
-    ({"type": "Backbone", "name": "resnet19", "weights": None}, None, "Did you mean 'resnet18'?"),
-    ({"type": "VGG16", "weights": None, "trainable_layers": 6}, None, "trainable_layers: 6 is more than VGG16's 5 blocks"),
-    ({"type": "VGG16", "weights": None}, {"source": "digits"}, "takes images [C, H, W]; this data's samples are [64]"),
-])
-def test_backbone_key_errors(cli, tmp_path: Path, layer: dict[str, Any], data: dict[str, Any] | None,
-                             message: str) -> None:
+@pytest.mark.parametrize(
+    "layer, data, message",
+    [
+        ({"type": "VGG16", "weights": None, "unfreeze_at_epoch": 2}, None, "unfreeze_at_epoch needs trainable: false"),
+        ({"type": "VGG16", "weights": None, "include_top": True}, None, "include_top: true"),
+        ({"type": "Backbone", "name": "resnet19", "weights": None}, None, "Did you mean 'resnet18'?"),
+        (
+            {"type": "VGG16", "weights": None, "trainable_layers": 6},
+            None,
+            "trainable_layers: 6 is more than VGG16's 5 blocks",
+        ),
+        (
+            {"type": "VGG16", "weights": None},
+            {"source": "digits"},
+            "takes images [C, H, W]; this data's samples are [64]",
+        ),
+    ],
+)
+def test_backbone_key_errors(
+    cli, tmp_path: Path, layer: dict[str, Any], data: dict[str, Any] | None, message: str
+) -> None:
     cfg = config(layer)
     cfg["data"] = data or cfg["data"]
     result = cli("check", write_config(tmp_path, cfg))
@@ -182,8 +207,9 @@ def test_backbone_key_errors(cli, tmp_path: Path, layer: dict[str, Any], data: d
     assert message in " ".join(result.output.split())
 
 
-def test_pretrained_backbone_first_gets_channels_resize_and_imagenet_by_default(cli, tmp_path: Path,
-                                                                                vgg16_file: Path) -> None:
+def test_pretrained_backbone_first_gets_channels_resize_and_imagenet_by_default(
+    cli, tmp_path: Path, vgg16_file: Path
+) -> None:
     cfg = config({"type": "VGG16", "weights": str(vgg16_file), "trainable": False})
     cfg["data"] = {"source": "digits", "as_image": True}
     cfg["model"]["layers"][-1]["units"] = 10
@@ -195,15 +221,20 @@ def test_pretrained_backbone_first_gets_channels_resize_and_imagenet_by_default(
     assert summary["layers"][0]["output_shape"] == [512, 1, 1]
 
 
-def test_cached_features_train_exactly_like_the_uncached_run(cli, tmp_path: Path,
-                                                             resnet18_files: tuple[Path, Path]) -> None:
+def test_cached_features_train_exactly_like_the_uncached_run(
+    cli, tmp_path: Path, resnet18_files: tuple[Path, Path]
+) -> None:
     pth, safetensors = resnet18_files
     runs = {}
     for name, weights, cache in (("cached", safetensors, True), ("uncached", pth, False)):
-        layer = {"type": "Backbone", "name": "resnet18", "weights": str(weights), "trainable": False,
-                 "cache_features": cache}
-        result = cli("fit", write_config(tmp_path, config(layer), f"{name}.yaml"),
-                     "--run-dir", tmp_path / name)
+        layer = {
+            "type": "Backbone",
+            "name": "resnet18",
+            "weights": str(weights),
+            "trainable": False,
+            "cache_features": cache,
+        }
+        result = cli("fit", write_config(tmp_path, config(layer), f"{name}.yaml"), "--run-dir", tmp_path / name)
         assert result.exit_code == 0, result.output
         assert ("computed once" in result.output) == cache
         runs[name] = tmp_path / name
@@ -222,11 +253,19 @@ def test_cached_features_train_exactly_like_the_uncached_run(cli, tmp_path: Path
         assert all(torch.equal(saved[k], loaded[k]) for k in saved)
 
 
-def test_unfreeze_at_epoch_releases_exactly_the_named_blocks(cli, tmp_path: Path,
-                                                             resnet18_files: tuple[Path, Path]) -> None:
+def test_unfreeze_at_epoch_releases_exactly_the_named_blocks(
+    cli, tmp_path: Path, resnet18_files: tuple[Path, Path]
+) -> None:
     pth = resnet18_files[0]
-    layer = {"type": "Backbone", "name": "resnet18", "weights": str(pth), "trainable": False,
-             "unfreeze_at_epoch": 2, "trainable_layers": 1, "backbone_lr_mult": 0.1}
+    layer = {
+        "type": "Backbone",
+        "name": "resnet18",
+        "weights": str(pth),
+        "trainable": False,
+        "unfreeze_at_epoch": 2,
+        "trainable_layers": 1,
+        "backbone_lr_mult": 0.1,
+    }
     path = write_config(tmp_path, config(layer, epochs=1))
     summary = check_json(cli, path)
     assert summary["layers"][0]["trainable_params"] == 0
@@ -250,7 +289,9 @@ def test_unfreeze_at_epoch_releases_exactly_the_named_blocks(cli, tmp_path: Path
 def test_a_backbone_model_exports_to_torchscript(cli, tmp_path: Path) -> None:
     layer = {"type": "Backbone", "name": "resnet18", "weights": None, "trainable": False}
     head = [{"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 3, "activation": "softmax"}]
-    assert cli("fit", write_config(tmp_path, config(layer, head, epochs=1)), "--run-dir", tmp_path / "run").exit_code == 0
+    assert (
+        cli("fit", write_config(tmp_path, config(layer, head, epochs=1)), "--run-dir", tmp_path / "run").exit_code == 0
+    )
     result = cli("export", tmp_path / "run" / "best.pt", "--format", "torchscript")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "best.torchscript").is_file()

@@ -23,9 +23,13 @@ def _fit(cli, tmp_path: Path, config: dict[str, Any], run: str = "run") -> list[
 
 
 def test_early_stopping_stops_and_restores_the_best_weights(cli, tmp_path: Path) -> None:
-    config = tiny_digits_config(epochs=10, callbacks=[
-        # an improvement must beat the best by 10: only the first epoch counts as one
-        {"type": "EarlyStopping", "patience": 2, "min_delta": 10, "restore_best_weights": True}])
+    config = tiny_digits_config(
+        epochs=10,
+        callbacks=[
+            # an improvement must beat the best by 10: only the first epoch counts as one
+            {"type": "EarlyStopping", "patience": 2, "min_delta": 10, "restore_best_weights": True}
+        ],
+    )
     history = _fit(cli, tmp_path, config)
     assert [row["epoch"] for row in history] == [1, 2, 3]
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -34,9 +38,13 @@ def test_early_stopping_stops_and_restores_the_best_weights(cli, tmp_path: Path)
 
 
 def test_model_checkpoint_keeps_the_best_by_its_monitor_and_every_epoch_on_request(cli, tmp_path: Path) -> None:
-    config = tiny_digits_config(epochs=4, callbacks=[
-        {"type": "ModelCheckpoint", "monitor": "val_accuracy", "mode": "max"},
-        {"type": "ModelCheckpoint", "save_best_only": False, "filename": "epoch-{epoch:02d}.pt"}])
+    config = tiny_digits_config(
+        epochs=4,
+        callbacks=[
+            {"type": "ModelCheckpoint", "monitor": "val_accuracy", "mode": "max"},
+            {"type": "ModelCheckpoint", "save_best_only": False, "filename": "epoch-{epoch:02d}.pt"},
+        ],
+    )
     config["compile"]["optimizer"] = {"type": "adam", "lr": 0.02}
     history = _fit(cli, tmp_path, config)
     accuracies = [row["val_accuracy"] for row in history]
@@ -62,8 +70,10 @@ def test_reduce_lr_on_plateau_divides_the_lr_when_the_monitor_stalls(cli, tmp_pa
 def test_csv_logger_and_tensorboard_write_every_epoch(cli, tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = tiny_digits_config(epochs=2, callbacks=[
-        {"type": "CSVLogger", "filename": "logs/history.tsv", "separator": "\t"}, {"type": "TensorBoard"}])
+    config = tiny_digits_config(
+        epochs=2,
+        callbacks=[{"type": "CSVLogger", "filename": "logs/history.tsv", "separator": "\t"}, {"type": "TensorBoard"}],
+    )
     history = _fit(cli, tmp_path, config)
     with open(tmp_path / "run" / "logs" / "history.tsv") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
@@ -92,10 +102,13 @@ def test_an_unknown_monitor_is_reported_with_its_line_before_training(cli, tmp_p
 
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoints(cli, tmp_path: Path) -> None:
-    config = {"seed": 0, "data": {"source": "synthetic", "num_samples": 400, "shape": [8], "regression": True},
-              "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense", "units": 1}]},
-              "compile": {"optimizer": {"type": "sgd", "lr": 0.01}, "loss": "mse"},
-              "fit": {"epochs": 1, "batch_size": 16, "device": "cpu"}}
+    config = {
+        "seed": 0,
+        "data": {"source": "synthetic", "num_samples": 400, "shape": [8], "regression": True},
+        "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense", "units": 1}]},
+        "compile": {"optimizer": {"type": "sgd", "lr": 0.01}, "loss": "mse"},
+        "fit": {"epochs": 1, "batch_size": 16, "device": "cpu"},
+    }
     assert cli("fit", write_config(tmp_path, config), "--run-dir", "run").exit_code == 0
     before = checkpoint.load(tmp_path / "run" / "last.pt")
     # the same run, continued with a learning rate that makes SGD diverge to inf/nan
@@ -110,11 +123,19 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoints(cl
 
 
 def test_misspelled_schedules_callbacks_and_fit_keys_are_all_reported(cli, tmp_path: Path) -> None:
-    config = tiny_digits_config(precision=16, callbacks=[{"type": "EarlyStoping"},
-                                                         {"type": "ModelCheckpoint", "filename": "../x.pt"}])
+    config = tiny_digits_config(
+        precision=16, callbacks=[{"type": "EarlyStoping"}, {"type": "ModelCheckpoint", "filename": "../x.pt"}]
+    )
     config["compile"]["lr_schedule"] = {"type": "cosin"}
     result = cli("check", write_config(tmp_path, config))
     assert result.exit_code == 2
-    for expected in ("compile.lr_schedule.type", "Did you mean 'cosine'", "fit.precision", "'bf16-mixed'",
-                     "fit.callbacks[0].type", "Did you mean 'EarlyStopping'", "fit.callbacks[1].filename"):
+    for expected in (
+        "compile.lr_schedule.type",
+        "Did you mean 'cosine'",
+        "fit.precision",
+        "'bf16-mixed'",
+        "fit.callbacks[0].type",
+        "Did you mean 'EarlyStopping'",
+        "fit.callbacks[1].filename",
+    ):
         assert expected in result.output, expected

@@ -19,31 +19,61 @@ Edit = Callable[[dict[str, Any]], None]
 
 def _set(path: str, value: Any) -> Edit:
     """An edit that sets a dotted key of the config (creating the dicts on the way)."""
+
     def edit(config: dict[str, Any]) -> None:
         *parents, last = path.split(".")
         node = config
         for key in parents:
             node = node.setdefault(key, {}) if not key.isdigit() else node[int(key)]
         node[int(last) if last.isdigit() else last] = value
+
     return edit
 
 
-CNN = [{"type": "Reshape", "target_shape": [1, 8, 8]},
-       {"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"},
-       {"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
+CNN = [
+    {"type": "Reshape", "target_shape": [1, 8, 8]},
+    {"type": "Conv2D", "filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"},
+    {"type": "Flatten"},
+    {"type": "Dense", "units": 10, "activation": "softmax"},
+]
 
 # (name, edits to the tiny digits MLP, expected exit code)
 CORPUS: list[tuple[str, list[Edit], int]] = [
     ("valid mlp", [], 0),
-    ("valid cnn with callbacks", [_set("model.layers", CNN), _set("fit.callbacks", [
-        {"type": "EarlyStopping", "monitor": "val_accuracy", "patience": 2},
-        {"type": "ModelCheckpoint", "monitor": "val_loss"}])], 0),
-    ("valid plateau schedule on loss", [_set("compile.lr_schedule", {"type": "reduce_on_plateau", "monitor": "loss"})], 0),
-    ("callback monitors a key the row lacks", [_set("fit.callbacks", [{"type": "EarlyStopping", "monitor": "val_acc"}])], 2),
-    ("schedule monitors a key the row lacks",
-     [_set("compile.lr_schedule", {"type": "reduce_on_plateau", "monitor": "val_acc"})], 2),
-    ("val_ monitor without validation data",
-     [_set("fit.validation_split", 0), _set("fit.callbacks", [{"type": "ModelCheckpoint", "monitor": "val_loss"}])], 2),
+    (
+        "valid cnn with callbacks",
+        [
+            _set("model.layers", CNN),
+            _set(
+                "fit.callbacks",
+                [
+                    {"type": "EarlyStopping", "monitor": "val_accuracy", "patience": 2},
+                    {"type": "ModelCheckpoint", "monitor": "val_loss"},
+                ],
+            ),
+        ],
+        0,
+    ),
+    (
+        "valid plateau schedule on loss",
+        [_set("compile.lr_schedule", {"type": "reduce_on_plateau", "monitor": "loss"})],
+        0,
+    ),
+    (
+        "callback monitors a key the row lacks",
+        [_set("fit.callbacks", [{"type": "EarlyStopping", "monitor": "val_acc"}])],
+        2,
+    ),
+    (
+        "schedule monitors a key the row lacks",
+        [_set("compile.lr_schedule", {"type": "reduce_on_plateau", "monitor": "val_acc"})],
+        2,
+    ),
+    (
+        "val_ monitor without validation data",
+        [_set("fit.validation_split", 0), _set("fit.callbacks", [{"type": "ModelCheckpoint", "monitor": "val_loss"}])],
+        2,
+    ),
     ("absent device", [_set("fit.device", "cuda:7")], 2),
     ("output width does not match the classes", [_set("model.layers.1.units", 7)], 2),
     ("metric of another task", [_set("compile.loss", "mse"), _set("model.layers.1.activation", "linear")], 2),

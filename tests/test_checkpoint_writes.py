@@ -11,8 +11,13 @@ CONFIG = {
     "name": "frozen",
     "seed": 0,
     "data": {"source": "synthetic", "num_samples": 40, "shape": [3, 32, 32], "num_classes": 3},
-    "model": {"layers": [{"type": "Backbone", "name": "resnet18", "weights": None, "trainable": False},
-                         {"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 3, "activation": "softmax"}]},
+    "model": {
+        "layers": [
+            {"type": "Backbone", "name": "resnet18", "weights": None, "trainable": False},
+            {"type": "GlobalAveragePooling2D"},
+            {"type": "Dense", "units": 3, "activation": "softmax"},
+        ]
+    },
     "compile": {"loss": "categorical_crossentropy", "metrics": ["accuracy"]},
     "fit": {"epochs": 3, "batch_size": 16, "validation_split": 0.25, "device": "cpu"},
 }
@@ -45,7 +50,12 @@ def test_frozen_backbone_is_written_once_and_the_run_still_evaluates(cli, tmp_pa
 
 def test_resume_reuses_the_frozen_file(cli, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert cli("fit", write_config(tmp_path, {**CONFIG, "fit": {**CONFIG["fit"], "epochs": 1}}), "--run-dir", run).exit_code == 0
+    assert (
+        cli(
+            "fit", write_config(tmp_path, {**CONFIG, "fit": {**CONFIG["fit"], "epochs": 1}}), "--run-dir", run
+        ).exit_code
+        == 0
+    )
     before = list(run.glob("frozen-*.pt"))
     resumed = cli("fit", "--resume", run, "--set", "fit.epochs=2")
     assert resumed.exit_code == 0, resumed.output

@@ -80,14 +80,20 @@ def printed(cli, config: Path, *sets: str) -> tuple[str, dict]:
 def test_three_level_chain_merges_in_order_and_says_where_each_value_came_from(cli, tmp_path: Path) -> None:
     text, merged = printed(cli, chain(tmp_path))
     assert merged == load_config(tmp_path / "exp.yaml").resolved()  # exactly what would run, defaults included
-    assert {k: merged["fit"][k] for k in ("epochs", "batch_size", "validation_split", "device")} == \
-        {"epochs": 1, "batch_size": 128, "validation_split": 0.2, "device": "cpu"}
+    assert {k: merged["fit"][k] for k in ("epochs", "batch_size", "validation_split", "device")} == {
+        "epochs": 1,
+        "batch_size": 128,
+        "validation_split": 0.2,
+        "device": "cpu",
+    }
     assert "base" not in merged and "vars" not in merged
     lines = text.splitlines()
     assert lines[0].startswith("# exp.yaml, merged from: root.yaml, common/mid.yaml, exp.yaml;")
     assert f"  epochs: 1  # exp.yaml:{line_of(EXP, 'epochs')} (overrides root.yaml:{line_of(ROOT, 'epochs')})" in lines
-    assert (f"  batch_size: 128  # common/mid.yaml:{line_of(MID, 'batch_size')} "
-            f"(overrides root.yaml:{line_of(ROOT, 'batch_size')})") in lines
+    assert (
+        f"  batch_size: 128  # common/mid.yaml:{line_of(MID, 'batch_size')} "
+        f"(overrides root.yaml:{line_of(ROOT, 'batch_size')})"
+    ) in lines
     assert f"  device: cpu  # root.yaml:{line_of(ROOT, 'device')}" in lines
     assert "  shuffle: true  # default" in lines
     assert f"    type: adam  # root.yaml:{line_of(ROOT, 'optimizer')}" in lines  # `optimizer: adam` wrote the type
@@ -96,10 +102,15 @@ def test_three_level_chain_merges_in_order_and_says_where_each_value_came_from(c
 
 def test_lists_are_replaced_not_merged(cli, tmp_path: Path) -> None:
     text, merged = printed(cli, chain(tmp_path))
-    assert [(layer["units"], layer["activation"]) for layer in merged["model"]["layers"]] == [(32, "relu"), (10, "softmax")]
+    assert [(layer["units"], layer["activation"]) for layer in merged["model"]["layers"]] == [
+        (32, "relu"),
+        (10, "softmax"),
+    ]
     assert merged["compile"]["metrics"] == [{"type": "accuracy"}]
-    assert (f"  metrics:  # exp.yaml:{line_of(EXP, 'metrics')} (overrides root.yaml:{line_of(ROOT, 'metrics')})"
-            in text.splitlines())
+    assert (
+        f"  metrics:  # exp.yaml:{line_of(EXP, 'metrics')} (overrides root.yaml:{line_of(ROOT, 'metrics')})"
+        in text.splitlines()
+    )
     checked = cli("check", tmp_path / "exp.yaml", "--json")
     assert checked.exit_code == 0, checked.output
     assert checked.stdout.count('"type": "Dense"') == 2
@@ -120,34 +131,84 @@ def test_interpolation_without_and_with_set(cli, tmp_path: Path) -> None:
 
 # (what is wrong, files to change {name: (old, new)}, --set, the location the message must name, words it must contain)
 ERRORS = [
-    ("a cycle of bases", {"root.yaml": ("seed: 0", "base: exp.yaml\nseed: 0")}, [], "root.yaml:1: base:",
-     ["cycle", "exp.yaml -> common/mid.yaml -> root.yaml -> exp.yaml"]),
-    ("a missing base file", {"common/mid.yaml": ("../root.yaml", "../roots.yaml")}, [], "common/mid.yaml:1: base:",
-     ["base file not found", "'../roots.yaml'"]),
-    ("an unknown reference", {"exp.yaml": ("vars.width}\", act", "vars.widht}\", act")}, [], "exp.yaml:5:",
-     ["model.layers[0].units", "unknown reference ${vars.widht}", "Did you mean 'width'?"]),
-    ("a reference to a default", {"exp.yaml": ("vars.width}\", act", "fit.shuffle}\", act")}, [], "exp.yaml:5:",
-     ["unknown reference ${fit.shuffle}", "not defaults"]),
-    ("references in a cycle", {}, ["vars.a=${vars.b}", "vars.b=${vars.a}"], "--set vars.b=${vars.a}:",
-     ["cycle: ${vars.a} -> ${vars.b} -> ${vars.a}"]),
-    ("a bad value in a base", {"root.yaml": ("device: cpu", "device: gpu")}, [], "root.yaml:15: fit.device:",
-     ["'gpu'"]),
-    ("a bad value that overrides a base", {"common/mid.yaml": ("batch_size: 128", "batch_size: -1")}, [],
-     "common/mid.yaml:8: fit.batch_size:", ["greater than 0", "(overrides root.yaml:13)"]),
-    ("a bad value set through a reference", {}, ["vars.width=0"], "exp.yaml:5: model.layers[0].units:",
-     ["greater than 0", "(${vars.width} = --set vars.width=0)"]),
-    ("a bad value two references away", {"root.yaml": ("  width: 32", "  width: 32\n  opt: {type: adam, lr: \"${vars.lr}\"}\n  lr: -1")},
-     ["compile.optimizer=${vars.opt}"], "--set compile.optimizer=${vars.opt}: compile.optimizer.lr:",
-     ["(${vars.opt} = root.yaml:4; ${vars.lr} = root.yaml:5)"]),
+    (
+        "a cycle of bases",
+        {"root.yaml": ("seed: 0", "base: exp.yaml\nseed: 0")},
+        [],
+        "root.yaml:1: base:",
+        ["cycle", "exp.yaml -> common/mid.yaml -> root.yaml -> exp.yaml"],
+    ),
+    (
+        "a missing base file",
+        {"common/mid.yaml": ("../root.yaml", "../roots.yaml")},
+        [],
+        "common/mid.yaml:1: base:",
+        ["base file not found", "'../roots.yaml'"],
+    ),
+    (
+        "an unknown reference",
+        {"exp.yaml": ('vars.width}", act', 'vars.widht}", act')},
+        [],
+        "exp.yaml:5:",
+        ["model.layers[0].units", "unknown reference ${vars.widht}", "Did you mean 'width'?"],
+    ),
+    (
+        "a reference to a default",
+        {"exp.yaml": ('vars.width}", act', 'fit.shuffle}", act')},
+        [],
+        "exp.yaml:5:",
+        ["unknown reference ${fit.shuffle}", "not defaults"],
+    ),
+    (
+        "references in a cycle",
+        {},
+        ["vars.a=${vars.b}", "vars.b=${vars.a}"],
+        "--set vars.b=${vars.a}:",
+        ["cycle: ${vars.a} -> ${vars.b} -> ${vars.a}"],
+    ),
+    (
+        "a bad value in a base",
+        {"root.yaml": ("device: cpu", "device: gpu")},
+        [],
+        "root.yaml:15: fit.device:",
+        ["'gpu'"],
+    ),
+    (
+        "a bad value that overrides a base",
+        {"common/mid.yaml": ("batch_size: 128", "batch_size: -1")},
+        [],
+        "common/mid.yaml:8: fit.batch_size:",
+        ["greater than 0", "(overrides root.yaml:13)"],
+    ),
+    (
+        "a bad value set through a reference",
+        {},
+        ["vars.width=0"],
+        "exp.yaml:5: model.layers[0].units:",
+        ["greater than 0", "(${vars.width} = --set vars.width=0)"],
+    ),
+    (
+        "a bad value two references away",
+        {"root.yaml": ("  width: 32", '  width: 32\n  opt: {type: adam, lr: "${vars.lr}"}\n  lr: -1')},
+        ["compile.optimizer=${vars.opt}"],
+        "--set compile.optimizer=${vars.opt}: compile.optimizer.lr:",
+        ["(${vars.opt} = root.yaml:4; ${vars.lr} = root.yaml:5)"],
+    ),
     ("a bad --set over a base", {}, ["fit.epochs=0"], "--set fit.epochs=0: fit.epochs:", ["(overrides exp.yaml:10)"]),
-    ("base is not a path", {"exp.yaml": ("base: common/mid.yaml", "base: [common/mid.yaml, 3]")}, [],
-     "exp.yaml:1: base[1]:", ["expected a path"]),
+    (
+        "base is not a path",
+        {"exp.yaml": ("base: common/mid.yaml", "base: [common/mid.yaml, 3]")},
+        [],
+        "exp.yaml:1: base[1]:",
+        ["expected a path"],
+    ),
 ]
 
 
 @pytest.mark.parametrize("what,changes,sets,where,words", ERRORS, ids=[e[0] for e in ERRORS])
-def test_composition_errors_exit_2_naming_file_and_line(cli, tmp_path: Path, what: str, changes: dict,
-                                                        sets: list[str], where: str, words: list[str]) -> None:
+def test_composition_errors_exit_2_naming_file_and_line(
+    cli, tmp_path: Path, what: str, changes: dict, sets: list[str], where: str, words: list[str]
+) -> None:
     config = chain(tmp_path)
     for name, (old, new) in changes.items():
         path = tmp_path / name

@@ -27,43 +27,96 @@ fit:
 CASES = [
     ("unknown top-level key", GOOD + "fitt: {}\n", 15, ["unknown key 'fitt'", "Did you mean 'fit'"]),
     ("misspelled layer key", GOOD.replace("units: 16", "unit: 16"), 6, ["unknown key 'unit'", "Did you mean 'units'"]),
-    ("unknown layer type", GOOD.replace("type: Dense, units: 16", "type: Dence, units: 16"), 6,
-     ["unknown layer 'Dence'", "Did you mean 'Dense'"]),
+    (
+        "unknown layer type",
+        GOOD.replace("type: Dense, units: 16", "type: Dence, units: 16"),
+        6,
+        ["unknown layer 'Dence'", "Did you mean 'Dense'"],
+    ),
     ("negative units", GOOD.replace("units: 16", "units: -3"), 6, ["model.layers[0].units", "greater than 0", "-3"]),
     ("units not a number", GOOD.replace("units: 16", "units: many"), 6, ["model.layers[0].units", "'many'"]),
     ("unknown activation", GOOD.replace("activation: relu", "activation: relux"), 6, ["activation", "'relux'"]),
-    ("unknown source", GOOD.replace("source: digits", "source: digitz"), 3, ["unknown data source 'digitz'", "Did you mean 'digits'"]),
-    ("unknown optimizer", GOOD.replace("optimizer: adam", "optimizer: adamm"), 9, ["unknown optimizer 'adamm'", "Did you mean 'adam'"]),
-    ("unknown loss", GOOD.replace("loss: categorical_crossentropy", "loss: crossentropy"), 10, ["unknown loss 'crossentropy'"]),
-    ("unknown metric", GOOD.replace("metrics: [accuracy]", "metrics: [acuracy]"), 11, ["unknown metric 'acuracy'", "Did you mean 'accuracy'"]),
+    (
+        "unknown source",
+        GOOD.replace("source: digits", "source: digitz"),
+        3,
+        ["unknown data source 'digitz'", "Did you mean 'digits'"],
+    ),
+    (
+        "unknown optimizer",
+        GOOD.replace("optimizer: adam", "optimizer: adamm"),
+        9,
+        ["unknown optimizer 'adamm'", "Did you mean 'adam'"],
+    ),
+    (
+        "unknown loss",
+        GOOD.replace("loss: categorical_crossentropy", "loss: crossentropy"),
+        10,
+        ["unknown loss 'crossentropy'"],
+    ),
+    (
+        "unknown metric",
+        GOOD.replace("metrics: [accuracy]", "metrics: [acuracy]"),
+        11,
+        ["unknown metric 'acuracy'", "Did you mean 'accuracy'"],
+    ),
     ("misspelled fit key", GOOD.replace("epochs: 1", "epoch: 1"), 13, ["unknown key 'epoch'", "Did you mean 'epochs'"]),
     ("zero epochs", GOOD.replace("epochs: 1", "epochs: 0"), 13, ["fit.epochs", "greater than 0"]),
     ("bad device", GOOD.replace("device: cpu", "device: gpu"), 14, ["fit.device", "'gpu'"]),
     ("validation split of 1", GOOD + "  validation_split: 1.0\n", 15, ["fit.validation_split", "less than 1"]),
-    ("missing loss", GOOD.replace("  loss: categorical_crossentropy\n", ""), 8, ["compile.loss", "missing required key"]),
-    ("layer without type", GOOD.replace("{type: Dense, units: 16, activation: relu}", "{units: 16}"), 6,
-     ["missing key 'type'"]),
+    (
+        "missing loss",
+        GOOD.replace("  loss: categorical_crossentropy\n", ""),
+        8,
+        ["compile.loss", "missing required key"],
+    ),
+    (
+        "layer without type",
+        GOOD.replace("{type: Dense, units: 16, activation: relu}", "{units: 16}"),
+        6,
+        ["missing key 'type'"],
+    ),
     ("duplicate key", GOOD.replace("  epochs: 1\n", "  epochs: 1\n  epochs: 2\n"), 14, ["appears twice"]),
     ("YAML syntax error", GOOD.replace("  metrics: [accuracy]", "  metrics: [accuracy"), 12, ["invalid YAML"]),
-    ("dropout rate of 1", GOOD.replace("{type: Dense, units: 16, activation: relu}", "{type: Dropout, rate: 1.5}"), 6,
-     ["model.layers[0].rate", "less than 1"]),
+    (
+        "dropout rate of 1",
+        GOOD.replace("{type: Dense, units: 16, activation: relu}", "{type: Dropout, rate: 1.5}"),
+        6,
+        ["model.layers[0].rate", "less than 1"],
+    ),
     ("wrong output width", GOOD.replace("units: 10", "units: 5"), 7, ["outputs [5]", "10 classes", "units to 10"]),
-    ("conv on flat input", GOOD.replace("{type: Dense, units: 16, activation: relu}",
-                                        "{type: Conv2D, filters: 4, kernel_size: 3}"), 6,
-     ["Conv2D (layer 0)", "[C, H, W]", "received [64]"]),
-    ("channels-last input shape", GOOD.replace("  layers:\n", "  input_shape: [8, 8, 1]\n  layers:\n"), 5,
-     ["channels-last", "[1, 8, 8]"]),
-    ("final relu with cross-entropy", GOOD.replace("units: 10, activation: softmax", "units: 10, activation: relu"), 7,
-     ["final 'relu'", "logits"]),
-    ("metric that does not fit the loss", GOOD.replace("metrics: [accuracy]", "metrics: [mae]"), 11,
-     ["metric 'mae'", "classification"]),
+    (
+        "conv on flat input",
+        GOOD.replace("{type: Dense, units: 16, activation: relu}", "{type: Conv2D, filters: 4, kernel_size: 3}"),
+        6,
+        ["Conv2D (layer 0)", "[C, H, W]", "received [64]"],
+    ),
+    (
+        "channels-last input shape",
+        GOOD.replace("  layers:\n", "  input_shape: [8, 8, 1]\n  layers:\n"),
+        5,
+        ["channels-last", "[1, 8, 8]"],
+    ),
+    (
+        "final relu with cross-entropy",
+        GOOD.replace("units: 10, activation: softmax", "units: 10, activation: relu"),
+        7,
+        ["final 'relu'", "logits"],
+    ),
+    (
+        "metric that does not fit the loss",
+        GOOD.replace("metrics: [accuracy]", "metrics: [mae]"),
+        11,
+        ["metric 'mae'", "classification"],
+    ),
     ("not a mapping", "- just\n- a list\n", None, ["expected a mapping"]),
 ]
 
 
 @pytest.mark.parametrize("what,text,line,words", CASES, ids=[c[0] for c in CASES])
-def test_malformed_config_exits_2_with_located_message(cli, tmp_path: Path, what: str, text: str,
-                                                       line: int | None, words: list[str]) -> None:
+def test_malformed_config_exits_2_with_located_message(
+    cli, tmp_path: Path, what: str, text: str, line: int | None, words: list[str]
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     result = cli("check", path)
@@ -77,7 +130,11 @@ def test_malformed_config_exits_2_with_located_message(cli, tmp_path: Path, what
 
 
 def test_every_problem_is_reported_at_once(cli, tmp_path: Path) -> None:
-    text = GOOD.replace("units: 16", "unit: 16").replace("epochs: 1", "epochs: -1").replace("optimizer: adam", "optimizer: adamm")
+    text = (
+        GOOD.replace("units: 16", "unit: 16")
+        .replace("epochs: 1", "epochs: -1")
+        .replace("optimizer: adam", "optimizer: adamm")
+    )
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     result = cli("check", path)

@@ -78,23 +78,35 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def config(**fit: object) -> dict[str, object]:
     return {
-        "name": "custom", "seed": 0,
+        "name": "custom",
+        "seed": 0,
         "data": {"source": "digits", "normalize": "scale"},
-        "model": {"layers": [
-            {"type": "tinyblocks.blocks:Scaled", "units": 32, "scale": 0.5},
-            {"type": "Activation", "activation": "relu"},
-            {"type": "ScaledDense", "units": 10},  # the entry point's name
-            {"type": "Activation", "activation": "softmax"},
-        ]},
-        "compile": {"loss": {"type": "tinyblocks.blocks:FocalLoss", "gamma": 1.5},
-                    "metrics": ["accuracy", "tinyblocks.blocks:top1"]},
-        "fit": {"epochs": 2, "batch_size": 64, "validation_split": 0.2, "device": "cpu",
-                "callbacks": [{"type": "tinyblocks.blocks:Counter"}], **fit},
+        "model": {
+            "layers": [
+                {"type": "tinyblocks.blocks:Scaled", "units": 32, "scale": 0.5},
+                {"type": "Activation", "activation": "relu"},
+                {"type": "ScaledDense", "units": 10},  # the entry point's name
+                {"type": "Activation", "activation": "softmax"},
+            ]
+        },
+        "compile": {
+            "loss": {"type": "tinyblocks.blocks:FocalLoss", "gamma": 1.5},
+            "metrics": ["accuracy", "tinyblocks.blocks:top1"],
+        },
+        "fit": {
+            "epochs": 2,
+            "batch_size": 64,
+            "validation_split": 0.2,
+            "device": "cpu",
+            "callbacks": [{"type": "tinyblocks.blocks:Counter"}],
+            **fit,
+        },
     }
 
 
 def test_custom_layer_trains_resumes_evaluates_exports_and_is_refused_without_its_package(
-        cli, tmp_path: Path, package: Path) -> None:
+    cli, tmp_path: Path, package: Path
+) -> None:
     summary = cli("check", write_config(tmp_path, config()), "--json")
     assert summary.exit_code == 0, summary.output
     # Scaled: Linear 64*32+32 = 2080, plus its scale = 2081; the entry-point layer: 32*10+10+1 = 331
@@ -106,8 +118,12 @@ def test_custom_layer_trains_resumes_evaluates_exports_and_is_refused_without_it
     part = torch.load("part/last.pt", weights_only=True)
     assert [row["counted"] for row in part["history"]] == [1, 2]  # the callback's state was resumed
     assert {"val_top1", "top1"} <= set(part["history"][-1])
-    assert part["imports"][0] == {"type": "tinyblocks.blocks:Scaled", "path": "tinyblocks.blocks:Scaled",
-                                  "package": "tinyblocks", "version": "1.2"}
+    assert part["imports"][0] == {
+        "type": "tinyblocks.blocks:Scaled",
+        "path": "tinyblocks.blocks:Scaled",
+        "package": "tinyblocks",
+        "version": "1.2",
+    }
     report = cli("evaluate", "part", "--json")
     assert report.exit_code == 0, report.output
     assert json.loads(report.stdout)["accuracy"] > 0.2
@@ -121,15 +137,19 @@ def test_custom_layer_trains_resumes_evaluates_exports_and_is_refused_without_it
     assert "Traceback" not in gone.stderr
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"unit": 3}, "unknown key 'unit'. Did you mean 'units'?"),
-    ({"units": "many"}, "model.layers[0].units: input should be a valid integer"),
-    ({"type": "tinyblocks.blocks:Scald"}, "has no 'Scald'. Did you mean 'Scaled'?"),
-    ({"type": "tinyblocks.nothere:Scaled"}, "cannot import module 'tinyblocks.nothere'"),
-    ({"type": "tinyblocks.blocks:top1"}, "is not an nn.Module class"),
-])
-def test_custom_layer_keys_are_validated_with_their_line(cli, tmp_path: Path, package: Path,
-                                                         change: dict[str, object], message: str) -> None:
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"unit": 3}, "unknown key 'unit'. Did you mean 'units'?"),
+        ({"units": "many"}, "model.layers[0].units: input should be a valid integer"),
+        ({"type": "tinyblocks.blocks:Scald"}, "has no 'Scald'. Did you mean 'Scaled'?"),
+        ({"type": "tinyblocks.nothere:Scaled"}, "cannot import module 'tinyblocks.nothere'"),
+        ({"type": "tinyblocks.blocks:top1"}, "is not an nn.Module class"),
+    ],
+)
+def test_custom_layer_keys_are_validated_with_their_line(
+    cli, tmp_path: Path, package: Path, change: dict[str, object], message: str
+) -> None:
     raw = config()
     raw["model"]["layers"][0] = {**raw["model"]["layers"][0], **change}  # type: ignore[index]
     result = cli("check", write_config(tmp_path, raw))
@@ -148,5 +168,10 @@ def test_custom_layer_in_a_graph(cli, tmp_path: Path, package: Path) -> None:
     ]
     result = cli("check", write_config(tmp_path, raw), "--json")
     assert result.exit_code == 0, result.output
-    assert [layer["params"] for layer in json.loads(result.stdout)["layers"]] == [64 * 16 + 16 + 1, 64 * 16 + 16, 0, 170]
+    assert [layer["params"] for layer in json.loads(result.stdout)["layers"]] == [
+        64 * 16 + 16 + 1,
+        64 * 16 + 16,
+        0,
+        170,
+    ]
     assert os.environ.get("PYTHONPATH") is None or "site" not in os.environ["PYTHONPATH"]

@@ -46,8 +46,9 @@ def assert_same_epochs(rows: list[dict[str, float]], expected: list[dict[str, fl
 def test_ranks_take_disjoint_shards_reshuffled_every_epoch(tmp_path: Path) -> None:
     data, _ = prepare(load_config(write_config(tmp_path, tiny_digits_config())))
     train = data.train
-    shards = {epoch: [TensorBatches(train, PER_RANK, True, 0, rank, 2).indices(epoch) for rank in (0, 1)]
-              for epoch in (1, 2)}
+    shards = {
+        epoch: [TensorBatches(train, PER_RANK, True, 0, rank, 2).indices(epoch) for rank in (0, 1)] for epoch in (1, 2)
+    }
     for rank0, rank1 in shards.values():
         assert len(rank0) == len(rank1) == len(train) // 2
         assert set(rank0.tolist()).isdisjoint(rank1.tolist())
@@ -68,8 +69,9 @@ def test_two_process_run_matches_one_process_and_resumes_across_world_sizes(cli,
     shutil.copytree(tmp_path / "one", tmp_path / "one-torchrun")
 
     double = write_config(tmp_path, tiny_digits_config(batch_size=PER_RANK), "double.yaml")
-    ddp = cli.subprocess("fit", double, "--devices", "2", "--device", "cpu", "--run-dir", tmp_path / "two",
-                         cwd=tmp_path, env=RANK_ENV)
+    ddp = cli.subprocess(
+        "fit", double, "--devices", "2", "--device", "cpu", "--run-dir", tmp_path / "two", cwd=tmp_path, env=RANK_ENV
+    )
     assert ddp.returncode == 0, ddp.stderr
     assert "× 2 processes (DDP, gloo)" in ddp.stdout
     assert ddp.stdout.count("Run directory:") == 1 and ddp.stdout.count("Epoch   2 ") == 1  # rank 0 alone prints
@@ -86,8 +88,17 @@ def test_two_process_run_matches_one_process_and_resumes_across_world_sizes(cli,
     more = ("--set", "fit.epochs=3")
     assert cli("fit", "--resume", tmp_path / "one", *more).exit_code == 0
     assert cli("fit", "--resume", tmp_path / "two", *more, "--set", f"fit.batch_size={2 * PER_RANK}").exit_code == 0
-    grown = cli.subprocess("fit", "--resume", tmp_path / "one-torchrun", *more, "--set", f"fit.batch_size={PER_RANK}",
-                           cwd=tmp_path, launcher=TORCHRUN, env=RANK_ENV)
+    grown = cli.subprocess(
+        "fit",
+        "--resume",
+        tmp_path / "one-torchrun",
+        *more,
+        "--set",
+        f"fit.batch_size={PER_RANK}",
+        cwd=tmp_path,
+        launcher=TORCHRUN,
+        env=RANK_ENV,
+    )
     assert grown.returncode == 0, grown.stderr
     reference = history(tmp_path / "one")
     assert_same_epochs(history(tmp_path / "two"), reference)
@@ -98,11 +109,14 @@ def test_two_process_run_matches_one_process_and_resumes_across_world_sizes(cli,
 def test_gradient_accumulation_syncs_only_at_optimizer_steps_and_matches_one_process(cli, tmp_path: Path) -> None:
     # Accumulating steps skip DDP's all-reduce (no_sync); the averaged gradient at each optimizer
     # step must still equal the single process's, so the runs agree epoch by epoch.
-    single = write_config(tmp_path, tiny_digits_config(batch_size=2 * PER_RANK, accumulate_grad_batches=2), "single.yaml")
+    single = write_config(
+        tmp_path, tiny_digits_config(batch_size=2 * PER_RANK, accumulate_grad_batches=2), "single.yaml"
+    )
     assert cli("fit", single, "--run-dir", tmp_path / "one").exit_code == 0
     double = write_config(tmp_path, tiny_digits_config(batch_size=PER_RANK, accumulate_grad_batches=2), "double.yaml")
-    ddp = cli.subprocess("fit", double, "--devices", "2", "--device", "cpu", "--run-dir", tmp_path / "two",
-                         cwd=tmp_path, env=RANK_ENV)
+    ddp = cli.subprocess(
+        "fit", double, "--devices", "2", "--device", "cpu", "--run-dir", tmp_path / "two", cwd=tmp_path, env=RANK_ENV
+    )
     assert ddp.returncode == 0, ddp.stderr
     assert_same_epochs(history(tmp_path / "two"), history(tmp_path / "one"))
 
@@ -125,8 +139,17 @@ def test_failure_in_one_rank_ends_all_ranks_with_one_message(cli, tmp_path: Path
         encoding="utf-8",
     )
     config = write_config(tmp_path, tiny_digits_config(batch_size=PER_RANK))
-    result = cli.subprocess("fit", config, "--devices", "2", "--run-dir", tmp_path / "run", cwd=tmp_path,
-                            timeout=240, env={**RANK_ENV, "PYTHONPATH": f"{REPO}:{inject}"})
+    result = cli.subprocess(
+        "fit",
+        config,
+        "--devices",
+        "2",
+        "--run-dir",
+        tmp_path / "run",
+        cwd=tmp_path,
+        timeout=240,
+        env={**RANK_ENV, "PYTHONPATH": f"{REPO}:{inject}"},
+    )
     assert result.returncode == 1, result.stderr
     assert result.stderr.count("error:") == 1, result.stderr
     assert "rank 1 failed: RuntimeError: injected failure" in result.stderr
@@ -137,8 +160,9 @@ def test_failure_in_one_rank_ends_all_ranks_with_one_message(cli, tmp_path: Path
 def test_data_error_in_every_rank_is_reported_once_with_exit_2(cli, tmp_path: Path) -> None:
     config = tiny_digits_config()
     config["data"] = {"source": "npz", "path": "missing.npz"}
-    result = cli.subprocess("fit", write_config(tmp_path, config), "--devices", "2", cwd=tmp_path,
-                            timeout=240, env=RANK_ENV)
+    result = cli.subprocess(
+        "fit", write_config(tmp_path, config), "--devices", "2", cwd=tmp_path, timeout=240, env=RANK_ENV
+    )
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("error:") == 1 and "missing.npz" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
@@ -175,8 +199,16 @@ def test_batchnorm_statistics_are_rank_0s_when_evaluating(cli, tmp_path: Path) -
     # rank 0's, so the reduced evaluation must use rank 0's on every rank to report the same numbers.
     config = tiny_digits_config(batch_size=PER_RANK)
     config["model"]["layers"].insert(1, {"type": "BatchNormalization"})
-    result = cli.subprocess("fit", write_config(tmp_path, config), "--devices", "2", "--run-dir", tmp_path / "run",
-                            cwd=tmp_path, env=RANK_ENV)
+    result = cli.subprocess(
+        "fit",
+        write_config(tmp_path, config),
+        "--devices",
+        "2",
+        "--run-dir",
+        tmp_path / "run",
+        cwd=tmp_path,
+        env=RANK_ENV,
+    )
     assert result.returncode == 0, result.stderr
     reported = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
     evaluated = json.loads(cli("evaluate", tmp_path / "run" / "last.pt", "--json", "--device", "cpu").stdout)

@@ -137,8 +137,9 @@ def test_unknown_format_is_a_usage_error(cli, trained) -> None:
     assert "unknown export format 'tflite'" in result.output and "onnx, pt2, torchscript" in result.output
 
 
-def test_onnx_without_its_packages_says_what_to_install(cli, trained, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_without_its_packages_says_what_to_install(
+    cli, trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if `dltrain[export]` were not installed
     result = cli("export", trained["digits_mlp"], "--format", "onnx", "-o", tmp_path / "m.onnx")
     assert result.exit_code == 2

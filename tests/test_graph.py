@@ -22,7 +22,11 @@ def digits_graph(layers: list[dict[str, Any]], **model: Any) -> dict[str, Any]:
         "seed": 0,
         "data": {"source": "digits", "as_image": True, "normalize": "scale"},
         "model": {"layers": layers, **model},
-        "compile": {"optimizer": {"type": "adam", "lr": 0.01}, "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
+        "compile": {
+            "optimizer": {"type": "adam", "lr": 0.01},
+            "loss": "categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
         "fit": {"epochs": 2, "batch_size": 64, "validation_split": 0.2, "device": "cpu"},
     }
 
@@ -72,8 +76,11 @@ def test_inception_pair_has_keras_parameter_count(cli, tmp_path: Path) -> None:
 
 
 def test_plain_list_is_the_sequential_it_was(tmp_path: Path) -> None:
-    layers = [{"type": "Flatten"}, {"type": "Dense", "units": 16, "activation": "relu"},
-              {"type": "Dense", "units": 10, "activation": "softmax"}]
+    layers = [
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 16, "activation": "relu"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ]
     plain = api.check(write_config(tmp_path, digits_graph(layers), "plain.yaml"))[1]
     explicit = [{**layers[0], "inputs": "input"}, {**layers[1], "inputs": -1}, {**layers[2], "inputs": [-1]}]
     wired = api.check(write_config(tmp_path, digits_graph(explicit), "explicit.yaml"))[1]
@@ -120,16 +127,31 @@ compile: {loss: categorical_crossentropy}
 
 MALFORMED = {
     "unknown name": (("inputs: [c1, c2]", "inputs: [c1, c3]"), 7, "'c3', which names no model input or earlier layer"),
-    "forward reference": (("padding: same}\n    - {name: c2, type: Conv2D, filters: 4, kernel_size: 3, padding: same}",
-                           "padding: same, inputs: c2}\n    - {name: c2, type: Conv2D, filters: 4, kernel_size: 3, "
-                           "padding: same, inputs: input}"), 5, "defined later (layer 1, config.yaml:6)"),
+    "forward reference": (
+        (
+            "padding: same}\n    - {name: c2, type: Conv2D, filters: 4, kernel_size: 3, padding: same}",
+            "padding: same, inputs: c2}\n    - {name: c2, type: Conv2D, filters: 4, kernel_size: 3, "
+            "padding: same, inputs: input}",
+        ),
+        5,
+        "defined later (layer 1, config.yaml:6)",
+    ),
     "cycle": (("padding: same}\n    - {name: res", "padding: same, inputs: res}\n    - {name: res"), 6, "a cycle"),
-    "dead branch": (("{name: flat, type: Flatten}", "{name: flat, type: Flatten, inputs: c1}"), 7,
-                    "reaches no model output"),
-    "merge shapes": (("name: c2, type: Conv2D, filters: 4", "name: c2, type: Conv2D, filters: 5"), 7,
-                     "c1 [4, 8, 8], c2 [5, 8, 8]"),
-    "merge without inputs": (("{name: res, type: Add, inputs: [c1, c2]}", "{name: res, type: Add}"), 7,
-                             "name them, e.g. inputs: [a, b]"),
+    "dead branch": (
+        ("{name: flat, type: Flatten}", "{name: flat, type: Flatten, inputs: c1}"),
+        7,
+        "reaches no model output",
+    ),
+    "merge shapes": (
+        ("name: c2, type: Conv2D, filters: 4", "name: c2, type: Conv2D, filters: 5"),
+        7,
+        "c1 [4, 8, 8], c2 [5, 8, 8]",
+    ),
+    "merge without inputs": (
+        ("{name: res, type: Add, inputs: [c1, c2]}", "{name: res, type: Add}"),
+        7,
+        "name them, e.g. inputs: [a, b]",
+    ),
     "duplicate name": (("name: c2, type: Conv2D", "name: c1, type: Conv2D"), 6, "already names layer 0"),
     "unknown output": (("compile:", "  outputs: [outt]\ncompile:"), 10, "Did you mean 'out'?"),
 }
@@ -175,7 +197,7 @@ def test_merge_layer_shape_and_value(name: str) -> None:
     entry = LAYERS.get(name)
     built = entry.obj(entry.params.model_validate({"type": name, **params}), [tuple(s) for s in shapes])
     assert list(built.shape) == out_shape
-    out = built.module([torch.full((2, *s), 2.0 ** i) for i, s in enumerate(shapes)])
+    out = built.module([torch.full((2, *s), 2.0**i) for i, s in enumerate(shapes)])
     assert list(out.shape) == [2, *out_shape]
     assert out.flatten()[0].item() == pytest.approx(first)
 
@@ -214,8 +236,9 @@ def test_ddp_on_a_graph_model_equals_one_process(cli, tmp_path: Path) -> None:
     single = write_config(tmp_path, graph_config(2 * PER_RANK), "single.yaml")
     assert cli("fit", single, "--run-dir", tmp_path / "one").exit_code == 0
     double = write_config(tmp_path, graph_config(PER_RANK), "double.yaml")
-    ddp = cli.subprocess("fit", double, "--devices", "2", "--device", "cpu", "--run-dir", tmp_path / "two",
-                         cwd=tmp_path, env=RANK_ENV)
+    ddp = cli.subprocess(
+        "fit", double, "--devices", "2", "--device", "cpu", "--run-dir", tmp_path / "two", cwd=tmp_path, env=RANK_ENV
+    )
     assert ddp.returncode == 0, ddp.stderr
     assert_same_epochs(history(tmp_path / "two"), history(tmp_path / "one"))
 
@@ -224,8 +247,13 @@ def test_backbone_takes_arch_and_its_name_names_the_node() -> None:
     from dltrain.config import validate
 
     def backbone(**keys: Any) -> Any:
-        raw = digits_graph([{"type": "Backbone", "weights": None, **keys}, {"type": "Flatten"},
-                            {"type": "Dense", "units": 10, "activation": "softmax"}])
+        raw = digits_graph(
+            [
+                {"type": "Backbone", "weights": None, **keys},
+                {"type": "Flatten"},
+                {"type": "Dense", "units": 10, "activation": "softmax"},
+            ]
+        )
         return validate(raw, "t.yaml").config.model.layers[0]
 
     named = backbone(arch="resnet18", name="body")

@@ -22,9 +22,15 @@ CNN = [
 
 def image_config(data: dict, layers: list | None = None, **fit) -> dict:
     return {
-        "name": "images", "seed": 0, "data": data,
+        "name": "images",
+        "seed": 0,
+        "data": data,
         "model": {"layers": layers or CNN},
-        "compile": {"optimizer": {"type": "adam", "lr": 0.005}, "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
+        "compile": {
+            "optimizer": {"type": "adam", "lr": 0.005},
+            "loss": "categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
         "fit": {"epochs": 4, "batch_size": 32, "device": "cpu", **fit},
     }
 
@@ -41,7 +47,10 @@ def fit_and_evaluate(cli, tmp_path: Path, config: dict) -> dict:
 def test_mnist_family_trains_from_idx_files(cli, tmp_path: Path, source: str, folder: str) -> None:
     write_mnist(tmp_path / "data", folder)
     data = {"source": source, "root": "data", "normalize": "scale", "flatten": True}
-    layers = [{"type": "Dense", "units": 32, "activation": "relu"}, {"type": "Dense", "units": 10, "activation": "softmax"}]  # torchvision's 10 classes
+    layers = [
+        {"type": "Dense", "units": 32, "activation": "relu"},
+        {"type": "Dense", "units": 10, "activation": "softmax"},
+    ]  # torchvision's 10 classes
     report = fit_and_evaluate(cli, tmp_path, image_config(data, layers, epochs=3))
     assert report["samples"] == 100  # torchvision's t10k files are the test split
     assert report["accuracy"] >= 0.9
@@ -50,17 +59,25 @@ def test_mnist_family_trains_from_idx_files(cli, tmp_path: Path, source: str, fo
 
 def test_cifar10_trains_from_python_batches_with_augmentation(cli, tmp_path: Path) -> None:
     write_cifar10(tmp_path / "data")
-    data = {"source": "cifar10", "root": "data", "normalize": "scale",
-            "augment": {"random_flip": "horizontal", "random_crop": {"padding": 2}}}
+    data = {
+        "source": "cifar10",
+        "root": "data",
+        "normalize": "scale",
+        "augment": {"random_flip": "horizontal", "random_crop": {"padding": 2}},
+    }
     report = fit_and_evaluate(cli, tmp_path, image_config(data, CNN[:-1] + [{**CNN[-1], "units": 10}], epochs=5))
     assert report["samples"] == 100
     assert report["accuracy"] >= 0.8
     assert list(report["per_class"])[:4] == ["airplane", "automobile", "bird", "cat"]
 
 
-@pytest.mark.parametrize("source,expected", [
-    ("mnist", "train-images-idx3-ubyte"), ("cifar10", "data_batch_1"),
-])
+@pytest.mark.parametrize(
+    "source,expected",
+    [
+        ("mnist", "train-images-idx3-ubyte"),
+        ("cifar10", "data_batch_1"),
+    ],
+)
 def test_missing_torchvision_files_name_the_folder_and_files(cli, tmp_path: Path, source: str, expected: str) -> None:
     config = image_config({"source": source, "root": "nowhere"})
     result = cli("fit", write_config(tmp_path, config))
@@ -79,8 +96,14 @@ def test_corrupt_idx_files_are_named(cli, tmp_path: Path) -> None:
 def test_image_folder_trains_and_predicts_class_names_for_pngs(cli, tmp_path: Path) -> None:
     names = ("circle", "square", "star", "triangle")
     write_image_folder(tmp_path / "shapes", names, {"train": 24, "val": 4, "test": 6})
-    data = {"source": "image_folder", "path": "shapes", "image_size": 16, "normalize": "imagenet",
-            "num_workers": 1, "augment": {"random_flip": "horizontal", "random_rotation": 5}}
+    data = {
+        "source": "image_folder",
+        "path": "shapes",
+        "image_size": 16,
+        "normalize": "imagenet",
+        "num_workers": 1,
+        "augment": {"random_flip": "horizontal", "random_rotation": 5},
+    }
     config = image_config(data, epochs=6)
     report = fit_and_evaluate(cli, tmp_path, config)
     assert report["samples"] == 24 and list(report["per_class"]) == list(names)
@@ -120,8 +143,10 @@ def test_a_broken_image_file_is_named(cli, tmp_path: Path) -> None:
 
 
 def test_augment_on_flat_data_is_rejected(cli, tmp_path: Path) -> None:
-    config = image_config({"source": "digits", "augment": {"random_flip": "horizontal"}},
-                          [{"type": "Dense", "units": 10, "activation": "softmax"}])
+    config = image_config(
+        {"source": "digits", "augment": {"random_flip": "horizontal"}},
+        [{"type": "Dense", "units": 10, "activation": "softmax"}],
+    )
     result = cli("check", write_config(tmp_path, config))
     assert result.exit_code == 2 and "data.augment" in result.output and "[64]" in result.output
 
@@ -138,8 +163,9 @@ def test_flips_and_padded_crops_move_whole_pixels() -> None:
     cropped = Augment(AugmentParams(random_crop={"padding": 2}))(batch)
     for out, image in zip(cropped, batch):  # a whole-pixel shift of the zero-padded image
         padded = torch.nn.functional.pad(image, (2, 2, 2, 2))
-        assert any(torch.allclose(out, padded[:, dy : dy + 6, dx : dx + 5], atol=1e-4)
-                   for dy in range(5) for dx in range(5))
+        assert any(
+            torch.allclose(out, padded[:, dy : dy + 6, dx : dx + 5], atol=1e-4) for dy in range(5) for dx in range(5)
+        )
     rotated = Augment(AugmentParams(random_rotation=0.0, random_flip="vertical"))(batch)
     assert rotated.shape == batch.shape
 
@@ -174,8 +200,11 @@ def test_augmentation_changes_training_batches_only(tmp_path: Path) -> None:
 def test_image_folder_with_a_frozen_backbone_caches_decoded_features(cli, tmp_path: Path) -> None:
     names = ("a", "b", "c", "d")
     write_image_folder(tmp_path / "shapes", names, {"train": 6, "test": 2})
-    layers = [{"type": "Backbone", "name": "resnet18", "weights": None, "trainable": False},
-              {"type": "GlobalAveragePooling2D"}, {"type": "Dense", "units": 4, "activation": "softmax"}]
+    layers = [
+        {"type": "Backbone", "name": "resnet18", "weights": None, "trainable": False},
+        {"type": "GlobalAveragePooling2D"},
+        {"type": "Dense", "units": 4, "activation": "softmax"},
+    ]
     data = {"source": "image_folder", "path": "shapes", "image_size": 16, "normalize": "imagenet", "num_workers": 0}
     result = cli("fit", write_config(tmp_path, image_config(data, layers, epochs=2)), "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.output

@@ -65,7 +65,9 @@ def test_init_refuses_to_overwrite_without_force(cli, tmp_path: Path) -> None:
 
 def test_init_into_a_folder_uses_the_preset_name(cli, tmp_path: Path) -> None:
     assert cli("init", "digits_rnn", tmp_path).exit_code == 0
-    assert (tmp_path / "digits_rnn.yaml").read_text().startswith(f"# dltrain fit {tmp_path.as_posix()}/digits_rnn.yaml\n")
+    assert (
+        (tmp_path / "digits_rnn.yaml").read_text().startswith(f"# dltrain fit {tmp_path.as_posix()}/digits_rnn.yaml\n")
+    )
 
 
 def test_init_unknown_preset_lists_them_with_a_suggestion(cli) -> None:
@@ -91,7 +93,10 @@ def test_init_copies_the_presets_base_so_the_files_stand_alone(cli, tmp_path: Pa
     assert "base/digits.yaml" in result.output
     assert (tmp_path / "base" / "digits.yaml").read_text() == shipped.read_text()
     sources = [Path(s["path"]) for s in load_config(tmp_path / "mlp.yaml").sources]
-    assert sources == [(tmp_path / "base" / "digits.yaml").resolve(), (tmp_path / "mlp.yaml").resolve()]  # none from the package
+    assert sources == [
+        (tmp_path / "base" / "digits.yaml").resolve(),
+        (tmp_path / "mlp.yaml").resolve(),
+    ]  # none from the package
     # A second preset on the same base leaves it alone; a base the user edited is never overwritten silently.
     assert cli("init", "digits_cnn", tmp_path).exit_code == 0
     (tmp_path / "base" / "digits.yaml").write_text(shipped.read_text() + "  epochs: 5\n")

@@ -15,10 +15,14 @@ from dltrain import api
 
 def npz_config(path: str, units: int, loss: str, layers: list | None = None, **data) -> dict:
     head = {"type": "Dense", "units": units, "activation": "sigmoid" if loss == "binary_crossentropy" else "softmax"}
-    return {"name": "n", "seed": 0, "data": {"source": "npz", "path": path, **data},
-            "model": {"layers": [*(layers or [{"type": "Dense", "units": 8, "activation": "relu"}]), head]},
-            "compile": {"optimizer": {"type": "adam", "lr": 0.01}, "loss": loss, "metrics": ["accuracy"]},
-            "fit": {"epochs": 3, "batch_size": 16, "device": "cpu"}}
+    return {
+        "name": "n",
+        "seed": 0,
+        "data": {"source": "npz", "path": path, **data},
+        "model": {"layers": [*(layers or [{"type": "Dense", "units": 8, "activation": "relu"}]), head]},
+        "compile": {"optimizer": {"type": "adam", "lr": 0.01}, "loss": loss, "metrics": ["accuracy"]},
+        "fit": {"epochs": 3, "batch_size": 16, "device": "cpu"},
+    }
 
 
 def write_rows(tmp_path: Path) -> Path:
@@ -50,12 +54,19 @@ def test_binary_classifier_names_its_classes_in_predict_evaluate_plot_and_export
         a, b = rng.normal(size=2)
         lines.append(f"{a:.3f},{b:.3f},{['red', 'blue'][i % 2]},{'yes' if a + b > 0 else 'no'}")
     (tmp_path / "bin.csv").write_text("\n".join(lines) + "\n")
-    config = {"name": "b", "seed": 0, "data": {"source": "csv", "path": "bin.csv", "target": "label"},
-              "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"},
-                                   {"type": "Dense", "units": 1, "activation": "sigmoid"}]},
-              "compile": {"optimizer": {"type": "adam", "lr": 0.02}, "loss": "binary_crossentropy",
-                          "metrics": ["accuracy"]},
-              "fit": {"epochs": 8, "validation_split": 0.2, "device": "cpu"}}
+    config = {
+        "name": "b",
+        "seed": 0,
+        "data": {"source": "csv", "path": "bin.csv", "target": "label"},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 8, "activation": "relu"},
+                {"type": "Dense", "units": 1, "activation": "sigmoid"},
+            ]
+        },
+        "compile": {"optimizer": {"type": "adam", "lr": 0.02}, "loss": "binary_crossentropy", "metrics": ["accuracy"]},
+        "fit": {"epochs": 8, "validation_split": 0.2, "device": "cpu"},
+    }
     api.fit(write_config(tmp_path, config), run_dir=tmp_path / "run")
     (tmp_path / "new.csv").write_text("a,b,colour\n2,2,red\n-2,-2,blue\n")
     predictions = json.loads(cli("predict", tmp_path / "run", "new.csv", "--json").stdout)["predictions"]
@@ -72,8 +83,12 @@ def test_binary_classifier_names_its_classes_in_predict_evaluate_plot_and_export
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "b.ts.json").read_text())
     assert meta["output"]["kind"] == "probability" and meta["class_names"] == ["no", "yes"]
-    assert meta["preprocessing"][0] == {**meta["preprocessing"][0], "op": "one_hot", "features": ["a", "b", "colour"],
-                                        "categories": {"colour": ["blue", "red"]}}
+    assert meta["preprocessing"][0] == {
+        **meta["preprocessing"][0],
+        "op": "one_hot",
+        "features": ["a", "b", "colour"],
+        "categories": {"colour": ["blue", "red"]},
+    }
 
 
 def test_channels_last_arrays_are_transposed_when_asked(cli, tmp_path: Path) -> None:

@@ -35,34 +35,51 @@ def check_json(cli, tmp_path: Path, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_tutorial_dense_model_has_keras_parameter_count(cli, tmp_path: Path) -> None:
-    summary = check_json(cli, tmp_path, synthetic_config([784], [
-        {"type": "Dense", "units": 64, "activation": "relu"},
-        {"type": "Dense", "units": 32, "activation": "relu"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ]))
+    summary = check_json(
+        cli,
+        tmp_path,
+        synthetic_config(
+            [784],
+            [
+                {"type": "Dense", "units": 64, "activation": "relu"},
+                {"type": "Dense", "units": 32, "activation": "relu"},
+                {"type": "Dense", "units": 10, "activation": "softmax"},
+            ],
+        ),
+    )
     assert summary["total_params"] == 52_650
     assert [layer["params"] for layer in summary["layers"]] == [50_240, 2_080, 330]
     assert [layer["output_shape"] for layer in summary["layers"]] == [[64], [32], [10]]
 
 
 def test_tutorial_cnn_has_keras_parameter_count_channels_first(cli, tmp_path: Path) -> None:
-    summary = check_json(cli, tmp_path, synthetic_config([3, 64, 64], [
-        {"type": "Conv2D", "filters": 32, "kernel_size": [3, 3], "activation": "relu"},
-        {"type": "MaxPooling2D", "pool_size": [2, 2]},
-        {"type": "Flatten"},
-        {"type": "Dense", "units": 128, "activation": "relu"},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ]))
+    summary = check_json(
+        cli,
+        tmp_path,
+        synthetic_config(
+            [3, 64, 64],
+            [
+                {"type": "Conv2D", "filters": 32, "kernel_size": [3, 3], "activation": "relu"},
+                {"type": "MaxPooling2D", "pool_size": [2, 2]},
+                {"type": "Flatten"},
+                {"type": "Dense", "units": 128, "activation": "relu"},
+                {"type": "Dense", "units": 10, "activation": "softmax"},
+            ],
+        ),
+    )
     assert summary["total_params"] == 3_938_570
     assert summary["layers"][0]["output_shape"] == [32, 62, 62]
     assert summary["layers"][2]["output_shape"] == [30752]
 
 
 def test_tutorial_rnn_has_keras_parameter_count(cli, tmp_path: Path) -> None:
-    config = synthetic_config([100, 1], [
-        {"type": "SimpleRNN", "units": 50, "activation": "relu"},
-        {"type": "Dense", "units": 1},
-    ])
+    config = synthetic_config(
+        [100, 1],
+        [
+            {"type": "SimpleRNN", "units": 50, "activation": "relu"},
+            {"type": "Dense", "units": 1},
+        ],
+    )
     config["data"] = {"source": "synthetic", "num_samples": 10, "shape": [100, 1], "regression": True}
     config["compile"] = {"loss": "mse"}
     summary = check_json(cli, tmp_path, config)
@@ -82,10 +99,13 @@ def test_recurrent_parameter_counts_follow_keras_formulas(cli, tmp_path: Path, l
         "LSTM": 4 * units * (features + units + 1),
         "GRU": 3 * units * (features + units + 2),
     }[layer] * (2 if bidirectional else 1)
-    config = synthetic_config([7, features], [
-        {"type": layer, "units": units, "bidirectional": bidirectional},
-        {"type": "Dense", "units": 10, "activation": "softmax"},
-    ])
+    config = synthetic_config(
+        [7, features],
+        [
+            {"type": layer, "units": units, "bidirectional": bidirectional},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ],
+    )
     assert check_json(cli, tmp_path, config)["layers"][0]["params"] == keras
 
 

@@ -52,10 +52,14 @@ def test_sigterm_mid_epoch_saves_and_resume_is_exact(tmp_path: Path) -> None:
     _assert_same_run(torch.load("whole/last.pt", weights_only=True), torch.load("cut/last.pt", weights_only=True))
 
 
-@pytest.mark.parametrize("every, killed_at, saved_step", [({"steps": 7}, (2, 12), 7), ({"minutes": 1e-9}, (1, 5), 4)],
-                         ids=["steps", "minutes"])
-def test_checkpoint_every_writes_last_pt_mid_epoch_and_resume_is_exact(tmp_path: Path, every: dict[str, Any],
-                                                                        killed_at: tuple[int, int], saved_step: int) -> None:
+@pytest.mark.parametrize(
+    "every, killed_at, saved_step",
+    [({"steps": 7}, (2, 12), 7), ({"minutes": 1e-9}, (1, 5), 4)],
+    ids=["steps", "minutes"],
+)
+def test_checkpoint_every_writes_last_pt_mid_epoch_and_resume_is_exact(
+    tmp_path: Path, every: dict[str, Any], killed_at: tuple[int, int], saved_step: int
+) -> None:
     config = _config(epochs=2, batch_size=32)
     config["fit"]["checkpoint_every"] = every
     with pytest.raises(Killed):

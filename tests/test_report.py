@@ -41,8 +41,9 @@ def test_classification_report_matches_scikit_learn_and_draws_figures(cli, tmp_p
         assert report[name] == pytest.approx(score(y, predicted, average="macro", zero_division=0)), name
     assert report["top_k_accuracy"] == pytest.approx(sk.top_k_accuracy_score(y, outputs, k=3, labels=range(10)))
     assert report["confusion_matrix"] == sk.confusion_matrix(y, predicted, labels=range(10)).tolist()
-    assert report["per_class"]["3"]["recall"] == pytest.approx(sk.recall_score(y, predicted, labels=[3], average=None)[0],
-                                                               abs=1e-4)
+    assert report["per_class"]["3"]["recall"] == pytest.approx(
+        sk.recall_score(y, predicted, labels=[3], average=None)[0], abs=1e-4
+    )
     assert (tmp_path / "figures" / "confusion.png").read_bytes().startswith(PNG)
 
     table = cli("evaluate", "run")
@@ -50,10 +51,13 @@ def test_classification_report_matches_scikit_learn_and_draws_figures(cli, tmp_p
 
 
 def test_regression_report_has_r2_and_rmse(cli, tmp_path: Path) -> None:
-    config = {"seed": 0, "data": {"source": "synthetic", "num_samples": 600, "shape": [5], "regression": True, "outputs": 2},
-              "model": {"layers": [{"type": "Dense", "units": 32, "activation": "tanh"}, {"type": "Dense", "units": 2}]},
-              "compile": {"optimizer": {"type": "adam", "lr": 0.01}, "loss": "mse", "metrics": ["mae"]},
-              "fit": {"epochs": 8, "batch_size": 32, "validation_split": 0.2, "device": "cpu"}}
+    config = {
+        "seed": 0,
+        "data": {"source": "synthetic", "num_samples": 600, "shape": [5], "regression": True, "outputs": 2},
+        "model": {"layers": [{"type": "Dense", "units": 32, "activation": "tanh"}, {"type": "Dense", "units": 2}]},
+        "compile": {"optimizer": {"type": "adam", "lr": 0.01}, "loss": "mse", "metrics": ["mae"]},
+        "fit": {"epochs": 8, "batch_size": 32, "validation_split": 0.2, "device": "cpu"},
+    }
     assert cli("fit", write_config(tmp_path, config), "--run-dir", "run").exit_code == 0
     result = cli("evaluate", "run", "--json")
     assert result.exit_code == 0, result.output
@@ -67,10 +71,13 @@ def test_regression_report_has_r2_and_rmse(cli, tmp_path: Path) -> None:
 
 
 def test_binary_precision_is_that_of_the_positive_label(cli, tmp_path: Path) -> None:
-    config = {"seed": 0, "data": {"source": "synthetic", "num_samples": 500, "shape": [4], "num_classes": 2},
-              "model": {"layers": [{"type": "Dense", "units": 1, "activation": "sigmoid"}]},
-              "compile": {"optimizer": "adam", "loss": "binary_crossentropy", "metrics": ["precision", "recall", "f1"]},
-              "fit": {"epochs": 2, "batch_size": 32, "device": "cpu"}}
+    config = {
+        "seed": 0,
+        "data": {"source": "synthetic", "num_samples": 500, "shape": [4], "num_classes": 2},
+        "model": {"layers": [{"type": "Dense", "units": 1, "activation": "sigmoid"}]},
+        "compile": {"optimizer": "adam", "loss": "binary_crossentropy", "metrics": ["precision", "recall", "f1"]},
+        "fit": {"epochs": 2, "batch_size": 32, "device": "cpu"},
+    }
     assert cli("fit", write_config(tmp_path, config), "--run-dir", "run").exit_code == 0
     report = json.loads(cli("evaluate", "run", "--json").stdout)
     y, outputs = _predictions("run")

@@ -24,8 +24,10 @@ def _config(**fit: Any) -> dict[str, Any]:
     config = tiny_digits_config(**fit)
     config["model"]["layers"].insert(1, {"type": "Dropout", "rate": 0.3})
     config["compile"]["lr_schedule"] = {"type": "step", "step_size": 1, "gamma": 0.8, "warmup_epochs": 0.5}
-    config["fit"]["callbacks"] = [{"type": "ReduceLROnPlateau", "patience": 0, "factor": 0.5, "min_delta": 0.05},
-                                  {"type": "EarlyStopping", "patience": 10, "restore_best_weights": True}]
+    config["fit"]["callbacks"] = [
+        {"type": "ReduceLROnPlateau", "patience": 0, "factor": 0.5, "min_delta": 0.05},
+        {"type": "EarlyStopping", "patience": 10, "restore_best_weights": True},
+    ]
     return config
 
 
@@ -60,8 +62,10 @@ def test_deterministic_runs_are_identical(tmp_path: Path) -> None:
     config = write_config(tmp_path, _config(epochs=2, deterministic=True))
     first = api.fit(config, ["seed=7"], run_dir="a")
     second = api.fit(config, ["seed=7"], run_dir="b")
-    _assert_same_run(torch.load(first.run_dir / "last.pt", weights_only=True),
-                     torch.load(second.run_dir / "last.pt", weights_only=True))
+    _assert_same_run(
+        torch.load(first.run_dir / "last.pt", weights_only=True),
+        torch.load(second.run_dir / "last.pt", weights_only=True),
+    )
     assert not torch.are_deterministic_algorithms_enabled()  # restored after training
 
 
@@ -101,8 +105,13 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_exact(tmp_path: Path) -> None:
 
 def _start(config: Path, run: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}  # a tiny model: threads only contend
-    return subprocess.Popen([sys.executable, "-m", "dltrain", "fit", str(config), "--run-dir", run],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dltrain", "fit", str(config), "--run-dir", run],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for(paths: list[Path], process: subprocess.Popen[str], timeout: float = 120) -> None:

@@ -22,8 +22,12 @@ def _runs_json(cli, *args: str) -> list[dict]:
 def test_lists_finished_runs_and_compares_them(cli, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_digits_config(epochs=2))
     assert cli("fit", config, "--run-dir", "runs/tiny/a").exit_code == 0
-    assert cli("fit", config, "--run-dir", "runs/tiny/b", "--set", "model.layers[0].units=8",
-               "--set", "fit.epochs=1").exit_code == 0
+    assert (
+        cli(
+            "fit", config, "--run-dir", "runs/tiny/b", "--set", "model.layers[0].units=8", "--set", "fit.epochs=1"
+        ).exit_code
+        == 0
+    )
     found = {Path(r["path"]).name: r for r in _runs_json(cli)}
     assert set(found) == {"a", "b"}
     assert found["a"]["status"] == "finished" and found["a"]["epochs"] == 2 and found["a"]["max_epochs"] == 2
@@ -51,8 +55,13 @@ def test_bad_arguments_are_one_clear_message(cli, tmp_path: Path) -> None:
 def test_status_of_running_interrupted_and_failed_runs(cli, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_digits_config(epochs=500, batch_size=8))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    live = subprocess.Popen([sys.executable, "-m", "dltrain", "fit", str(config), "--run-dir", "runs/live"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    live = subprocess.Popen(
+        [sys.executable, "-m", "dltrain", "fit", str(config), "--run-dir", "runs/live"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         while not (tmp_path / "runs/live/history.csv").exists():
@@ -69,10 +78,13 @@ def test_status_of_running_interrupted_and_failed_runs(cli, tmp_path: Path) -> N
     assert [r["status"] for r in _runs_json(cli)] == ["interrupted"]  # the lock names a dead process now
 
     # a run that diverges stops on an error, which its train.log records
-    diverging = {"seed": 0, "data": {"source": "synthetic", "num_samples": 400, "shape": [8], "regression": True},
-                 "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense", "units": 1}]},
-                 "compile": {"optimizer": {"type": "sgd", "lr": 50}, "loss": "mse"},
-                 "fit": {"epochs": 2, "batch_size": 16, "device": "cpu"}}
+    diverging = {
+        "seed": 0,
+        "data": {"source": "synthetic", "num_samples": 400, "shape": [8], "regression": True},
+        "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"}, {"type": "Dense", "units": 1}]},
+        "compile": {"optimizer": {"type": "sgd", "lr": 50}, "loss": "mse"},
+        "fit": {"epochs": 2, "batch_size": 16, "device": "cpu"},
+    }
     assert cli("fit", write_config(tmp_path, diverging, "nan.yaml"), "--run-dir", "runs/nan").exit_code == 1
     status = {Path(r["path"]).name: r["status"] for r in _runs_json(cli)}
     assert status == {"live": "interrupted", "nan": "failed"}

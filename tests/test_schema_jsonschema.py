@@ -55,8 +55,9 @@ def readme_snippets() -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("index,config", list(readme_snippets()))
-def test_every_readme_snippet_validates_against_the_schema(schema: dict[str, Any], index: int,
-                                                           config: dict[str, Any]) -> None:
+def test_every_readme_snippet_validates_against_the_schema(
+    schema: dict[str, Any], index: int, config: dict[str, Any]
+) -> None:
     assert problems(schema, config) == [], f"README yaml block {index}"
 
 
@@ -76,8 +77,11 @@ def _defaults(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]
 def test_the_schema_accepts_its_own_defaults(schema: dict[str, Any]) -> None:
     found = {path: prop for path, prop in _defaults(schema)}
     assert any(path.endswith("optimizer") for path in found)  # `optimizer: adam`, the shorthand
-    wrong = [f"{path}: {problems({**prop, '$defs': schema['$defs']}, prop['default'])}"
-             for path, prop in found.items() if problems({**prop, "$defs": schema["$defs"]}, prop["default"])]
+    wrong = [
+        f"{path}: {problems({**prop, '$defs': schema['$defs']}, prop['default'])}"
+        for path, prop in found.items()
+        if problems({**prop, "$defs": schema["$defs"]}, prop["default"])
+    ]
     assert wrong == []
 
 

@@ -17,11 +17,15 @@ from dltrain.build import prepare
 
 def table_config(data: dict, units: int, loss: str, metrics: list[str], **fit) -> dict:
     return {
-        "name": "table", "seed": 0, "data": data,
-        "model": {"layers": [
-            {"type": "Dense", "units": 16, "activation": "relu"},
-            {"type": "Dense", "units": units, "activation": "softmax" if "crossentropy" in loss else "linear"},
-        ]},
+        "name": "table",
+        "seed": 0,
+        "data": data,
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 16, "activation": "relu"},
+                {"type": "Dense", "units": units, "activation": "softmax" if "crossentropy" in loss else "linear"},
+            ]
+        },
         "compile": {"optimizer": {"type": "adam", "lr": 0.01}, "loss": loss, "metrics": metrics},
         "fit": {"epochs": 30, "batch_size": 32, "validation_split": 0.2, "device": "cpu", **fit},
     }
@@ -29,8 +33,13 @@ def table_config(data: dict, units: int, loss: str, metrics: list[str], **fit) -
 
 def test_csv_classification_with_class_names_and_a_categorical_column(cli, tmp_path: Path) -> None:
     write_table(tmp_path / "flowers.csv")
-    data = {"source": "csv", "path": "flowers.csv", "target": "species",
-            "features": ["petal_length", "petal_width", "soil"], "normalize": "standardize"}
+    data = {
+        "source": "csv",
+        "path": "flowers.csv",
+        "target": "species",
+        "features": ["petal_length", "petal_width", "soil"],
+        "normalize": "standardize",
+    }
     config = table_config(data, 3, "categorical_crossentropy", ["accuracy"])
     result = cli("fit", write_config(tmp_path, config), "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.output
@@ -86,10 +95,18 @@ def test_csv_problems_name_the_line_and_column(cli, tmp_path: Path) -> None:
 
 def test_timeseries_windows_are_chronological_and_an_rnn_learns_them(cli, tmp_path: Path) -> None:
     write_series(tmp_path / "load.csv")
-    data = {"source": "timeseries_csv", "path": "load.csv", "target": "load", "window": 12, "horizon": 3,
-            "normalize": "standardize"}
+    data = {
+        "source": "timeseries_csv",
+        "path": "load.csv",
+        "target": "load",
+        "window": 12,
+        "horizon": 3,
+        "normalize": "standardize",
+    }
     config = {
-        "name": "series", "seed": 0, "data": data,
+        "name": "series",
+        "seed": 0,
+        "data": data,
         "model": {"layers": [{"type": "GRU", "units": 16}, {"type": "Dense", "units": 1}]},
         "compile": {"optimizer": {"type": "adam", "lr": 0.01}, "loss": "mse", "metrics": ["mae"]},
         "fit": {"epochs": 25, "batch_size": 32, "validation_split": 0.2, "device": "cpu"},

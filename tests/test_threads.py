@@ -31,8 +31,9 @@ class ThreadsSeen(Reporter):
 
 
 @pytest.mark.parametrize("setting,expected", [("auto", 1), (2, 2)])
-def test_training_runs_with_the_chosen_threads_and_restores_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 setting, expected: int) -> None:
+def test_training_runs_with_the_chosen_threads_and_restores_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting, expected: int
+) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = torch.get_num_threads()
     reporter = ThreadsSeen()

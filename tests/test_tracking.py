@@ -30,7 +30,10 @@ def _steps(client, run, key: str) -> list[int]:
 
 
 def test_mlflow_logs_config_every_epoch_and_files_and_resume_continues_the_run(cli, tmp_path: Path) -> None:
-    callback = {"type": "MLflow", "log_checkpoints": True}  # default store: mlruns.db here; experiment: the config's name
+    callback = {
+        "type": "MLflow",
+        "log_checkpoints": True,
+    }  # default store: mlruns.db here; experiment: the config's name
     config = write_config(tmp_path, tiny_digits_config(epochs=2, callbacks=[callback]))
     assert cli("fit", config, "--run-dir", "run").exit_code == 0
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -41,7 +44,10 @@ def test_mlflow_logs_config_every_epoch_and_files_and_resume_continues_the_run(c
     assert 0 <= run.data.metrics["test_accuracy"] <= 1
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "history.csv", "metrics.json", "curves.png"} <= files
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} == {"checkpoints/last.pt", "checkpoints/best.pt"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} == {
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    }
 
     assert cli("fit", "--resume", "run", "--set", "fit.epochs=3").exit_code == 0
     client, resumed = _read_back(uri, "tiny")  # still one run: the same one, continued
@@ -59,10 +65,28 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_mlflow_logs_to_a_real_tracking_server(cli, tmp_path: Path) -> None:
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                               "--artifacts-destination", str(tmp_path / "server-artifacts")],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 180
@@ -113,8 +137,8 @@ def _wandb_steps(folder: Path) -> list[int]:
         if block - position % block < 7:  # a block's tail too short for a header is padding
             position += block - position % block
             continue
-        length, kind = int.from_bytes(data[position + 4:position + 6], "little"), data[position + 6]
-        record += data[position + 7:position + 7 + length]
+        length, kind = int.from_bytes(data[position + 4 : position + 6], "little"), data[position + 6]
+        record += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # FULL or LAST: a whole record
             parsed = wandb_internal_pb2.Record()

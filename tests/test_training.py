@@ -18,7 +18,8 @@ from dltrain.presets import presets
 # Presets whose data ships with dltrain (others need files the user brings; their own
 # tests build those files).
 SELF_CONTAINED = sorted(
-    name for name, path in presets().items()
+    name
+    for name, path in presets().items()
     if load_config(path).resolved()["data"]["source"] in ("digits", "synthetic")  # merged with its base
 )
 
@@ -32,8 +33,9 @@ def test_tutorial_presets_are_shipped() -> None:
 
 @pytest.mark.parametrize("name", SELF_CONTAINED)
 def test_shipped_config_validates_and_trains_a_few_steps(cli, tmp_path: Path, name: str) -> None:
-    result = cli("fit", CONFIGS / f"{name}.yaml", "--set", "fit.epochs=1", "--device", "cpu",
-                 "--run-dir", tmp_path / "run")
+    result = cli(
+        "fit", CONFIGS / f"{name}.yaml", "--set", "fit.epochs=1", "--device", "cpu", "--run-dir", tmp_path / "run"
+    )
     assert result.exit_code == 0, result.output
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert len(history) == 2

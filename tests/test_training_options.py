@@ -50,8 +50,11 @@ def test_the_schedule_is_applied_in_training_and_shown(cli, tmp_path: Path) -> N
     config = tiny_digits_config(epochs=3)
     config["compile"]["lr_schedule"] = {"type": "step", "step_size": 1, "gamma": 0.1}
     screen = io.StringIO()
-    api.fit(write_config(tmp_path, config), run_dir="run",
-            reporter=RichReporter(Console(file=screen, force_terminal=True, width=200)))
+    api.fit(
+        write_config(tmp_path, config),
+        run_dir="run",
+        reporter=RichReporter(Console(file=screen, force_terminal=True, width=200)),
+    )
     assert [row["lr"] for row in checkpoint.load("run/last.pt").history] == pytest.approx([1e-3, 1e-4, 1e-5])
     bars = [line for line in screen.getvalue().splitlines() if "Epoch 3/3" in line]  # the live bar's frames
     assert bars and "18/18" in bars[-1] and "lr 1e-05" in bars[-1]
@@ -107,11 +110,18 @@ def test_gradient_clip_bounds_every_update(tmp_path: Path) -> None:
 
 def test_accumulating_two_batches_equals_one_batch_twice_as_large(tmp_path: Path) -> None:
     def config(batch: int, accumulate: int) -> dict[str, Any]:
-        return {"seed": 0, "data": {"source": "synthetic", "num_samples": 320, "shape": [6], "num_classes": 3},
-                "model": {"layers": [{"type": "Dense", "units": 8, "activation": "tanh"},
-                                     {"type": "Dense", "units": 3, "activation": "softmax"}]},
-                "compile": {"optimizer": {"type": "sgd", "lr": 0.5}, "loss": "categorical_crossentropy"},
-                "fit": {"epochs": 2, "batch_size": batch, "accumulate_grad_batches": accumulate, "device": "cpu"}}
+        return {
+            "seed": 0,
+            "data": {"source": "synthetic", "num_samples": 320, "shape": [6], "num_classes": 3},
+            "model": {
+                "layers": [
+                    {"type": "Dense", "units": 8, "activation": "tanh"},
+                    {"type": "Dense", "units": 3, "activation": "softmax"},
+                ]
+            },
+            "compile": {"optimizer": {"type": "sgd", "lr": 0.5}, "loss": "categorical_crossentropy"},
+            "fit": {"epochs": 2, "batch_size": batch, "accumulate_grad_batches": accumulate, "device": "cpu"},
+        }
 
     big = _weights(tmp_path, config(64, 1), "big")  # 256 training samples: 4 full batches per epoch
     accumulated = _weights(tmp_path, config(32, 2), "acc")

@@ -20,9 +20,16 @@ from dltrain.config import load_config
 def _tune_config(**tune) -> dict:
     config = tiny_digits_config(epochs=2)
     config["name"] = "t"
-    config["tune"] = {"metric": "val_accuracy", "pruner": "none", "startup_trials": 2,
-                      "space": {"compile.optimizer.lr": {"loguniform": [1.0e-3, 3.0e-2]},
-                                "model.layers[0].units": {"choice": [8, 32]}}, **tune}
+    config["tune"] = {
+        "metric": "val_accuracy",
+        "pruner": "none",
+        "startup_trials": 2,
+        "space": {
+            "compile.optimizer.lr": {"loguniform": [1.0e-3, 3.0e-2]},
+            "model.layers[0].units": {"choice": [8, 32]},
+        },
+        **tune,
+    }
     return config
 
 
@@ -36,31 +43,48 @@ def _study(tmp_path: Path, name: str = "t") -> optuna.Study:
 
 
 def test_every_bad_key_range_and_metric_is_reported_with_its_line_before_any_trial(cli, tmp_path: Path) -> None:
-    malformed = _tune_config(space={"compile.optimizer.lr": {"loguniform": [0.0, 0.1]},
-                                    "fit.epochs": {"choice": [1], "uniform": [1, 2]},
-                                    "fit.batch_size": {"int": [64, 8]}})
+    malformed = _tune_config(
+        space={
+            "compile.optimizer.lr": {"loguniform": [0.0, 0.1]},
+            "fit.epochs": {"choice": [1], "uniform": [1, 2]},
+            "fit.batch_size": {"int": [64, 8]},
+        }
+    )
     path = write_config(tmp_path, malformed)
     result = cli("tune", path)
     assert result.exit_code == 2, result.output
-    for expected in (f"config.yaml:{_line(path, 'compile.optimizer.lr')}: tune.space.compile.optimizer.lr: loguniform needs low > 0",
-                     "tune.space.fit.epochs: give exactly one of", "expected low < high; received [64, 8]"):
+    for expected in (
+        f"config.yaml:{_line(path, 'compile.optimizer.lr')}: tune.space.compile.optimizer.lr: loguniform needs low > 0",
+        "tune.space.fit.epochs: give exactly one of",
+        "expected low < high; received [64, 8]",
+    ):
         assert expected in result.output, expected
 
-    config = _tune_config(metric="val_acuracy", space={
-        "model.layers[0].unit": {"int": [8, 64]},
-        "model.layers[0].units": {"int": [0, 64]},
-        "fit.validation_split": {"uniform": [0.1, 1.5]},
-        "model.layers[7].units": {"choice": [8]},
-        "compile.optimizer.lr": {"loguniform": [1.0e-4, 1.0e-2]},
-    })
+    config = _tune_config(
+        metric="val_acuracy",
+        space={
+            "model.layers[0].unit": {"int": [8, 64]},
+            "model.layers[0].units": {"int": [0, 64]},
+            "fit.validation_split": {"uniform": [0.1, 1.5]},
+            "model.layers[7].units": {"choice": [8]},
+            "compile.optimizer.lr": {"loguniform": [1.0e-4, 1.0e-2]},
+        },
+    )
     path = write_config(tmp_path, config)
     result = cli("tune", path)
     assert result.exit_code == 2, result.output
     text = result.output
-    for expected in ("5 problems", f"config.yaml:{_line(path, 'model.layers[0].unit:')}: tune.space.model.layers[0].unit: the value 8 is not accepted",
-                     "Did you mean 'units'", "the value 0 is not accepted", "greater than 0",
-                     "the value 1.5 is not accepted", "less than 1", "not an item of the list",
-                     f"config.yaml:{_line(path, 'val_acuracy')}: tune.metric: 'val_acuracy' is not a column"):
+    for expected in (
+        "5 problems",
+        f"config.yaml:{_line(path, 'model.layers[0].unit:')}: tune.space.model.layers[0].unit: the value 8 is not accepted",
+        "Did you mean 'units'",
+        "the value 0 is not accepted",
+        "greater than 0",
+        "the value 1.5 is not accepted",
+        "less than 1",
+        "not an item of the list",
+        f"config.yaml:{_line(path, 'val_acuracy')}: tune.metric: 'val_acuracy' is not a column",
+    ):
         assert expected in text, expected
     assert "compile.optimizer.lr" not in text and "Traceback" not in text
     assert not (tmp_path / "runs").exists()
@@ -77,7 +101,9 @@ def test_trials_are_run_directories_and_a_rerun_continues_the_study(cli, tmp_pat
     assert summary["counts"] == {"complete": 3} and summary["direction"] == "maximize"
     for number in range(3):
         trial = folder / f"trial-{number:04d}"
-        assert {"config.yaml", "history.csv", "last.pt", "best.pt", "metrics.json", "trial.json"} <= {f.name for f in trial.iterdir()}
+        assert {"config.yaml", "history.csv", "last.pt", "best.pt", "metrics.json", "trial.json"} <= {
+            f.name for f in trial.iterdir()
+        }
         assert json.loads((trial / "trial.json").read_text())["state"] == "complete"
     best = load_config(folder / "best.yaml")  # ready for `dltrain fit`, without the tune block
     assert best.config.tune is None
@@ -97,9 +123,15 @@ def test_trials_are_run_directories_and_a_rerun_continues_the_study(cli, tmp_pat
 def test_ctrl_c_marks_running_trials_failed_and_a_rerun_continues(cli, tmp_path: Path) -> None:
     path = write_config(tmp_path, _tune_config(pruner="median", warmup_epochs=0))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-m", "dltrain", "tune", str(path), "--trials", "40", "--jobs", "2",
-                                "--set", "fit.epochs=30"], cwd=tmp_path, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dltrain", "tune", str(path), "--trials", "40", "--jobs", "2", "--set", "fit.epochs=30"],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 240
         while not list((tmp_path / "runs/t/tune-t").glob("trial-*/history.csv")):
@@ -125,7 +157,9 @@ def _postgres_runner() -> list[str]:
     import shutil
 
     if not (shutil.which("initdb") and shutil.which("pg_ctl")):
-        pytest.skip("no PostgreSQL server on this machine (initdb, pg_ctl); apt-get install postgresql to run this test")
+        pytest.skip(
+            "no PostgreSQL server on this machine (initdb, pg_ctl); apt-get install postgresql to run this test"
+        )
     pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'dltrain[postgres]')")
     if os.geteuid() != 0:
         return []
@@ -150,10 +184,25 @@ def test_postgresql_storage_shares_one_study_between_folders(cli, tmp_path: Path
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     try:
-        subprocess.run([*runner, "initdb", "-D", str(data / "db"), "-A", "trust", "-U", "dltrain"], check=True,
-                       capture_output=True)
-        subprocess.run([*runner, "pg_ctl", "-D", str(data / "db"), "-w", "-l", str(data / "log"), "-o",
-                        f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+        subprocess.run(
+            [*runner, "initdb", "-D", str(data / "db"), "-A", "trust", "-U", "dltrain"], check=True, capture_output=True
+        )
+        subprocess.run(
+            [
+                *runner,
+                "pg_ctl",
+                "-D",
+                str(data / "db"),
+                "-w",
+                "-l",
+                str(data / "log"),
+                "-o",
+                f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
         url = f"postgresql://dltrain@127.0.0.1:{port}/postgres"
         for machine in ("a", "b"):  # two folders (machines) adding trials to one study
             (tmp_path / machine).mkdir()
@@ -163,7 +212,11 @@ def test_postgresql_storage_shares_one_study_between_folders(cli, tmp_path: Path
             assert result.exit_code == 0, result.output
         study = optuna.load_study(study_name="shared", storage=url)
         assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
-        assert (tmp_path / "a/runs/t/tune-shared/trial-0000").is_dir() and (tmp_path / "b/runs/t/tune-shared/trial-0001").is_dir()
+        assert (tmp_path / "a/runs/t/tune-shared/trial-0000").is_dir() and (
+            tmp_path / "b/runs/t/tune-shared/trial-0001"
+        ).is_dir()
     finally:
-        subprocess.run([*runner, "pg_ctl", "-D", str(data / "db"), "-m", "immediate", "stop"], capture_output=True, check=False)
+        subprocess.run(
+            [*runner, "pg_ctl", "-D", str(data / "db"), "-m", "immediate", "stop"], capture_output=True, check=False
+        )
         shutil.rmtree(data, ignore_errors=True)

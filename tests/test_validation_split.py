@@ -43,11 +43,14 @@ def test_chronological_data_validates_on_the_last_fraction_and_last_mode_asks_fo
 
 
 def image_config(path: str, **fit) -> dict:
-    return {"name": "img", "seed": 0,
-            "data": {"source": "image_folder", "path": path, "image_size": 8, "normalize": "scale"},
-            "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 3, "activation": "softmax"}]},
-            "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
-            "fit": {"epochs": 1, "validation_split": 0.2, "device": "cpu", **fit}}
+    return {
+        "name": "img",
+        "seed": 0,
+        "data": {"source": "image_folder", "path": path, "image_size": 8, "normalize": "scale"},
+        "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 3, "activation": "softmax"}]},
+        "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
+        "fit": {"epochs": 1, "validation_split": 0.2, "device": "cpu", **fit},
+    }
 
 
 def test_image_folder_validation_draws_from_every_class(tmp_path: Path) -> None:
@@ -62,11 +65,17 @@ def test_image_folder_validation_draws_from_every_class(tmp_path: Path) -> None:
 def test_sorted_csv_validation_draws_from_every_class(tmp_path: Path) -> None:
     write_table(tmp_path / "flowers.csv")
     lines = (tmp_path / "flowers.csv").read_text().splitlines()
-    (tmp_path / "sorted.csv").write_text("\n".join([lines[0], *sorted(lines[1:], key=lambda r: r.split(",")[3])]) + "\n")
-    config = {"name": "t", "seed": 0, "data": {"source": "csv", "path": "sorted.csv", "target": "species"},
-              "model": {"layers": [{"type": "Dense", "units": 3, "activation": "softmax"}]},
-              "compile": {"loss": "categorical_crossentropy"},
-              "fit": {"validation_split": 0.2, "device": "cpu"}}
+    (tmp_path / "sorted.csv").write_text(
+        "\n".join([lines[0], *sorted(lines[1:], key=lambda r: r.split(",")[3])]) + "\n"
+    )
+    config = {
+        "name": "t",
+        "seed": 0,
+        "data": {"source": "csv", "path": "sorted.csv", "target": "species"},
+        "model": {"layers": [{"type": "Dense", "units": 3, "activation": "softmax"}]},
+        "compile": {"loss": "categorical_crossentropy"},
+        "fit": {"validation_split": 0.2, "device": "cpu"},
+    }
     assert _classes(_bundle(tmp_path, config).val) == {0, 1, 2}
     assert _classes(_bundle(tmp_path, config, "fit.validation_mode=last").val) == {2}
 
@@ -82,10 +91,14 @@ def test_digits_validation_accuracy_is_close_to_test_accuracy(tmp_path: Path) ->
 
 def test_timeseries_validation_stays_chronological(tmp_path: Path) -> None:
     write_series(tmp_path / "series.csv", steps=120)
-    config = {"name": "ts", "seed": 0,
-              "data": {"source": "timeseries_csv", "path": "series.csv", "target": "load", "window": 5, "test_split": 0.2},
-              "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1}]},
-              "compile": {"loss": "mse"}, "fit": {"validation_split": 0.25, "device": "cpu"}}
+    config = {
+        "name": "ts",
+        "seed": 0,
+        "data": {"source": "timeseries_csv", "path": "series.csv", "target": "load", "window": 5, "test_split": 0.2},
+        "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1}]},
+        "compile": {"loss": "mse"},
+        "fit": {"validation_split": 0.25, "device": "cpu"},
+    }
     data = _bundle(tmp_path, config)
     # the first validation window is the last training window moved on by one time step
     assert torch.equal(data.val.x[0, :-1], data.train.x[-1, 1:])
@@ -94,24 +107,39 @@ def test_timeseries_validation_stays_chronological(tmp_path: Path) -> None:
 
 def test_npz_validation_arrays_are_the_validation_set(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x_train=rng.normal(size=(40, 4)), y_train=np.arange(40) % 2,
-             x_test=rng.normal(size=(10, 4)), y_test=np.arange(10) % 2,
-             x_val=rng.normal(size=(7, 4)), y_val=np.arange(7) % 2)
-    config = {"name": "n", "seed": 0, "data": {"source": "npz", "path": "d.npz"},
-              "model": {"layers": [{"type": "Dense", "units": 2, "activation": "softmax"}]},
-              "compile": {"loss": "categorical_crossentropy"}, "fit": {"device": "cpu"}}
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.normal(size=(40, 4)),
+        y_train=np.arange(40) % 2,
+        x_test=rng.normal(size=(10, 4)),
+        y_test=np.arange(10) % 2,
+        x_val=rng.normal(size=(7, 4)),
+        y_val=np.arange(7) % 2,
+    )
+    config = {
+        "name": "n",
+        "seed": 0,
+        "data": {"source": "npz", "path": "d.npz"},
+        "model": {"layers": [{"type": "Dense", "units": 2, "activation": "softmax"}]},
+        "compile": {"loss": "categorical_crossentropy"},
+        "fit": {"device": "cpu"},
+    }
     data = _bundle(tmp_path, config)
     assert (len(data.train), len(data.val), len(data.test)) == (40, 7, 10)
-    assert (len(_bundle(tmp_path, config, "data.x_val_key=none", "data.y_val_key=none").train), ) == (40,)
+    assert (len(_bundle(tmp_path, config, "data.x_val_key=none", "data.y_val_key=none").train),) == (40,)
 
 
 def test_csv_validation_file_is_the_validation_set(tmp_path: Path) -> None:
     write_table(tmp_path / "train.csv", count=120, seed=0)
     write_table(tmp_path / "val.csv", count=30, seed=1)
-    config = {"name": "t", "seed": 0,
-              "data": {"source": "csv", "path": "train.csv", "target": "species", "validation_path": "val.csv"},
-              "model": {"layers": [{"type": "Dense", "units": 3, "activation": "softmax"}]},
-              "compile": {"loss": "categorical_crossentropy"}, "fit": {"device": "cpu"}}
+    config = {
+        "name": "t",
+        "seed": 0,
+        "data": {"source": "csv", "path": "train.csv", "target": "species", "validation_path": "val.csv"},
+        "model": {"layers": [{"type": "Dense", "units": 3, "activation": "softmax"}]},
+        "compile": {"loss": "categorical_crossentropy"},
+        "fit": {"device": "cpu"},
+    }
     data = _bundle(tmp_path, config)
     assert (len(data.train), len(data.val), len(data.test)) == (96, 30, 24)
     assert data.val.x.shape[1] == data.train.x.shape[1]  # one-hot columns fitted on train, applied to val

@@ -11,7 +11,10 @@ from .base import DataBundle, Preprocessing, Split, assemble
 
 
 def load_data(
-    params: Any, task: Task, validation_split: float, preprocessing: Preprocessing | None = None,
+    params: Any,
+    task: Task,
+    validation_split: float,
+    preprocessing: Preprocessing | None = None,
     validation_mode: ValidationMode = "auto",
 ) -> DataBundle:
     """Read the configured source (a `DataParams` model) and make its splits; `preprocessing` reuses stored statistics."""

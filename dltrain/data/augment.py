@@ -38,10 +38,13 @@ class Augment:
         angle = (torch.rand(batch, device=device) * 2 - 1) * math.radians(self.degrees)
         cos, sin = angle.cos(), angle.sin()
         # A rotation in pixel space, written in normalized coordinates (H and W may differ).
-        theta = torch.stack([
-            torch.stack([cos, -sin * height / width, torch.zeros_like(cos)], dim=1),
-            torch.stack([sin * width / height, cos, torch.zeros_like(cos)], dim=1),
-        ], dim=1)
+        theta = torch.stack(
+            [
+                torch.stack([cos, -sin * height / width, torch.zeros_like(cos)], dim=1),
+                torch.stack([sin * width / height, cos, torch.zeros_like(cos)], dim=1),
+            ],
+            dim=1,
+        )
         if self.padding:  # whole-pixel shifts: a crop of the zero-padded image
             shift = torch.randint(-self.padding, self.padding + 1, (batch, 2), device=device).float()
             theta[:, 0, 2] = shift[:, 0] * 2 / width

@@ -109,8 +109,16 @@ class Preprocessing:
         return x
 
     def state(self) -> dict[str, Any]:
-        return {"channels_last": self.channels_last, "flatten": self.flatten, "scale": self.scale, "mean": self.mean, "std": self.std,
-                "value_range": self.value_range, "table": self.table, "raw_shape": self.raw_shape}
+        return {
+            "channels_last": self.channels_last,
+            "flatten": self.flatten,
+            "scale": self.scale,
+            "mean": self.mean,
+            "std": self.std,
+            "value_range": self.value_range,
+            "table": self.table,
+            "raw_shape": self.raw_shape,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Preprocessing":
@@ -200,22 +208,31 @@ def _named_labels(raw: RawData, task: Task) -> RawData:
     labels = [y for y in (raw.y_train, raw.y_val, raw.y_test) if y is not None]
     names = sorted({str(v) for y in labels for v in y.reshape(-1)})
     if task == "regression":
-        raise DataError(f"the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
-                        f"use a classification loss (categorical_crossentropy) or a numeric target")
+        raise DataError(
+            f"the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
+            f"use a classification loss (categorical_crossentropy) or a numeric target"
+        )
     index = {name: i for i, name in enumerate(names)}
 
     def encode(y: np.ndarray) -> np.ndarray:
         return np.array([index[str(v)] for v in y.reshape(-1)], dtype=np.int64)
 
-    return replace(raw, y_train=encode(raw.y_train), y_val=None if raw.y_val is None else encode(raw.y_val),
-                   y_test=None if raw.y_test is None else encode(raw.y_test), class_names=names)
+    return replace(
+        raw,
+        y_train=encode(raw.y_train),
+        y_val=None if raw.y_val is None else encode(raw.y_val),
+        y_test=None if raw.y_test is None else encode(raw.y_test),
+        class_names=names,
+    )
 
 
 def _binary_names(names: list[str] | None, outputs: int) -> list[str] | None:
     """The two classes of a one-output binary task (label 0, label 1); None for multi-label outputs."""
     if names is not None and len(names) != 2:
-        raise DataError(f"binary_crossentropy needs two classes; the targets hold {len(names)} "
-                        f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): use categorical_crossentropy")
+        raise DataError(
+            f"binary_crossentropy needs two classes; the targets hold {len(names)} "
+            f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): use categorical_crossentropy"
+        )
     if outputs != 1:
         return names
     return names or ["0", "1"]
@@ -231,14 +248,19 @@ def check_arrays(raw: RawData) -> None:
             what = f"the {'inputs' if kind == 'x' else 'targets'} of the {split} split"
             if array.dtype.kind not in "biuf":
                 received = {"c": "complex numbers", "U": "text", "S": "bytes", "O": "Python objects"}.get(
-                    array.dtype.kind, f"{array.dtype} values")
-                raise DataError(f"{what} hold {received}; dltrain needs real numbers (convert them, e.g. "
-                                f"np.abs or .real for complex values)")
+                    array.dtype.kind, f"{array.dtype} values"
+                )
+                raise DataError(
+                    f"{what} hold {received}; dltrain needs real numbers (convert them, e.g. "
+                    f"np.abs or .real for complex values)"
+                )
             if array.dtype.kind == "f" and not np.isfinite(array).all():
                 bad = np.argwhere(~np.isfinite(array))[0]
                 count = int((~np.isfinite(array)).sum())
-                raise DataError(f"{what} hold {count:,} missing or infinite value(s) (NaN/inf), the first at index "
-                                f"{tuple(int(i) for i in bad)}; fill them in or drop those samples")
+                raise DataError(
+                    f"{what} hold {count:,} missing or infinite value(s) (NaN/inf), the first at index "
+                    f"{tuple(int(i) for i in bad)}; fill them in or drop those samples"
+                )
 
 
 def looks_channels_last(shape: Shape) -> bool:
@@ -250,14 +272,17 @@ def check_layout(params: DataParams, sample: Shape, decoded: bool) -> None:
     """Refuse channels-last samples unless `data.channels_last` says what to do with them."""
     if params.channels_last and (decoded or len(sample) != 3):
         what = "image files are decoded channels-first already" if decoded else f"the samples are {list(sample)}"
-        raise DataError(f"data.channels_last: true transposes [H, W, C] samples to [C, H, W]; {what}. "
-                        f"Remove channels_last")
+        raise DataError(
+            f"data.channels_last: true transposes [H, W, C] samples to [C, H, W]; {what}. Remove channels_last"
+        )
     if params.channels_last is None and not decoded and looks_channels_last(sample):
         h, w, c = sample
-        raise DataError(f"the samples are {list(sample)}, which looks channels-last ([height, width, channels], "
-                        f"Keras's layout); dltrain's images are channels-first [C, H, W]. Set data.channels_last: true "
-                        f"to transpose them to {[c, h, w]} (or data.channels_last: false if {list(sample)} is "
-                        f"already [C, H, W])")
+        raise DataError(
+            f"the samples are {list(sample)}, which looks channels-last ([height, width, channels], "
+            f"Keras's layout); dltrain's images are channels-first [C, H, W]. Set data.channels_last: true "
+            f"to transpose them to {[c, h, w]} (or data.channels_last: false if {list(sample)} is "
+            f"already [C, H, W])"
+        )
 
 
 def assemble(
@@ -289,8 +314,9 @@ def assemble(
         x_train, y_train = x_train[keep], y_train[keep]
     x_val, y_val = raw.x_val, raw.y_val
     if x_val is None and validation_split > 0:
-        keep, held = validation_indices(np.asarray(y_train), validation_split, validation_mode,
-                                        task == "classification", raw.chronological)
+        keep, held = validation_indices(
+            np.asarray(y_train), validation_split, validation_mode, task == "classification", raw.chronological
+        )
         x_val, y_val = x_train[held], y_train[held]
         x_train, y_train = x_train[keep], y_train[keep]
 
@@ -304,8 +330,10 @@ def assemble(
     check_layout(params, tuple(x_train.shape[1:]), isinstance(x_train, LazyInputs))
     if isinstance(x_train, LazyInputs):
         if params.normalize == "standardize":
-            raise DataError("data.normalize: 'standardize' needs every training image in memory; "
-                            "use normalize: scale (or imagenet) for image folders")
+            raise DataError(
+                "data.normalize: 'standardize' needs every training image in memory; "
+                "use normalize: scale (or imagenet) for image folders"
+            )
         # Image files have a known range (255), so fitting reads no pixels.
         prep = preprocessing or fit_preprocessing(params, torch.ones(1), raw.value_range)
         make: Callable[[Any, Any, str], Any] = lambda x, y, where: x.split(_targets(np.asarray(y), task, where), prep)  # noqa: E731
@@ -332,9 +360,11 @@ def assemble(
         class_names = _binary_names(class_names, train.y.shape[1])
         for split in (s for s in (train, val, test) if s is not None and len(s)):
             if split.y.min() < 0 or split.y.max() > 1:
-                raise DataError(f"binary_crossentropy needs targets between 0 and 1; these hold values from "
-                                f"{split.y.min().item():g} to {split.y.max().item():g}: use categorical_crossentropy "
-                                f"for class indices")
+                raise DataError(
+                    f"binary_crossentropy needs targets between 0 and 1; these hold values from "
+                    f"{split.y.min().item():g} to {split.y.max().item():g}: use categorical_crossentropy "
+                    f"for class indices"
+                )
     input_shape = tuple(train.x.shape[1:])
     if params.augment is not None and len(input_shape) != 3:
         raise DataError(f"data.augment applies to images [C, H, W]; this data's samples are {list(input_shape)}")

@@ -30,8 +30,17 @@ class TensorBatches:
     same number of steps.
     """
 
-    def __init__(self, split: Split, batch_size: int, shuffle: bool, seed: int,
-                 rank: int = 0, world_size: int = 1, pad: bool = True, augment: Transform | None = None) -> None:
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+        augment: Transform | None = None,
+    ) -> None:
         self.split = split
         self.augment = augment
         self.batch_size = batch_size
@@ -104,15 +113,22 @@ class LoaderBatches:
     preprocessing and augmentation run per batch on the device.
     """
 
-    def __init__(self, split: Any, order: TensorBatches, device: torch.device, workers: int,
-                 augment: Transform | None = None) -> None:
+    def __init__(
+        self, split: Any, order: TensorBatches, device: torch.device, workers: int, augment: Transform | None = None
+    ) -> None:
         self.order = order
         self.prep: Preprocessing = split.prep
         self.device = device
         self.augment = augment
         self.sampler = _EpochSampler(order)
-        self.loader = DataLoader(split.dataset, batch_size=order.batch_size, sampler=self.sampler, num_workers=workers,
-                                 pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+        self.loader = DataLoader(
+            split.dataset,
+            batch_size=order.batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0,
+        )
 
     def __len__(self) -> int:
         return len(self.order)
@@ -129,9 +145,18 @@ class LoaderBatches:
 Batches = TensorBatches | LoaderBatches
 
 
-def make_batches(split: Any, batch_size: int, shuffle: bool, seed: int, device: torch.device,
-                 rank: int = 0, world_size: int = 1, pad: bool = True, augment: Transform | None = None,
-                 workers: int | None = None) -> Batches:
+def make_batches(
+    split: Any,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    device: torch.device,
+    rank: int = 0,
+    world_size: int = 1,
+    pad: bool = True,
+    augment: Transform | None = None,
+    workers: int | None = None,
+) -> Batches:
     """The batches of `split`: tensor slices when it is in memory, else a DataLoader over its files."""
     order = TensorBatches(split, batch_size, shuffle, seed, rank, world_size, pad, augment)
     if isinstance(split, Split):

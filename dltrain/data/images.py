@@ -78,8 +78,10 @@ def _scan(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(paths, labels) of the images under `folder/<class>/`, checking each file opens as an image."""
     unknown = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in classes)
     if unknown:
-        raise DataError(f"'{folder}' has class folders that train/ lacks: {', '.join(unknown)}. "
-                        f"Every class needs a folder under train/ (classes there: {', '.join(classes)})")
+        raise DataError(
+            f"'{folder}' has class folders that train/ lacks: {', '.join(unknown)}. "
+            f"Every class needs a folder under train/ (classes there: {', '.join(classes)})"
+        )
     paths, labels = [], []
     for label, name in enumerate(classes):
         for file in sorted((folder / name).glob("*")) if (folder / name).is_dir() else []:
@@ -101,8 +103,10 @@ def image_folder(p: ImageFolderParams) -> RawData:
     """Images in `path/train/<class>/` (and optional val/, test/), resized to `image_size`."""
     train = p.path / "train"
     if not train.is_dir():
-        raise DataError(f"data.path: no folder '{train}'. Expected {p.path}/train/<class>/<image files> "
-                        f"(and optionally {p.path}/val/<class>/..., {p.path}/test/<class>/...)")
+        raise DataError(
+            f"data.path: no folder '{train}'. Expected {p.path}/train/<class>/<image files> "
+            f"(and optionally {p.path}/val/<class>/..., {p.path}/test/<class>/...)"
+        )
     classes = sorted(d.name for d in train.iterdir() if d.is_dir())
     if not classes:
         raise DataError(f"'{train}' has no class folders: put each class's images in {train}/<class name>/")

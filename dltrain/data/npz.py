@@ -31,7 +31,9 @@ def npz(p: NpzParams) -> RawData:
         keys = list(archive.keys())
         for key in (p.x_key, p.y_key):
             if key not in keys:
-                raise DataError(f"'{p.path}' has no array '{key}'; it holds: {', '.join(keys)}. Set data.x_key / data.y_key.")
+                raise DataError(
+                    f"'{p.path}' has no array '{key}'; it holds: {', '.join(keys)}. Set data.x_key / data.y_key."
+                )
         x, y = _array(archive, p.x_key, p.path), _array(archive, p.y_key, p.path)
         x_test, y_test = _pair(archive, keys, p.x_test_key, p.y_test_key, p.path)
         x_val, y_val = _pair(archive, keys, p.x_val_key, p.y_val_key, p.path)
@@ -55,5 +57,7 @@ def _array(archive: Any, key: str, path: Path) -> np.ndarray:
         return archive[key]
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"'{path}': array '{key}' cannot be read ({reason}); store plain numeric arrays "
-                        f"(np.savez with numbers, not Python objects)") from None
+        raise DataError(
+            f"'{path}': array '{key}' cannot be read ({reason}); store plain numeric arrays "
+            f"(np.savez with numbers, not Python objects)"
+        ) from None

@@ -61,8 +61,9 @@ def class_labels(y: np.ndarray) -> np.ndarray:
     return y.reshape(len(y), -1)[:, 0]
 
 
-def validation_indices(y: np.ndarray, fraction: float, mode: ValidationMode, classification: bool,
-                       chronological: bool) -> tuple[np.ndarray, np.ndarray]:
+def validation_indices(
+    y: np.ndarray, fraction: float, mode: ValidationMode, classification: bool, chronological: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices of the training samples for `fit.validation_split`."""
     if mode == "last" or (mode == "auto" and chronological):
         return last_split(len(y), fraction)

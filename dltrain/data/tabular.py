@@ -39,7 +39,9 @@ class Table:
         """The position of column `name`; a clear error (from data.`key`) when it is absent."""
         if name not in self.header:
             hint = did_you_mean(name, self.header)
-            raise DataError(f"data.{key}: '{self.path}' has no column '{name}'.{hint} Columns: {', '.join(self.header)}")
+            raise DataError(
+                f"data.{key}: '{self.path}' has no column '{name}'.{hint} Columns: {', '.join(self.header)}"
+            )
         return self.header.index(name)
 
     def cells(self, name: str, key: str) -> list[str]:
@@ -116,8 +118,10 @@ def numeric_rows(path: Path) -> np.ndarray:
         for j, cell in enumerate(row):
             value = _number(cell.strip())
             if value is None:
-                raise DataError(f"'{path}' line {number}, column {j + 1} ('{header[j].strip()}'): "
-                                f"{_describe(cell.strip())}; numbers are needed here")
+                raise DataError(
+                    f"'{path}' line {number}, column {j + 1} ('{header[j].strip()}'): "
+                    f"{_describe(cell.strip())}; numbers are needed here"
+                )
             values[i, j] = value
     return values
 
@@ -154,8 +158,11 @@ class TableEncoder:
         self.categorical = categorical
 
     def fit(self, x_train: np.ndarray) -> dict[str, Any]:
-        categories = {name: sorted({str(v) for v in x_train[:, i]})
-                      for i, name in enumerate(self.features) if name in self.categorical}
+        categories = {
+            name: sorted({str(v) for v in x_train[:, i]})
+            for i, name in enumerate(self.features)
+            if name in self.categorical
+        }
         return {"features": self.features, "categories": categories}
 
     def transform(self, x: np.ndarray, state: dict[str, Any]) -> np.ndarray:
@@ -198,8 +205,9 @@ def csv_source(p: CsvParams) -> RawData:
     return raw
 
 
-def _validation_rows(path: Path, features: list[str], categorical: set[str], target: str,
-                     y_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _validation_rows(
+    path: Path, features: list[str], categorical: set[str], target: str, y_train: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The rows of `data.validation_path`, read with the training file's columns."""
     if not path.is_file():
         raise DataError(f"data.validation_path: no file at '{path}'. Give a CSV with the same columns as data.path.")
@@ -210,6 +218,8 @@ def _validation_rows(path: Path, features: list[str], categorical: set[str], tar
     y = target_values(table, target)
     if (y.dtype.kind == "U") != (y_train.dtype.kind == "U"):
         kinds = {True: "class names", False: "numbers"}
-        raise DataError(f"data.validation_path: the target column '{target}' of '{path}' holds "
-                        f"{kinds[y.dtype.kind == 'U']}, but in data.path it holds {kinds[y_train.dtype.kind == 'U']}")
+        raise DataError(
+            f"data.validation_path: the target column '{target}' of '{path}' holds "
+            f"{kinds[y.dtype.kind == 'U']}, but in data.path it holds {kinds[y_train.dtype.kind == 'U']}"
+        )
     return feature_cells(table, features, categorical), y

@@ -35,12 +35,14 @@ class WindowColumns:
 
 def numeric_columns(table: Table) -> list[str]:
     """The columns whose every cell is a number (a date column, say, is left out)."""
+
     def numeric(cell: str) -> bool:
         try:
             float(cell)
         except ValueError:
             return False
         return cell.lower() not in MISSING
+
     return [name for name in table.header if all(numeric(c) for c in table.cells(name, "columns"))]
 
 

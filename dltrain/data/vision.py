@@ -56,8 +56,9 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-image
 FAMILIES = {
     "mnist": Family(datasets.MNIST, "MNIST/raw", MNIST_FILES, True),
     "fashion_mnist": Family(datasets.FashionMNIST, "FashionMNIST/raw", MNIST_FILES, True),
-    "cifar10": Family(_CIFAR10, "cifar-10-batches-py",
-                      tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",), False),
+    "cifar10": Family(
+        _CIFAR10, "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",), False
+    ),
 }
 
 
@@ -73,8 +74,10 @@ def _gunzip_missing(folder: Path, files: tuple[str, ...]) -> None:
 def _missing_message(name: str, p: TorchvisionParams, family: Family) -> str:
     folder = p.root / family.folder
     also = " (or the same with .gz)" if family.gzipped else ""
-    return (f"data.root: the {name} files are not in '{folder}'. Expected there: {', '.join(family.files)}{also}. "
-            f"Put them there, or set `download: true` (needs network) to fetch them into '{p.root}'")
+    return (
+        f"data.root: the {name} files are not in '{folder}'. Expected there: {', '.join(family.files)}{also}. "
+        f"Put them there, or set `download: true` (needs network) to fetch them into '{p.root}'"
+    )
 
 
 def load_torchvision(name: str, p: TorchvisionParams) -> RawData:
@@ -86,19 +89,35 @@ def load_torchvision(name: str, p: TorchvisionParams) -> RawData:
     try:
         train = family.reader(str(p.root), train=True, download=p.download)
         test = family.reader(str(p.root), train=False, download=False)
-    except (RuntimeError, OSError, EOFError, ValueError, AssertionError, pickle.UnpicklingError) as exc:  # torchvision asserts formats
+    except (
+        RuntimeError,
+        OSError,
+        EOFError,
+        ValueError,
+        AssertionError,
+        pickle.UnpicklingError,
+    ) as exc:  # torchvision asserts formats
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if all((folder / f).is_file() for f in family.files):
-            raise DataError(f"data.root: the {name} files in '{folder}' could not be read ({reason}); "
-                            f"replace them with torchvision's files") from None
+            raise DataError(
+                f"data.root: the {name} files in '{folder}' could not be read ({reason}); "
+                f"replace them with torchvision's files"
+            ) from None
         if not p.download:
             raise DataError(_missing_message(name, p, family)) from None
-        raise DataError(f"data.download: could not download {name} into '{p.root}' ({reason}). "
-                        f"Downloading needs network; or put the files in '{folder}' yourself: "
-                        f"{', '.join(family.files)}") from None
-    return RawData(_images(train.data), np.asarray(train.targets, dtype=np.int64),
-                   _images(test.data), np.asarray(test.targets, dtype=np.int64),
-                   class_names=list(train.classes), value_range=255.0)
+        raise DataError(
+            f"data.download: could not download {name} into '{p.root}' ({reason}). "
+            f"Downloading needs network; or put the files in '{folder}' yourself: "
+            f"{', '.join(family.files)}"
+        ) from None
+    return RawData(
+        _images(train.data),
+        np.asarray(train.targets, dtype=np.int64),
+        _images(test.data),
+        np.asarray(test.targets, dtype=np.int64),
+        class_names=list(train.classes),
+        value_range=255.0,
+    )
 
 
 def _images(data: Any) -> np.ndarray:

@@ -10,7 +10,9 @@ from .._params import Params
 from .._registry import Registry
 from .schedules import MODE, MONITOR, Mode, PlateauKeys
 
-CALLBACKS: Registry[Any] = Registry("callback", case_sensitive=False, implemented_in=("dltrain.callbacks", "dltrain.tracking"))
+CALLBACKS: Registry[Any] = Registry(
+    "callback", case_sensitive=False, implemented_in=("dltrain.callbacks", "dltrain.tracking")
+)
 callback = CALLBACKS.describes()
 
 MIN_DELTA = "The smallest change that counts as an improvement."
@@ -84,7 +86,9 @@ class MLflowParams(Params):
     """Log the config, every epoch row and the run's files to MLflow (`pip install 'dltrain[mlflow]'`)."""
 
     type: Literal["MLflow"]
-    tracking_uri: str | None = Field(None, description="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db in the working folder")
+    tracking_uri: str | None = Field(
+        None, description="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns.db in the working folder"
+    )
     experiment: str | None = Field(None, description="default: the config's name")
     log_checkpoints: bool = Field(False, description="also upload last.pt and best.pt as artifacts")
 
@@ -96,5 +100,7 @@ class WandBParams(Params):
     type: Literal["WandB"]
     project: str | None = Field(None, description="default: the config's name")
     entity: str | None = Field(None, description="your W&B team or user (default: the logged-in account's)")
-    mode: Literal["online", "offline", "disabled"] = Field("offline", description="offline: files under the run; `wandb sync` uploads them")
+    mode: Literal["online", "offline", "disabled"] = Field(
+        "offline", description="offline: files under the run; `wandb sync` uploads them"
+    )
     log_checkpoints: bool = Field(False, description="also save last.pt and best.pt with the run")

@@ -176,7 +176,9 @@ class Config(Params):
     model: ModelConfig = Field(description="The network: input shape and layers.")
     compile: CompileConfig = Field(description="Optimizer, loss and metrics.")
     fit: FitConfig = Field(FitConfig(), description="How to train.")
-    tune: TuneConfig | None = Field(None, exclude=True, description="`dltrain tune` only: the metric, pruner and search space; runs never store it.")
+    tune: TuneConfig | None = Field(
+        None, exclude=True, description="`dltrain tune` only: the metric, pruner and search space; runs never store it."
+    )
 
     @field_validator("name")
     @classmethod

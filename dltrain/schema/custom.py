@@ -64,8 +64,11 @@ def import_object(path: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ImportFailure(f"cannot import module '{module_name}' for '{path}' ({exc}); install the package that "
-                            f"provides it, or put its folder on PYTHONPATH", str(exc)) from None
+        raise ImportFailure(
+            f"cannot import module '{module_name}' for '{path}' ({exc}); install the package that "
+            f"provides it, or put its folder on PYTHONPATH",
+            str(exc),
+        ) from None
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):
@@ -126,7 +129,7 @@ def _params_model(name: str, obj: Any, base: type[Params]) -> tuple[type[Params]
     fields: dict[str, Any] = {}
     keys = []
     takes_shape = False
-    positional = list(signature.parameters.values())[1 if inspect.isclass(obj) else 0:]
+    positional = list(signature.parameters.values())[1 if inspect.isclass(obj) else 0 :]
     for parameter in positional:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
@@ -198,7 +201,9 @@ def missing(required: list[dict[str, Any]]) -> str | None:
             if item.get("package"):
                 fix = f"install it: pip install {item['package']}=={item['version']}"
             else:
-                fix = (f"make module '{item['path'].split(':')[0]}' importable (it came from no installed package: "
-                       f"put its folder on PYTHONPATH)")
+                fix = (
+                    f"make module '{item['path'].split(':')[0]}' importable (it came from no installed package: "
+                    f"put its folder on PYTHONPATH)"
+                )
             return f"it was trained with '{item['path']}', which cannot be imported here ({exc.reason}); {fix}"
     return None

@@ -15,7 +15,9 @@ class Distribution(Params):
 
     loguniform: tuple[float, float] | None = Field(None, description="[low, high], sampled on a log scale (low > 0).")
     uniform: tuple[float, float] | None = Field(None, description="[low, high], sampled uniformly.")
-    int: tuple[builtins.int, builtins.int] | None = Field(None, description="[low, high], integers.")  # `int` names the key: builtins.int is the type
+    int: tuple[builtins.int, builtins.int] | None = Field(
+        None, description="[low, high], integers."
+    )  # `int` names the key: builtins.int is the type
     choice: Annotated[list[Any], Field(min_length=1)] | None = Field(None, description="The values to choose from.")
     step: Annotated[float, Field(gt=0)] | None = Field(None, description="For int and uniform: the grid spacing.")
 
@@ -23,8 +25,10 @@ class Distribution(Params):
     def _one_kind(self) -> Distribution:
         kinds = [k for k in ("loguniform", "uniform", "int", "choice") if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("give exactly one of loguniform: [low, high], uniform: [low, high], int: [low, high] "
-                             f"or choice: [values]; received {', '.join(kinds) or 'none'}")
+            raise ValueError(
+                "give exactly one of loguniform: [low, high], uniform: [low, high], int: [low, high] "
+                f"or choice: [values]; received {', '.join(kinds) or 'none'}"
+            )
         low_high = getattr(self, kinds[0]) if kinds[0] != "choice" else None
         if low_high is not None and not low_high[0] < low_high[1]:
             raise ValueError(f"expected low < high; received [{low_high[0]}, {low_high[1]}]")
@@ -56,9 +60,19 @@ class Distribution(Params):
 class TuneConfig(Params):
     """`tune:` what `dltrain tune` optimises, and over which keys."""
 
-    metric: str = Field("val_loss", description="a column of the epoch row (history.csv); a trial's value is its last epoch's")
-    direction: Literal["auto", "maximize", "minimize"] = Field("auto", description="auto: maximize for accuracy-like metrics")
-    pruner: Literal["median", "hyperband", "none"] = Field("median", description="stops trials behind the others, per epoch")
-    warmup_epochs: Annotated[int, Field(ge=0)] = Field(2, description="median: epochs a trial runs before it may be pruned")
-    startup_trials: Annotated[int, Field(ge=1)] = Field(5, description="trials sampled at random before TPE and pruning start")
+    metric: str = Field(
+        "val_loss", description="a column of the epoch row (history.csv); a trial's value is its last epoch's"
+    )
+    direction: Literal["auto", "maximize", "minimize"] = Field(
+        "auto", description="auto: maximize for accuracy-like metrics"
+    )
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="stops trials behind the others, per epoch"
+    )
+    warmup_epochs: Annotated[int, Field(ge=0)] = Field(
+        2, description="median: epochs a trial runs before it may be pruned"
+    )
+    startup_trials: Annotated[int, Field(ge=1)] = Field(
+        5, description="trials sampled at random before TPE and pruning start"
+    )
     space: Annotated[dict[str, Distribution], Field(min_length=1)] = Field(description="config key → distribution")

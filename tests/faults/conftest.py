@@ -37,8 +37,12 @@ def tiny_config(**fit: Any) -> dict[str, Any]:
         "name": "tiny",
         "seed": 0,
         "data": {"source": "digits", "normalize": "scale"},
-        "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"},
-                             {"type": "Dense", "units": 10, "activation": "softmax"}]},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 16, "activation": "relu"},
+                {"type": "Dense", "units": 10, "activation": "softmax"},
+            ]
+        },
         "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
         "fit": {"epochs": 1, "batch_size": 128, "validation_split": 0.2, "device": "cpu", **fit},
     }
@@ -116,6 +120,7 @@ class Process:
         if self.fresh is not None and self.fresh.poll() is not None:
             out, err = self.fresh.communicate()
             return out.decode(errors="replace"), err.decode(errors="replace")
+
         def read(name: str) -> str:
             path = self.folder / name
             return path.read_text(errors="replace") if path.exists() else ""
@@ -160,9 +165,13 @@ class Zygote:
 
     def request(self, request: dict[str, Any]) -> None:
         if self.process is None:
-            self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("zygote.py"))],
-                                            env={**os.environ, **ENV}, stdin=subprocess.PIPE,
-                                            stdout=subprocess.DEVNULL, text=True)
+            self.process = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("zygote.py"))],
+                env={**os.environ, **ENV},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                text=True,
+            )
         assert self.process.stdin is not None and self.process.poll() is None, "the fault suite's zygote died"
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
@@ -182,21 +191,35 @@ class Faults:
         self.folder = folder  # the test's own folder: its working directory
         self.processes: list[Process] = []
 
-    def start(self, *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
-              fresh: bool = False) -> Process:
+    def start(
+        self, *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None, fresh: bool = False
+    ) -> Process:
         """`dltrain ARGS` in its own process (a new interpreter when `fresh`), not waited for."""
         argv, cwd = [str(a) for a in args], cwd or self.folder
         if fresh:
-            popen = subprocess.Popen([sys.executable, "-m", "dltrain", *argv], cwd=cwd,
-                                     env={**os.environ, **ENV, **(env or {})}, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "dltrain", *argv],
+                cwd=cwd,
+                env={**os.environ, **ENV, **(env or {})},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
             process = Process(self.folder, popen)
         else:
             box = Path(os.path.realpath(self.folder)) / f".process-{len(self.processes)}"
             box.mkdir()
             process = Process(box)
-            self.zygote.request({"argv": argv, "cwd": str(cwd), "env": env or {}, "out": str(box / "out"),
-                                 "err": str(box / "err"), "pid": str(box / "pid"), "rc": str(box / "rc")})
+            self.zygote.request(
+                {
+                    "argv": argv,
+                    "cwd": str(cwd),
+                    "env": env or {},
+                    "out": str(box / "out"),
+                    "err": str(box / "err"),
+                    "pid": str(box / "pid"),
+                    "rc": str(box / "rc"),
+                }
+            )
         self.processes.append(process)
         return process
 
@@ -292,8 +315,9 @@ def mount(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     def make(size: str = "1m", readonly: bool = False, fill: Callable[[Path], None] | None = None) -> Path:
         point = tmp_path / f"mnt{len(mounted)}"
         point.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
         mounted.append(point)

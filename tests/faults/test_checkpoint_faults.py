@@ -30,8 +30,12 @@ CONFIG = {
     "name": "faults",
     "seed": 0,
     "data": {"source": "digits", "normalize": "scale", "test_split": 0.2},
-    "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"},
-                         {"type": "Dense", "units": 10, "activation": "softmax"}]},
+    "model": {
+        "layers": [
+            {"type": "Dense", "units": 16, "activation": "relu"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]
+    },
     "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
     "fit": {"epochs": 1, "batch_size": 64, "device": "cpu"},
 }
@@ -56,12 +60,14 @@ Damage = Callable[[Path, Path], None]  # (good file, the copy to damage in place
 
 def _edit(change: Callable[[dict[str, Any]], None], rehash: bool = True) -> Damage:
     """Load the plain data, change it, save it (with a fresh checksum: the edit is not a bit flip)."""
+
     def damage(good: Path, target: Path) -> None:
         data = torch.load(good, weights_only=True)
         change(data)
         if rehash and isinstance(data.get("model"), dict):
             data["checksum"] = checksum(data["model"])
         torch.save(data, target)
+
     return damage
 
 
@@ -108,13 +114,19 @@ FAULTS: list[tuple[str, Damage, list[str]]] = [
     ("missing key", _edit(_pop("task")), ["damaged", "missing keys: task"]),
     ("wrongly typed key", _edit(_set("input_shape", "64")), ["damaged", "'input_shape'"]),
     ("missing weight", _edit(_model(lambda m: m.pop("layers.1.bias"))), ["missing weights: layers.1.bias"]),
-    ("wrong shape", _edit(_model(lambda m: m.__setitem__("layers.0.weight", torch.zeros(16, 32)))),
-     ["shapes differ", "layers.0.weight is [16, 32] in the file, [16, 64] in the model"]),
+    (
+        "wrong shape",
+        _edit(_model(lambda m: m.__setitem__("layers.0.weight", torch.zeros(16, 32)))),
+        ["shapes differ", "layers.0.weight is [16, 32] in the file, [16, 64] in the model"],
+    ),
     ("nan weights", _edit(_model(_nan)), ["damaged", "non-finite", "layers.1.weight"]),
     ("lying input shape", _edit(_set("input_shape", [32])), ["damaged", "inputs of [32]", "makes [64]"]),
     ("short class names", _edit(_set("class_names", ["0", "1", "2"])), ["damaged", "names 3 classes", "10 classes"]),
-    ("missing frozen file", _edit(_set("frozen", {"file": "frozen-0123.pt", "checksum": "0" * 64})),
-     ["frozen-0123.pt", "missing"]),
+    (
+        "missing frozen file",
+        _edit(_set("frozen", {"file": "frozen-0123.pt", "checksum": "0" * 64})),
+        ["frozen-0123.pt", "missing"],
+    ),
 ]
 
 COMMANDS: dict[str, Callable[[Path, Path], list[str | Path]]] = {  # (checkpoint, a sample file) -> arguments
@@ -143,13 +155,17 @@ def _one_error(stderr: str, words: list[str]) -> None:
 
 # evaluate and predict meet every fault; resume and export (which load through the same build) a sample of them
 CASES = [(command, fault) for command in ("evaluate", "predict") for fault in FAULTS] + [
-    (command, fault) for command in ("fit --resume", "export") for fault in FAULTS
-    if fault[0] in ("flipped bit", "truncated", "wrong shape", "nan weights", "short class names")]
+    (command, fault)
+    for command in ("fit --resume", "export")
+    for fault in FAULTS
+    if fault[0] in ("flipped bit", "truncated", "wrong shape", "nan weights", "short class names")
+]
 
 
 @pytest.mark.parametrize("command,fault", CASES, ids=[f"{c}-{f[0]}" for c, f in CASES])
-def test_damaged_checkpoint_exits_2_naming_the_fault(cli, trained: Path, tmp_path: Path, command: str,
-                                                     fault: tuple[str, Damage, list[str]]) -> None:
+def test_damaged_checkpoint_exits_2_naming_the_fault(
+    cli, trained: Path, tmp_path: Path, command: str, fault: tuple[str, Damage, list[str]]
+) -> None:
     _, damage, words = fault
     target, sample = _damaged(trained, tmp_path, damage)
     before = target.read_bytes()
@@ -168,10 +184,12 @@ def test_a_set_that_changes_the_model_is_named(cli, trained: Path, tmp_path: Pat
 
 def test_older_checkpoint_without_checksum_still_loads(cli, trained: Path, tmp_path: Path) -> None:
     """Format 1: no checksum, `layers.N.0.weight` names for a Dense with an activation."""
+
     def older(data: dict[str, Any]) -> None:
         data["format"] = "dltrain-checkpoint-1"
         data.pop("checksum")
         data["model"] = {k.replace("layers.0.", "layers.0.0."): v for k, v in data["model"].items()}
+
     target, _ = _damaged(trained, tmp_path, _edit(older, rehash=False))
     now = cli("evaluate", trained, "--json")
     then = cli("evaluate", target, "--json")
@@ -185,8 +203,14 @@ def test_real_process_reports_one_line(trained: Path, tmp_path: Path, name: str)
     target, sample = _damaged(trained, tmp_path, damage)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     for args in (["evaluate", target], ["predict", target, sample]):
-        done = subprocess.run([sys.executable, "-m", "dltrain", *map(str, args)], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "dltrain", *map(str, args)],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 2, done.stderr
         _one_error(done.stderr, words)
         assert done.stdout == ""

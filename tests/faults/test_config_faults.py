@@ -15,10 +15,15 @@ import pytest
 import yaml
 
 DIGITS: dict[str, Any] = {
-    "name": "faults", "seed": 0,
+    "name": "faults",
+    "seed": 0,
     "data": {"source": "digits", "normalize": "scale"},
-    "model": {"layers": [{"type": "Dense", "units": 16, "activation": "relu"},
-                         {"type": "Dense", "units": 10, "activation": "softmax"}]},
+    "model": {
+        "layers": [
+            {"type": "Dense", "units": 16, "activation": "relu"},
+            {"type": "Dense", "units": 10, "activation": "softmax"},
+        ]
+    },
     "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
     "fit": {"epochs": 1, "batch_size": 64, "device": "cpu"},
 }
@@ -71,13 +76,22 @@ def test_bad_values_are_refused_by_check_and_fit(cli, tmp_path: Path, override: 
 
 def test_a_batch_too_large_for_memory_is_refused_with_the_estimate(cli, tmp_path: Path) -> None:
     # few parameters, but each sample's Dense output is [1000, 100000]: 640 GB of activations for 800 samples
-    config = {**DIGITS, "data": {"source": "synthetic", "num_samples": 1000, "shape": [1000, 4], "num_classes": 2},
-              "model": {"layers": [{"type": "Dense", "units": 100000}, {"type": "GlobalAveragePooling1D"},
-                                   {"type": "Dense", "units": 2, "activation": "softmax"}]},
-              "fit": {"epochs": 1, "batch_size": 1000000, "device": "cpu"}}
+    config = {
+        **DIGITS,
+        "data": {"source": "synthetic", "num_samples": 1000, "shape": [1000, 4], "num_classes": 2},
+        "model": {
+            "layers": [
+                {"type": "Dense", "units": 100000},
+                {"type": "GlobalAveragePooling1D"},
+                {"type": "Dense", "units": 2, "activation": "softmax"},
+            ]
+        },
+        "fit": {"epochs": 1, "batch_size": 1000000, "device": "cpu"},
+    }
     for command in ("check", "fit"):
-        assert_refused(cli(command, write(tmp_path, config)), "fit.batch_size", "GB", "batch of 800",
-                       "Lower fit.batch_size")
+        assert_refused(
+            cli(command, write(tmp_path, config)), "fit.batch_size", "GB", "batch of 800", "Lower fit.batch_size"
+        )
     assert not (tmp_path / "runs").exists()
 
 
@@ -98,7 +112,9 @@ def test_set_into_a_shorthand_value_works(cli, tmp_path: Path) -> None:
     result = cli("fit", write(tmp_path, DIGITS), "--set", "compile.optimizer.lr=1e-4", "--run-dir", "run")
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert saved["compile"]["optimizer"]["type"] == "adam" and saved["compile"]["optimizer"]["lr"] == pytest.approx(1e-4)
+    assert saved["compile"]["optimizer"]["type"] == "adam" and saved["compile"]["optimizer"]["lr"] == pytest.approx(
+        1e-4
+    )
 
 
 def test_resuming_a_finished_run_says_so_and_changes_nothing(cli, tmp_path: Path) -> None:

@@ -24,8 +24,11 @@ def write(tmp_path: Path, config: dict[str, Any], name: str = "config.yaml") -> 
 
 def assert_refused(result: Any, *words: str) -> str:
     """Exit 2, one error message naming `words`, no traceback."""
-    code, text = (result.returncode, result.stdout + result.stderr) if hasattr(result, "returncode") \
+    code, text = (
+        (result.returncode, result.stdout + result.stderr)
+        if hasattr(result, "returncode")
         else (result.exit_code, result.output)
+    )
     assert code == 2, text
     assert "Traceback" not in text, text
     assert text.count("error:") == 1, text
@@ -34,19 +37,29 @@ def assert_refused(result: Any, *words: str) -> str:
     return text
 
 
-def npz_config(path: str = "d.npz", layers: list | None = None, loss: str = "categorical_crossentropy",
-               **data: Any) -> dict[str, Any]:
-    return {"name": "faults", "seed": 0, "data": {"source": "npz", "path": path, **data},
-            "model": {"layers": layers or [{"type": "Flatten"}, {"type": "Dense", "units": 2, "activation": "softmax"}]},
-            "compile": {"loss": loss}, "fit": {"epochs": 1, "device": "cpu"}}
+def npz_config(
+    path: str = "d.npz", layers: list | None = None, loss: str = "categorical_crossentropy", **data: Any
+) -> dict[str, Any]:
+    return {
+        "name": "faults",
+        "seed": 0,
+        "data": {"source": "npz", "path": path, **data},
+        "model": {"layers": layers or [{"type": "Flatten"}, {"type": "Dense", "units": 2, "activation": "softmax"}]},
+        "compile": {"loss": loss},
+        "fit": {"epochs": 1, "device": "cpu"},
+    }
 
 
 def save(tmp_path: Path, **arrays: Any) -> None:
     np.savez(tmp_path / "d.npz", **arrays)
 
 
-CONV = [{"type": "Conv2D", "filters": 4, "kernel_size": 3}, {"type": "MaxPooling2D", "pool_size": 2},
-        {"type": "Flatten"}, {"type": "Dense", "units": 2, "activation": "softmax"}]
+CONV = [
+    {"type": "Conv2D", "filters": 4, "kernel_size": 3},
+    {"type": "MaxPooling2D", "pool_size": 2},
+    {"type": "Flatten"},
+    {"type": "Dense", "units": 2, "activation": "softmax"},
+]
 
 
 def test_channels_last_images_are_refused_by_check_and_fit_with_the_fix(cli, tmp_path: Path) -> None:
@@ -71,18 +84,32 @@ def test_channels_last_on_data_that_is_not_images_is_refused(cli, tmp_path: Path
 
 
 BAD_ARRAYS = {
-    "complex inputs": (lambda: {"x_train": np.ones((20, 4), np.complex64) * 1j, "y_train": np.arange(20) % 2},
-                       ["complex numbers", "real numbers"]),
+    "complex inputs": (
+        lambda: {"x_train": np.ones((20, 4), np.complex64) * 1j, "y_train": np.arange(20) % 2},
+        ["complex numbers", "real numbers"],
+    ),
     "text inputs": (lambda: {"x_train": np.array([["a"] * 4] * 20), "y_train": np.arange(20) % 2}, ["text"]),
-    "missing inputs": (lambda: {"x_train": np.where(np.eye(20, 4) > 0, np.nan, 1.0), "y_train": np.arange(20) % 2},
-                       ["missing or infinite", "index (0, 0)"]),
-    "infinite test inputs": (lambda: {"x_train": np.ones((20, 4)), "y_train": np.arange(20) % 2,
-                                      "x_test": np.full((5, 4), np.inf), "y_test": np.arange(5) % 2},
-                             ["test split", "infinite"]),
-    "object arrays": (lambda: {"x_train": np.array([{"a": 1}] * 20, dtype=object), "y_train": np.arange(20) % 2},
-                      ["'x_train' cannot be read", "numeric arrays"]),
-    "validation inputs without targets": (lambda: {"x_train": np.ones((20, 4)), "y_train": np.arange(20) % 2,
-                                                   "x_val": np.ones((5, 4))}, ["'x_val' but no 'y_val'"]),
+    "missing inputs": (
+        lambda: {"x_train": np.where(np.eye(20, 4) > 0, np.nan, 1.0), "y_train": np.arange(20) % 2},
+        ["missing or infinite", "index (0, 0)"],
+    ),
+    "infinite test inputs": (
+        lambda: {
+            "x_train": np.ones((20, 4)),
+            "y_train": np.arange(20) % 2,
+            "x_test": np.full((5, 4), np.inf),
+            "y_test": np.arange(5) % 2,
+        },
+        ["test split", "infinite"],
+    ),
+    "object arrays": (
+        lambda: {"x_train": np.array([{"a": 1}] * 20, dtype=object), "y_train": np.arange(20) % 2},
+        ["'x_train' cannot be read", "numeric arrays"],
+    ),
+    "validation inputs without targets": (
+        lambda: {"x_train": np.ones((20, 4)), "y_train": np.arange(20) % 2, "x_val": np.ones((5, 4))},
+        ["'x_val' but no 'y_val'"],
+    ),
 }
 
 
@@ -109,15 +136,21 @@ def table(path: Path, rows: int = 30, label: str = "kind") -> Path:
 
 
 def csv_config(**data: Any) -> dict[str, Any]:
-    return {"name": "faults", "seed": 0, "data": {"source": "csv", "path": "t.csv", "target": "kind", **data},
-            "model": {"layers": [{"type": "Dense", "units": 3, "activation": "softmax"}]},
-            "compile": {"loss": "categorical_crossentropy"}, "fit": {"epochs": 1, "device": "cpu"}}
+    return {
+        "name": "faults",
+        "seed": 0,
+        "data": {"source": "csv", "path": "t.csv", "target": "kind", **data},
+        "model": {"layers": [{"type": "Dense", "units": 3, "activation": "softmax"}]},
+        "compile": {"loss": "categorical_crossentropy"},
+        "fit": {"epochs": 1, "device": "cpu"},
+    }
 
 
 def test_a_missing_or_different_validation_csv_is_refused(cli, tmp_path: Path) -> None:
     table(tmp_path / "t.csv")
-    assert_refused(cli("check", write(tmp_path, csv_config(validation_path="nowhere.csv"))),
-                   "data.validation_path", "nowhere.csv")
+    assert_refused(
+        cli("check", write(tmp_path, csv_config(validation_path="nowhere.csv"))), "data.validation_path", "nowhere.csv"
+    )
     table(tmp_path / "v.csv", label="species")
     assert_refused(cli("check", write(tmp_path, csv_config(validation_path="v.csv"))), "'kind'", "v.csv")
 
@@ -154,7 +187,7 @@ BAD_CELLS = {  # (the cell at line 3, column 'a'; words of the message)
 def test_csv_cells_that_are_not_numbers_name_their_line(cli, tmp_path: Path, case: str) -> None:
     cell, words = BAD_CELLS[case]
     lines = table(tmp_path / "t.csv").read_text().splitlines()
-    lines[2] = cell + lines[2][lines[2].index(","):]
+    lines[2] = cell + lines[2][lines[2].index(",") :]
     (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
     for command in ("check", "fit"):
         assert_refused(cli(command, write(tmp_path, csv_config())), "t.csv", *words)
@@ -164,10 +197,14 @@ def test_csv_cells_that_are_not_numbers_name_their_line(cli, tmp_path: Path, cas
 def test_a_time_series_with_a_missing_cell_is_refused(cli, tmp_path: Path) -> None:
     rows = ["t,load"] + [f"{i},{'' if i == 5 else i % 4}" for i in range(40)]
     (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
-    config = {"name": "faults", "seed": 0,
-              "data": {"source": "timeseries_csv", "path": "s.csv", "target": "load", "columns": ["load"], "window": 4},
-              "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1}]},
-              "compile": {"loss": "mse"}, "fit": {"epochs": 1, "device": "cpu"}}
+    config = {
+        "name": "faults",
+        "seed": 0,
+        "data": {"source": "timeseries_csv", "path": "s.csv", "target": "load", "columns": ["load"], "window": 4},
+        "model": {"layers": [{"type": "Flatten"}, {"type": "Dense", "units": 1}]},
+        "compile": {"loss": "mse"},
+        "fit": {"epochs": 1, "device": "cpu"},
+    }
     assert_refused(cli("check", write(tmp_path, config)), "s.csv", "line 7", "missing value")
 
 

@@ -91,8 +91,9 @@ def test_a_second_fit_on_a_busy_run_directory_names_the_holder(faults, tmp_path:
     first.wait_for(tmp_path / "run" / "last.pt")
     before = faults.snapshot(tmp_path / "run" / "config.yaml")
     second = faults.run("fit", config, "--run-dir", "run")
-    message = second.failed(2, "'run' is in use by another dltrain fit", f"pid {first.pid} on {os.uname().nodename}",
-                            "started")
+    message = second.failed(
+        2, "'run' is in use by another dltrain fit", f"pid {first.pid} on {os.uname().nodename}", "started"
+    )
     assert "--run-dir" in message
     faults.run("fit", "--resume", "run").failed(2, f"pid {first.pid}")  # resuming it meanwhile is refused too
     faults.unchanged(before)

@@ -23,14 +23,23 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("trained")
     config = folder / "synthetic.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "synthetic", "seed": 0,
-        "data": {"source": "synthetic", "num_samples": 200, "shape": [20], "num_classes": 3},
-        "model": {"layers": [{"type": "Dense", "units": 8, "activation": "relu"},
-                             {"type": "Dense", "units": 3, "activation": "softmax"}]},
-        "compile": {"loss": "categorical_crossentropy", "metrics": ["accuracy"]},
-        "fit": {"epochs": 1, "batch_size": 64, "device": "cpu"},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "synthetic",
+                "seed": 0,
+                "data": {"source": "synthetic", "num_samples": 200, "shape": [20], "num_classes": 3},
+                "model": {
+                    "layers": [
+                        {"type": "Dense", "units": 8, "activation": "relu"},
+                        {"type": "Dense", "units": 3, "activation": "softmax"},
+                    ]
+                },
+                "compile": {"loss": "categorical_crossentropy", "metrics": ["accuracy"]},
+                "fit": {"epochs": 1, "batch_size": 64, "device": "cpu"},
+            }
+        )
+    )
     return api.fit(config, run_dir=folder / "run").run_dir / "best.pt"
 
 

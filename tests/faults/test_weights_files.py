@@ -36,8 +36,11 @@ FILES = {
     "random bytes named .safetensors": ("weights.safetensors", lambda p, m: p.write_bytes(os.urandom(4096)), "neither"),
     "torch.save zip named .safetensors": ("weights.safetensors", _torch_trap, "a torch.save file (.pth)"),
     "torch.save zip that runs code": ("weights.pth", _torch_trap, "holds more than tensors"),
-    "truncated torch.save zip": ("weights.pth", lambda p, m: p.write_bytes(b"PK\x03\x04" + os.urandom(100)),
-                                 "not a readable state dict"),
+    "truncated torch.save zip": (
+        "weights.pth",
+        lambda p, m: p.write_bytes(b"PK\x03\x04" + os.urandom(100)),
+        "not a readable state dict",
+    ),
 }
 
 
@@ -49,8 +52,11 @@ def test_a_weights_file_that_is_not_what_its_name_says_is_refused_unread(faults,
     config = faults.config()
     text = yaml.safe_load(config.read_text())
     text["data"] = {"source": "synthetic", "num_samples": 16, "shape": [3, 32, 32], "num_classes": 2}
-    text["model"]["layers"] = [{"type": "Backbone", "name": "resnet18", "weights": str(weights), "trainable": False},
-                               {"type": "Flatten"}, {"type": "Dense", "units": 2, "activation": "softmax"}]
+    text["model"]["layers"] = [
+        {"type": "Backbone", "name": "resnet18", "weights": str(weights), "trainable": False},
+        {"type": "Flatten"},
+        {"type": "Dense", "units": 2, "activation": "softmax"},
+    ]
     config.write_text(yaml.safe_dump(text, sort_keys=False))
     before = faults.snapshot(weights)
     faults.run("check", config).failed(2, str(weights), phrase)
