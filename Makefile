@@ -20,8 +20,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check dltrain tests bench
+	$(BIN)/ruff format --check dltrain tests bench
 	$(BIN)/mypy dltrain
 
 bench: $(STAMP)
