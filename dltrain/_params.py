@@ -119,7 +119,9 @@ def tagged_union(
             return handler(value)
         return value.model_dump(mode=info.mode, by_alias=info.by_alias)
 
-    return Annotated[annotated, WrapValidator(check_custom), WrapSerializer(dump_custom)]
+    return Annotated[
+        annotated, WrapValidator(check_custom), WrapSerializer(dump_custom), _ImportPathForm(tag, allow_string)
+    ]
 
 
 class _NameShorthand:
@@ -134,3 +136,32 @@ class _NameShorthand:
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         return {"anyOf": [{"type": "string", "enum": self.names}, handler(core_schema)]}
+
+
+IMPORT_PATH = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"  # package.module:Name
+
+
+class _ImportPathForm:
+    """Adds your own class by import path (`type: "my_package.blocks:ResBlock"`) to the JSON Schema.
+
+    Its keys come from the class's constructor, which the schema cannot know: any keys are allowed there.
+    """
+
+    def __init__(self, tag: str, allow_string: bool) -> None:
+        self.tag = tag
+        self.allow_string = allow_string
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        by_path: dict[str, Any] = {
+            "type": "object",
+            "properties": {
+                self.tag: {"type": "string", "pattern": IMPORT_PATH, "description": "'package.module:Class'"}
+            },
+            "required": [self.tag],
+            "description": "your own class by import path, 'package.module:Class'; its constructor's keyword "
+            "arguments are its keys",
+        }
+        forms = [handler(core_schema), by_path]
+        if self.allow_string:
+            forms.append({"type": "string", "pattern": IMPORT_PATH})
+        return {"anyOf": forms}
