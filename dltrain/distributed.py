@@ -193,6 +193,9 @@ def open_context(device: str, strategy: str = "auto") -> Iterator[Context]:
             device_id=where if where.type == "cuda" else None,
         )
         yield DistributedContext(where, rank, world_size, local_rank, backend)
+        # Every rank is done before any tears its group down: a gloo rank whose peer has already
+        # gone can abort in C++ ("terminate called without an active exception"), seen under load.
+        torch.distributed.barrier()
     except KeyboardInterrupt:
         if rank == 0:
             raise
