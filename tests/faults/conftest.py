@@ -26,26 +26,17 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
+from conftest import tiny_digits_config
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}  # tiny models: threads only contend
 
 
 def tiny_config(**fit: Any) -> dict[str, Any]:
-    """A small, fast digits MLP (fit keys by keyword); a few epochs take well under a second."""
-    return {
-        "name": "tiny",
-        "seed": 0,
-        "data": {"source": "digits", "normalize": "scale"},
-        "model": {
-            "layers": [
-                {"type": "Dense", "units": 16, "activation": "relu"},
-                {"type": "Dense", "units": 10, "activation": "softmax"},
-            ]
-        },
-        "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
-        "fit": {"epochs": 1, "batch_size": 128, "validation_split": 0.2, "device": "cpu", **fit},
-    }
+    """The suite's digits MLP (fit keys by keyword): tests/conftest's, narrower, one epoch, batches of 128."""
+    config = tiny_digits_config(**{"epochs": 1, "batch_size": 128, **fit})
+    config["model"]["layers"][0]["units"] = 16  # a few epochs take well under a second
+    return config
 
 
 def write_yaml(path: Path, config: dict[str, Any]) -> Path:

@@ -1,8 +1,7 @@
 """Fault injection, config family: values that used to reach a traceback (or train on silently)
 end in one message and exit 2, before anything is allocated or written.
 
-Self-contained (no imports from conftest; only its `cli` fixture), so it runs beside any
-other fault file.
+Its configs are the suite's tiny digits MLP (`tiny_config`).
 """
 
 from __future__ import annotations
@@ -14,19 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-DIGITS: dict[str, Any] = {
-    "name": "faults",
-    "seed": 0,
-    "data": {"source": "digits", "normalize": "scale"},
-    "model": {
-        "layers": [
-            {"type": "Dense", "units": 16, "activation": "relu"},
-            {"type": "Dense", "units": 10, "activation": "softmax"},
-        ]
-    },
-    "compile": {"optimizer": "adam", "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
-    "fit": {"epochs": 1, "batch_size": 64, "device": "cpu"},
-}
+from .conftest import tiny_config
+
+DIGITS: dict[str, Any] = {**tiny_config(batch_size=64), "name": "faults"}
+del DIGITS["fit"]["validation_split"]  # these cases train on the whole training split
 
 
 def write(tmp_path: Path, config: dict[str, Any] | str, name: str = "config.yaml") -> Path:
