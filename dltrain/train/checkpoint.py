@@ -22,6 +22,7 @@ import os
 import pickle
 import random
 import threading
+import time
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -368,14 +369,29 @@ def detached(value: Any) -> Any:
     return value
 
 
+WRITE_BUDGET = 0.01  # the share of training time that writing checkpoints may take (CPU seconds per second)
+
+
 class Writer:
     """Writes checkpoints on a background thread, so an epoch does not wait for serialization and fsync.
 
     Each job is a `Checkpoint` already detached from training (see `detached`), written
     atomically as `save` writes it. A second file of the same snapshot (best.pt after
     last.pt) is a hard link to the first, not a second serialization. A newer snapshot
-    for a file replaces one still waiting. `flush` waits for every write; a write that
-    failed re-raises its error there (or at the next `submit`).
+    for a file replaces one still waiting. `flush` waits for every write (those held
+    back too); a write that failed re-raises its error there (or at the next `submit`).
+
+    Writes are paced so they cost at most `WRITE_BUDGET` of the run's CPU time: after
+    writes that took C CPU-seconds, the next is `due` once the process has used
+    C / WRITE_BUDGET more (CPU time, not wall time, so a machine busy with other work
+    does not make writes more frequent). The writer thread needs the GIL to pickle, so
+    its CPU time is taken from the training thread even with a core to spare. Epochs
+    longer than that (anything but toy runs: a 0.5 MiB checkpoint takes ~2 ms) are each
+    written; shorter ones every few epochs, so a kill -9 loses at most a fraction of a
+    second, and every way a fit ends (finished, stopped, Ctrl-C, SIGTERM) writes the
+    latest state.
+    A job submitted while a write is not due waits (best.pt) until the next due write
+    or `flush`.
     """
 
     def __init__(self) -> None:
@@ -384,18 +400,33 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._last: tuple[Checkpoint, Path] | None = None  # the last snapshot written, and where
+        self._next = 0.0  # time.process_time() from which the next write is due
+        self.spent = 0.0  # CPU seconds the writes took so far
 
-    def submit(self, path: Path, saved: Checkpoint) -> None:
+    def due(self) -> bool:
+        """Whether a write started now stays within the budget (always while one is under way: it joins it)."""
+        return self._thread is not None or time.process_time() >= self._next
+
+    def submit(self, path: Path, saved: Checkpoint, now: bool = False) -> None:
+        """Write `saved` to `path` in the background: when `due` (or `now`), else with the next write that is."""
         self._raise()
         with self._lock:
             self._pending.pop(path, None)
             self._pending[path] = saved  # dicts keep order: files are written in the order asked
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name="dltrain-checkpoint", daemon=False)
-                self._thread.start()
+            if now or self.due():
+                self._start()
 
-    def flush(self) -> None:
-        thread = self._thread
+    def _start(self) -> None:
+        if self._pending and (self._thread is None or not self._thread.is_alive()):
+            self._thread = threading.Thread(target=self._work, name="dltrain-checkpoint", daemon=False)
+            self._thread.start()
+
+    def flush(self, held: bool = True) -> None:
+        """Write everything submitted (with `held`, the jobs held back for the budget too) and wait for it."""
+        with self._lock:
+            if held:
+                self._start()
+            thread = self._thread
         if thread is not None:
             thread.join()
         self._raise()
@@ -406,10 +437,14 @@ class Writer:
             raise error
 
     def _work(self) -> None:
+        cpu = time.thread_time()
         while True:
             with self._lock:
                 if not self._pending:
                     self._thread = None
+                    cpu = time.thread_time() - cpu
+                    self.spent += cpu
+                    self._next = time.process_time() + cpu / WRITE_BUDGET
                     return
                 path = next(iter(self._pending))
                 saved = self._pending.pop(path)
@@ -487,7 +522,7 @@ def rng_state() -> dict[str, Any]:
         "tuple[str, np.ndarray, int, int, float]", np.random.get_state()
     )
     return {
-        "python": [py_version, list(py_state), py_gauss],
+        "python": [py_version, torch.from_numpy(np.array(py_state, dtype=np.int64)), py_gauss],  # pickles fast
         "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -496,8 +531,8 @@ def rng_state() -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any]) -> None:
     """Put every RNG back where `rng_state` found it."""
-    version, py_state, gauss = state["python"]
-    random.setstate((version, tuple(py_state), gauss))
+    version, py_state, gauss = state["python"]  # the state as a tensor, or (older files) a list
+    random.setstate((version, tuple(py_state.tolist() if isinstance(py_state, torch.Tensor) else py_state), gauss))
     kind, keys, pos, has_gauss, np_gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, np_gauss))
     torch.set_rng_state(state["torch"])

@@ -28,6 +28,7 @@ from ..nn.model import BuiltModel
 from ..nn.optim import build_optimizer
 from ..nn.schedules import LearningRate
 from ..reporting import Reporter
+from ..schema import custom
 from . import checkpoint
 from .callbacks import build_callbacks
 from .distributed import Context
@@ -98,6 +99,10 @@ class Trainer:
         self.run: RunDir | None = None  # the run directory `fit` writes (None in evaluate, check, the API without one)
         self.restored: checkpoint.Checkpoint | None = None  # the checkpoint the weights came from
         self._frozen_ref: Any = None  # ((folder, keys), FrozenRef) of the frozen weights written this run
+        self._frozen_keys: tuple[tuple[bool, ...], set[str]] | None = None  # (requires_grad of each param, keys)
+        self._params = list(self.network.parameters())
+        self._facts: dict[str, Any] | None = None  # what every checkpoint of the run repeats (see `_checkpoint`)
+        self.last_behind = False  # last.pt holds an earlier epoch than the last completed (not yet due)
         self._snapshot: Any = None  # ((epoch, step, run), Checkpoint): the last `state()`, until training moves on
         self.guard = NanGuard()
         self.stop = StopRequest()
@@ -139,6 +144,9 @@ class Trainer:
             thread_count(self.threads()),
         ):
             self.run_epochs(batches, run)
+            if run is not None and self.ctx.is_main and self.last_behind:  # the final epoch, before on_fit_end
+                run.save_checkpoint("last.pt", self.state(), now=True)
+                self.last_behind = False
         for callback in self.callbacks:
             callback.on_fit_end(self)
         self._snapshot = None  # on_fit_end may have restored other weights
@@ -174,7 +182,7 @@ class Trainer:
                 callback.on_epoch_end(self, row)
             if run is not None and self.ctx.is_main:
                 run.write_history(self.history)
-                run.save_checkpoint("last.pt", self.state())
+                self.save_epoch(run)
                 for callback in self.callbacks:
                     callback.write(self, run)
             self.clock.saved()
@@ -277,6 +285,13 @@ class Trainer:
             sample = first_inputs(self.splits["train"], fit.batch_size).to(self.ctx.device)
             self.step_module = compile_network(wrapped, sample, self.reporter.message)
 
+    def save_epoch(self, run: RunDir) -> None:
+        """last.pt at the end of an epoch, when the writes' budget allows (`checkpoint.Writer`); else
+        `last_behind` is set, and the end of the fit (or a stop) writes it."""
+        self.last_behind = not run.checkpoint_due()
+        if not self.last_behind:
+            run.save_checkpoint("last.pt", self.state())
+
     def save_mid_epoch(self, step: int) -> None:
         """`fit.checkpoint_every`: last.pt after `step` steps of this epoch, which `--resume` continues exactly.
 
@@ -284,7 +299,8 @@ class Trainer:
         so a mid-epoch state would not resume exactly; the epoch-end checkpoint does.
         """
         if self.run is not None and self.ctx.world_size == 1:
-            self.run.save_checkpoint("last.pt", self.state(step))
+            self.run.save_checkpoint("last.pt", self.state(step), now=True)
+            self.last_behind = False
         self.clock.saved()
 
     def interrupted(self, run: RunDir | None, epoch: int) -> None:
@@ -293,8 +309,9 @@ class Trainer:
         where = f"epoch {epoch}, step {self.partial_step}" if self.partial_step else f"the end of epoch {epoch}"
         text = f"{'Terminated (SIGTERM)' if self.stop.signum == signal.SIGTERM else 'Interrupted'} at {where}."
         if run is not None and self.ctx.is_main:
-            if self.partial_step:
-                run.save_checkpoint("last.pt", self.state())
+            if self.partial_step or self.last_behind:
+                run.save_checkpoint("last.pt", self.state(), now=True)
+                self.last_behind = False
             run.flush()
             text += f" Saved {run.path / 'last.pt'}; continue with: dltrain fit --resume {run.path}"
         self.reporter.message(text)
@@ -354,7 +371,7 @@ class Trainer:
         step = self.partial_step if step is None else step
         if self._snapshot is not None and self._snapshot[0] == (self.epoch, step, self.run):
             return self._snapshot[1]
-        model = self.network.state_dict()
+        model = self.network.state_dict(keep_vars=True)  # `detached` below detaches what it keeps
         frozen = None
         if self.run is not None:
             model, frozen = self.split_frozen(model, self.run.path)
@@ -363,9 +380,12 @@ class Trainer:
         return snapshot
 
     def _checkpoint(self, model: dict[str, torch.Tensor], frozen: Any, step: int) -> checkpoint.Checkpoint:
+        if self._facts is None:  # the same in every checkpoint of the run: built once (never changed in place)
+            config = self.loaded.resolved()
+            sources = [dict(source) for source in self.loaded.sources]
+            self._facts = {"config": config, "config_sources": sources, "imports": custom.requirements(config)}
         return checkpoint.Checkpoint(
-            config=self.loaded.resolved(),
-            config_sources=[dict(source) for source in self.loaded.sources],
+            **self._facts,
             model=model,
             task=self.data.task,
             input_shape=list(self.data.input_shape),
@@ -387,9 +407,25 @@ class Trainer:
             frozen=frozen,
         )
 
+    def frozen_now(self) -> set[str]:
+        """`frozen_keys(network)`, found again only when what trains changed (it walks every module)."""
+        trains = tuple(p.requires_grad for p in self._params)
+        if self._frozen_keys is None or self._frozen_keys[0] != trains:
+            self._frozen_keys = (trains, frozen_keys(self.network))
+        return self._frozen_keys[1]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The network's state without the frozen backbone blocks that no later epoch unfreezes: all of it
+        that can still change (what EarlyStopping keeps of the best epoch)."""
+        later = any(
+            b.unfreeze_at_epoch is not None and b.unfreeze_at_epoch > self.epoch for b in backbones(self.network)
+        )
+        fixed = frozen_keys(self.network, self.epoch) if later else self.frozen_now()
+        return {k: v for k, v in self.network.state_dict().items() if k not in fixed}
+
     def split_frozen(self, model: dict[str, torch.Tensor], folder: Path) -> tuple[dict[str, torch.Tensor], Any]:
         """(the weights that train, a reference to the frozen ones), writing those once per run and folder."""
-        keys = frozen_keys(self.network)
+        keys = self.frozen_now()
         if not keys:
             return model, None
         moving, fixed = checkpoint.split_frozen(model, keys)
@@ -423,11 +459,14 @@ class Trainer:
                 self.tracker.load_state(saved.partial["tracker"])
 
 
-def frozen_keys(network: torch.nn.Module) -> set[str]:
-    """State keys of frozen backbone blocks: their weights and (eval-mode) statistics cannot change."""
+def frozen_keys(network: torch.nn.Module, after: int | None = None) -> set[str]:
+    """State keys of frozen backbone blocks: their weights and (eval-mode) statistics cannot change
+    (with `after`, only those of backbones that no epoch after it unfreezes)."""
     names = {id(m): name for name, m in network.named_modules()}
     keys: set[str] = set()
     for backbone in backbones(network):
+        if after is not None and backbone.unfreeze_at_epoch is not None and backbone.unfreeze_at_epoch > after:
+            continue
         for block in backbone.blocks:
             if any(p.requires_grad for module in block for p in module.parameters()):
                 continue
