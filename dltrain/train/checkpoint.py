@@ -387,21 +387,23 @@ class Writer:
     does not make writes more frequent). The writer thread needs the GIL to pickle, so
     its CPU time is taken from the training thread even with a core to spare. Epochs
     longer than that (anything but toy runs: a 0.5 MiB checkpoint takes ~2 ms) are each
-    written; shorter ones every few epochs, so a kill -9 loses at most a fraction of a
-    second, and every way a fit ends (finished, stopped, Ctrl-C, SIGTERM) writes the
-    latest state.
-    A job submitted while a write is not due waits (best.pt) until the next due write
-    or `flush`.
+    written; shorter ones every few epochs: a job submitted while a write is not due is
+    held back until the next due write or `flush`, where a newer snapshot of the same
+    file replaces it. So a kill -9 loses at most a fraction of a second, and every other
+    way a fit ends (finished, stopped, Ctrl-C, SIGTERM, a NaN loss, a failed step)
+    writes the last finished epoch, as `RunDir.close` flushes.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when the thread ends (`_thread` None again)
         self._pending: dict[Path, Checkpoint] = {}
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # set while a thread writes, by it cleared as it ends
         self._error: BaseException | None = None
         self._last: tuple[Checkpoint, Path] | None = None  # the last snapshot written, and where
         self._next = 0.0  # time.process_time() from which the next write is due
         self.spent = 0.0  # CPU seconds the writes took so far
+        self.written = 0  # files serialized so far (not counting hard links)
 
     def due(self) -> bool:
         """Whether a write started now stays within the budget (always while one is under way: it joins it)."""
@@ -417,7 +419,7 @@ class Writer:
                 self._start()
 
     def _start(self) -> None:
-        if self._pending and (self._thread is None or not self._thread.is_alive()):
+        if self._pending and self._thread is None:
             self._thread = threading.Thread(target=self._work, name="dltrain-checkpoint", daemon=False)
             self._thread.start()
 
@@ -426,9 +428,10 @@ class Writer:
         with self._lock:
             if held:
                 self._start()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+            # not Thread.join: a Ctrl-C inside it can leave the thread marked finished while it still
+            # writes (CPython 3.11), and a second wait would then return before the file is complete
+            while self._thread is not None:
+                self._idle.wait()
         self._raise()
 
     def _raise(self) -> None:
@@ -445,6 +448,7 @@ class Writer:
                     cpu = time.thread_time() - cpu
                     self.spent += cpu
                     self._next = time.process_time() + cpu / WRITE_BUDGET
+                    self._idle.notify_all()
                     return
                 path = next(iter(self._pending))
                 saved = self._pending.pop(path)
@@ -455,6 +459,7 @@ class Writer:
                     self._error = exc
                     self._pending.clear()
                     self._thread = None
+                    self._idle.notify_all()
                 return
 
     def _write_one(self, path: Path, saved: Checkpoint) -> None:
@@ -467,6 +472,7 @@ class Writer:
             except OSError:  # no hard links on this filesystem: write it out
                 pass
         save(path, saved)
+        self.written += 1
         self._last = (saved, path)
 
 

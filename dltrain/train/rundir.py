@@ -221,13 +221,9 @@ class RunDir:
         self._writer.submit(self.path / name, saved, now)
 
     @property
-    def checkpoint_cpu(self) -> float:
-        """CPU seconds the background checkpoint writes took so far."""
-        return self._writer.spent
-
-    def checkpoint_due(self) -> bool:
-        """Whether a checkpoint written now stays within the budget of `checkpoint.WRITE_BUDGET`."""
-        return self._writer.due()
+    def writer(self) -> "checkpoint.Writer":
+        """The background writer of this run's checkpoints (to read what its writes cost)."""
+        return self._writer
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:

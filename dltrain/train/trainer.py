@@ -102,7 +102,6 @@ class Trainer:
         self._frozen_keys: tuple[tuple[bool, ...], set[str]] | None = None  # (requires_grad of each param, keys)
         self._params = list(self.network.parameters())
         self._facts: dict[str, Any] | None = None  # what every checkpoint of the run repeats (see `_checkpoint`)
-        self.last_behind = False  # last.pt holds an earlier epoch than the last completed (not yet due)
         self._snapshot: Any = None  # ((epoch, step, run), Checkpoint): the last `state()`, until training moves on
         self.guard = NanGuard()
         self.stop = StopRequest()
@@ -144,9 +143,6 @@ class Trainer:
             thread_count(self.threads()),
         ):
             self.run_epochs(batches, run)
-            if run is not None and self.ctx.is_main and self.last_behind:  # the final epoch, before on_fit_end
-                run.save_checkpoint("last.pt", self.state(), now=True)
-                self.last_behind = False
         for callback in self.callbacks:
             callback.on_fit_end(self)
         self._snapshot = None  # on_fit_end may have restored other weights
@@ -182,7 +178,7 @@ class Trainer:
                 callback.on_epoch_end(self, row)
             if run is not None and self.ctx.is_main:
                 run.write_history(self.history)
-                self.save_epoch(run)
+                run.save_checkpoint("last.pt", self.state())  # within the writes' budget, else held back
                 for callback in self.callbacks:
                     callback.write(self, run)
             self.clock.saved()
@@ -285,13 +281,6 @@ class Trainer:
             sample = first_inputs(self.splits["train"], fit.batch_size).to(self.ctx.device)
             self.step_module = compile_network(wrapped, sample, self.reporter.message)
 
-    def save_epoch(self, run: RunDir) -> None:
-        """last.pt at the end of an epoch, when the writes' budget allows (`checkpoint.Writer`); else
-        `last_behind` is set, and the end of the fit (or a stop) writes it."""
-        self.last_behind = not run.checkpoint_due()
-        if not self.last_behind:
-            run.save_checkpoint("last.pt", self.state())
-
     def save_mid_epoch(self, step: int) -> None:
         """`fit.checkpoint_every`: last.pt after `step` steps of this epoch, which `--resume` continues exactly.
 
@@ -300,7 +289,6 @@ class Trainer:
         """
         if self.run is not None and self.ctx.world_size == 1:
             self.run.save_checkpoint("last.pt", self.state(step), now=True)
-            self.last_behind = False
         self.clock.saved()
 
     def interrupted(self, run: RunDir | None, epoch: int) -> None:
@@ -309,10 +297,9 @@ class Trainer:
         where = f"epoch {epoch}, step {self.partial_step}" if self.partial_step else f"the end of epoch {epoch}"
         text = f"{'Terminated (SIGTERM)' if self.stop.signum == signal.SIGTERM else 'Interrupted'} at {where}."
         if run is not None and self.ctx.is_main:
-            if self.partial_step or self.last_behind:
+            if self.partial_step:
                 run.save_checkpoint("last.pt", self.state(), now=True)
-                self.last_behind = False
-            run.flush()
+            run.flush()  # with what the writes' budget held back
             text += f" Saved {run.path / 'last.pt'}; continue with: dltrain fit --resume {run.path}"
         self.reporter.message(text)
         raise self.stop.stop()
