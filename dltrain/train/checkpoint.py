@@ -386,10 +386,10 @@ class Writer:
     C / WRITE_BUDGET more (CPU time, not wall time, so a machine busy with other work
     does not make writes more frequent). The writer thread needs the GIL to pickle, so
     its CPU time is taken from the training thread even with a core to spare. Epochs
-    longer than that (anything but toy runs: a 0.5 MiB checkpoint takes ~2 ms) are each
+    longer than that (anything but toy runs: a 0.5 MiB checkpoint takes ~3 ms) are each
     written; shorter ones every few epochs: a job submitted while a write is not due is
     held back until the next due write or `flush`, where a newer snapshot of the same
-    file replaces it. So a kill -9 loses at most a fraction of a second, and every other
+    file replaces it. So a kill -9 loses less than 100 writes' worth of CPU time, and every other
     way a fit ends (finished, stopped, Ctrl-C, SIGTERM, a NaN loss, a failed step)
     writes the last finished epoch, as `RunDir.close` flushes.
     """
