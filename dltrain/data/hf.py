@@ -127,7 +127,7 @@ def hf(p: HfParams) -> RawData:
             if dataset is not None:
                 _check_columns(dataset, [*encoder.features, p.target], "features", where[role])
                 table = _table(dataset, [*encoder.features, p.target], where[role])
-                setattr(raw, f"x_{role}", feature_cells(table, encoder.features, encoder.categorical))
+                setattr(raw, f"x_{role}", feature_cells(table, encoder.features, encoder))
                 setattr(raw, f"y_{role}", target_values(table, p.target))
     raw.class_names = _class_names(train, p.target)
     return raw

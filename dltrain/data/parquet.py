@@ -18,7 +18,7 @@ from .._registry import did_you_mean
 from ..errors import DataError
 from ..schema.data import ParquetParams
 from .base import RawData, register_source
-from .tabular import Table, table_raw
+from .tabular import Column, Table, arrow_texts, table_raw
 
 
 def parquet_files(path: str) -> list[Path]:
@@ -67,10 +67,10 @@ def read_parquet(files: list[Path], columns: dict[str, str] | None) -> tuple[Any
 
 
 def arrow_table(table: Any, name: str, locate: Any) -> Table:
-    """A dltrain `Table` of an Arrow table: numbers as numbers (nulls as NaN), strings as texts (nulls as None)."""
+    """A dltrain `Table` of an Arrow table: numbers as numbers (nulls as NaN), strings as `Texts` (nulls as None)."""
     import pyarrow as pa
 
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, Column] = {}
     for column_name, column in zip(table.column_names, table.columns):
         kind = column.type
         if pa.types.is_dictionary(kind):
@@ -79,7 +79,7 @@ def arrow_table(table: Any, name: str, locate: Any) -> Table:
             values = column.to_numpy()
             columns[column_name] = values.astype(np.float64) if values.dtype.kind == "b" else values
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            columns[column_name] = np.array(column.to_pylist(), dtype=object)
+            columns[column_name] = arrow_texts(column)
         else:
             raise DataError(
                 f"{name}: column '{column_name}' holds {kind} values; dltrain reads columns of numbers or text. "
