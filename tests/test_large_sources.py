@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -57,6 +58,11 @@ def test_parquet_folder_trains_and_reads_as_the_csv_does(cli, tmp_path: Path) ->
     assert checkpoint["class_names"] == ["setosa", "versicolor", "virginica"]
     assert checkpoint["preprocessing"]["table"]["categories"] == {"soil": ["clay", "loam", "sand"]}
     assert json.loads(cli("evaluate", tmp_path / "run", "--json").stdout)["accuracy"] >= 0.9
+    new = pa.table({"soil": ["clay", "peat"], "petal_width": [0.3, 2.0], "petal_length": [1.4, 5.6]})
+    pq.write_table(new, tmp_path / "new.parquet")
+    result = cli("predict", tmp_path / "run", tmp_path / "new.parquet", "--json")
+    assert result.exit_code == 0, result.output
+    assert [p["prediction"] for p in json.loads(result.stdout)["predictions"]] == ["setosa", "virginica"]
 
     from_glob = loaded(tmp_path, {**data, "path": "flowers/part-*.parquet"})
     from_csv = loaded(tmp_path, {**data, "source": "csv", "path": "flowers.csv"})

@@ -18,7 +18,7 @@ from .._registry import did_you_mean
 from ..errors import DataError
 from ..schema.data import ParquetParams
 from .base import RawData, register_source
-from .tabular import Column, Table, arrow_texts, table_raw
+from .tabular import Column, Table, TableEncoder, arrow_texts, feature_cells, table_raw
 
 
 def parquet_files(path: str) -> list[Path]:
@@ -107,3 +107,12 @@ def parquet(p: ParquetParams) -> RawData:
     data, counts = read_parquet(files, columns)
     name = str(files[0]) if len(files) == 1 else p.path
     return table_raw(arrow_table(data, name, _locator(files, counts)), p)
+
+
+def read_features(path: Path, state: dict[str, Any]) -> np.ndarray:
+    """New rows of a Parquet file encoded as training did (`state` from the checkpoint); for `predict`."""
+    features = list(state["features"])
+    data, counts = read_parquet([path], dict.fromkeys(features, "features"))
+    encoder = TableEncoder(features, set(state["categories"]))
+    table = arrow_table(data, str(path), _locator([path], counts))
+    return encoder.transform(feature_cells(table, features, encoder), state)
