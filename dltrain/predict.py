@@ -119,7 +119,9 @@ def read_parquet_rows(path: Path, prep: Preprocessing) -> Samples:
 
     state = prep.table or {}
     if "categories" not in state:
-        raise DataError(f"'{path}': this model was not trained on table columns, so a Parquet file has nothing to give it")
+        raise DataError(
+            f"'{path}': this model was not trained on table columns, so a Parquet file has nothing to give it"
+        )
     x = torch.from_numpy(parquet_features(path, state))
     return Samples(x, list(range(len(x))))
 

@@ -29,7 +29,11 @@ def model_config(data: dict, units: int, epochs: int = 20) -> dict:
                 {"type": "Dense", "units": units, "activation": "softmax"},
             ]
         },
-        "compile": {"optimizer": {"type": "adam", "lr": 0.01}, "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
+        "compile": {
+            "optimizer": {"type": "adam", "lr": 0.01},
+            "loss": "categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
         "fit": {"epochs": epochs, "batch_size": 32, "validation_split": 0.2, "device": "cpu"},
     }
 
@@ -51,8 +55,18 @@ def loaded(tmp_path: Path, data: dict):
 
 def test_parquet_folder_trains_and_reads_as_the_csv_does(cli, tmp_path: Path) -> None:
     write_parquet_parts(tmp_path / "flowers")
-    data = {"source": "parquet", "path": "flowers", "target": "species", "features": ["petal_length", "petal_width", "soil"]}
-    result = cli("fit", write_config(tmp_path, model_config({**data, "normalize": "standardize"}, 3)), "--run-dir", tmp_path / "run")
+    data = {
+        "source": "parquet",
+        "path": "flowers",
+        "target": "species",
+        "features": ["petal_length", "petal_width", "soil"],
+    }
+    result = cli(
+        "fit",
+        write_config(tmp_path, model_config({**data, "normalize": "standardize"}, 3)),
+        "--run-dir",
+        tmp_path / "run",
+    )
     assert result.exit_code == 0, result.output
     checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert checkpoint["class_names"] == ["setosa", "versicolor", "virginica"]
@@ -114,7 +128,9 @@ def test_broken_files_exit_2_naming_the_file(cli, tmp_path: Path, source: str, d
 def test_hf_dataset_saved_to_disk_trains_on_its_image_and_table_columns(cli, tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
     images, labels = blob_images(300, 3, 1, 8)
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["small", "mid", "large"])})
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=["small", "mid", "large"])}
+    )
     rows = [{"image": image[0], "label": int(label)} for image, label in zip(images, labels)]
     split = {"train": rows[:240], "test": rows[240:]}
     datasets.DatasetDict(

@@ -31,9 +31,7 @@ def _datasets() -> Any:
     try:
         import datasets
     except ImportError:
-        raise DataError(
-            "data.source: hf needs the 'datasets' package: pip install 'dltrain[hf]'"
-        ) from None
+        raise DataError("data.source: hf needs the 'datasets' package: pip install 'dltrain[hf]'") from None
     return datasets
 
 
@@ -59,8 +57,7 @@ def open_dataset(path: str) -> dict[str, Any]:
 def _split(splits: dict[str, Any], name: str, path: str) -> Any:
     if name not in splits:
         raise DataError(
-            f"data.split: '{path}' has no split '{name}'.{did_you_mean(name, list(splits))} "
-            f"Splits: {', '.join(splits)}"
+            f"data.split: '{path}' has no split '{name}'.{did_you_mean(name, list(splits))} Splits: {', '.join(splits)}"
         )
     return splits[name]
 

@@ -288,7 +288,9 @@ def numeric_rows(path: Path) -> np.ndarray:
 def feature_cells(table: Table, features: list[str], encoder: "TableEncoder") -> np.ndarray:
     """(N, F) float64 inputs, no missing cell: numbers, and for categorical columns the encoder's word codes."""
     columns = [
-        encoder.code(name, table.texts(name, "features")) if name in encoder.categorical else table.numbers(name, "features")
+        encoder.code(name, table.texts(name, "features"))
+        if name in encoder.categorical
+        else table.numbers(name, "features")
         for name in features
     ]
     return np.stack(columns, axis=1) if columns else np.empty((len(table), 0))
