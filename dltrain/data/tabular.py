@@ -110,7 +110,7 @@ class Table:
         """Column `name` as float64; a missing or non-numeric cell is an error naming its line."""
         column = self.column(name, key)
         if not isinstance(column, Texts):
-            values = column.astype(np.float64)
+            values = np.asarray(column, dtype=np.float64)
             for row in np.flatnonzero(np.isnan(values))[:1]:
                 raise DataError(f"{self.where(int(row), name)}: missing value; numbers are needed here")
             return values
@@ -213,7 +213,7 @@ def read_table_arrow(path: Path, text: Collection[str] = ()) -> Table:
         if raw in words:
             columns[name] = arrow_texts((texts if raw in again else table).column(raw), strip=True)
         else:
-            columns[name] = table.column(raw).to_numpy().astype(np.float64)
+            columns[name] = np.asarray(table.column(raw).to_numpy(), dtype=np.float64)
     return Table(path, names, columns, lambda row: f"'{path}' row {row + 1}")
 
 
