@@ -151,3 +151,8 @@ def test_hf_dataset_saved_to_disk_trains_on_its_image_and_table_columns(cli, tmp
     assert bundle.class_names == ["setosa", "versicolor", "virginica"] and bundle.input_shape == (4,)
     result = cli("check", write_config(tmp_path, model_config({**data, "features": ["petal_length", "sol"]}, 3)))
     assert result.exit_code == 2 and "has no column 'sol'. Did you mean 'soil'?" in result.output
+    for arrow in (tmp_path / "flowers").glob("*.arrow"):
+        arrow.write_bytes(b"not an arrow file")
+    for path in ("flowers", "no_such_dataset"):
+        result = cli("check", write_config(tmp_path, model_config({**data, "path": path}, 3)))
+        assert result.exit_code == 2 and f"data.path: '{path}' is neither" in result.output, result.output
