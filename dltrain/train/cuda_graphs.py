@@ -127,16 +127,28 @@ def capture_due(eager_steps: int, at_boundary: bool) -> bool:
     return eager_steps >= WARMUP_STEPS and at_boundary
 
 
-def signature(optimizer: torch.optim.Optimizer) -> tuple[Any, ...]:
+Signature = list[tuple[torch.Tensor, bool, list[torch.Tensor]]]
+
+
+def signature(optimizer: torch.optim.Optimizer) -> Signature:
     """What the captured kernels' addresses depend on: which parameters train, and their state tensors.
 
     Unfreezing a backbone or loading an optimizer state (new tensors) changes it; the
-    graph is then captured again.
+    graph is then captured again. It holds the tensors themselves (compared by identity),
+    which also keeps the memory a captured graph reads alive until it is dropped.
     """
-    return tuple(
-        (id(p), p.requires_grad, tuple(id(v) for v in optimizer.state.get(p, {}).values() if torch.is_tensor(v)))
+    return [
+        (p, p.requires_grad, [v for v in optimizer.state.get(p, {}).values() if torch.is_tensor(v)])
         for group in optimizer.param_groups
         for p in group["params"]
+    ]
+
+
+def same(a: Signature, b: Signature) -> bool:
+    """Whether two signatures name the same tensors (by identity) with the same parameters training."""
+    return len(a) == len(b) and all(
+        p is q and r == s and len(t) == len(u) and all(x is y for x, y in zip(t, u))
+        for (p, r, t), (q, s, u) in zip(a, b)
     )
 
 
@@ -231,7 +243,7 @@ class GraphedStep:
         parts.optimizer._warned_capturable_if_run_uncaptured = True
         self.graphs: dict[bool, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] | None = None
         self.static: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.captured: tuple[Any, ...] = ()
+        self.captured: Signature = []
         self.eager_steps = 0
         self.at_boundary = True
         self.failed = False
@@ -240,7 +252,7 @@ class GraphedStep:
     def start_epoch(self) -> Step:
         """The step to run this epoch (itself); a graph whose parameters or state changed is captured again."""
         self.at_boundary = True  # every epoch ends with an optimizer step
-        if self.graphs is not None and signature(self.parts.optimizer) != self.captured:
+        if self.graphs is not None and not same(signature(self.parts.optimizer), self.captured):
             self.graphs, self.static, self.eager_steps = None, None, 0
         return self
 
