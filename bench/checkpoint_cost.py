@@ -22,11 +22,9 @@ import torch
 
 from dltrain.build import build_trainer
 from dltrain.config import load_config
-from dltrain.data.batches import Batches, make_batches
-from dltrain.reporting import Reporter
-from dltrain.train.feature_cache import cache_features
+from dltrain.data.batches import Batches
 from dltrain.train.rundir import RunDir
-from dltrain.train.trainer import EVAL_BATCH, Trainer
+from dltrain.train.trainer import Trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -56,13 +54,7 @@ def _block(
 def measure(name: str, epochs: int, rounds: int) -> dict[str, float]:
     loaded = load_config(CONFIGS / f"{name}.yaml", ["fit.device=cpu"])
     trainer = build_trainer(loaded)
-    fit = trainer.config.fit
-    trainer.forward, trainer.splits = cache_features(
-        trainer.network, trainer.splits, trainer.config.data, EVAL_BATCH, Reporter()
-    )
-    batches = make_batches(trainer.splits["train"], fit.batch_size, True, 0, trainer.ctx.device)
-    trainer.lr.steps = len(batches)
-    trainer.prepare_model()
+    batches = trainer.prepare_training()  # as `fit`: frozen backbone outputs cached when allowed
     plain, written, blocking = [], [], []
     with tempfile.TemporaryDirectory(prefix="dltrain-bench-") as folder:
         run = RunDir(Path(folder))

@@ -32,10 +32,6 @@ import torch
 from bench.digits_epoch import plain_epoch
 from dltrain.build import build_trainer, prepare
 from dltrain.config import LoadedConfig, load_config
-from dltrain.data.batches import make_batches
-from dltrain.train.cuda_graphs import graphed_step
-from dltrain.train.feature_cache import cache_features
-from dltrain.train.trainer import EVAL_BATCH
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TRANSFORMER = (
@@ -70,13 +66,7 @@ def dltrain_epochs(model: str, device: str, batch: int, variant: str) -> tuple[E
     """dltrain's training epoch, set up as `Trainer.fit` sets it up; (epoch function, samples per epoch)."""
     loaded = _loaded(model, device, batch, variant)
     trainer = build_trainer(loaded)
-    trainer.forward, trainer.splits = cache_features(
-        trainer.network, trainer.splits, loaded.config.data, EVAL_BATCH, trainer.reporter
-    )
-    batches = make_batches(trainer.splits["train"], batch, True, 0, trainer.ctx.device)
-    trainer.lr.steps = len(batches)
-    trainer.prepare_model()
-    trainer.graphs = graphed_step(trainer) if trainer.speed.graphs.enabled else None
+    batches = trainer.prepare_training()
     return (lambda epoch: trainer.train_epoch(batches, epoch)["loss"]), len(trainer.splits["train"])
 
 

@@ -15,7 +15,6 @@ from conftest import tiny_digits_config, write_config
 
 from dltrain.build import build_trainer
 from dltrain.config import load_config
-from dltrain.data.batches import make_batches
 from dltrain.reporting import Reporter
 from dltrain.train.cuda_graphs import (
     WARMUP_STEPS,
@@ -180,10 +179,12 @@ def test_a_failed_capture_falls_back_to_eager_training_with_one_message(tmp_path
     fit = {"batch_size": 48, "accumulate_grad_batches": 2, "gradient_clip": 1.0}
     eager, graphed = _trainer(tmp_path, **fit), _trainer(tmp_path, **fit)
     graphed.reporter = messages = _Messages()
-    graphed.graphs = graphed_step(graphed)
     losses = []
     for trainer in (eager, graphed):
-        batches = make_batches(trainer.splits["train"], 48, True, 0, trainer.ctx.device)
+        batches = trainer.prepare_training()
+        if trainer is graphed:  # what `fit` sets up when the plan is on (never on the CPU)
+            assert trainer.graphs is None
+            trainer.graphs = graphed_step(trainer)
         assert len(trainer.splits["train"]) % 48  # a short last batch
         losses.append([trainer.train_epoch(batches, epoch)["loss"] for epoch in (1, 2)])
     assert len(messages.texts) == 1

@@ -347,7 +347,7 @@ def graphed_step(trainer: Any) -> GraphedStep:
     """The captured-step runner for a trainer whose plan is on (built after its model is prepared)."""
     fit = trainer.config.fit
     parts = StepParts(
-        model=trainer.model,
+        model=trainer.step_module,
         network=trainer.network,
         loss_fn=trainer.loss_fn,
         optimizer=trainer.optimizer,

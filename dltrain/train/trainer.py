@@ -50,7 +50,18 @@ def _writing(run: RunDir | None) -> ContextManager[None]:
 
 
 class Trainer:
-    """Everything one run needs, built once from a validated config and its data."""
+    """Everything one run needs, built once from a validated config and its data.
+
+    The network goes by three names, each for one use:
+
+    - `network`: the whole model; what is saved, restored, exported, and what callbacks see.
+    - `trained`: what `splits` feed, so what evaluation calls: `network`, or its layers
+      after a frozen backbone whose outputs `prepare_training` cached (then `splits`
+      hold those outputs).
+    - `step_module`: what a training step calls: `trained`, in its DDP wrapper under DDP
+      (the context keeps the wrapper), compiled when `fit.compile_model` asks. Only
+      `prepare_step` sets it.
+    """
 
     def __init__(
         self, loaded: LoadedConfig, data: DataBundle, built: BuiltModel, ctx: Context, reporter: Reporter | None = None
@@ -66,7 +77,7 @@ class Trainer:
         self.network = built.network.to(ctx.device)
         if self.speed.channels_last:
             self.network.to(memory_format=torch.channels_last)
-        self.forward: torch.nn.Module = self.network  # the head alone when backbone features are cached
+        self.trained: torch.nn.Module = self.network  # what `splits` feed (see the class docstring)
         self.splits = {
             name: split.to(ctx.device)
             for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
@@ -87,9 +98,9 @@ class Trainer:
             loaded, self.row_keys(), "val_loss" if "val" in self.splits else "loss"
         )
         self.monitor = self.checkpointer.monitor.key  # type: ignore[union-attr]  # what best.pt is best at
-        self.model: torch.nn.Module = self.network  # what training calls: `forward`, or its compiled form
-        self.wrapped: torch.nn.Module | None = None  # `forward` in its DDP wrapper (itself in one process)
-        self.graphs: GraphedStep | None = None  # fit.cuda_graphs: the captured step, when the plan is on
+        self.step_module: torch.nn.Module = self.network  # what a training step calls (set by `prepare_step`)
+        self._stepped: torch.nn.Module | None = None  # the (wrapped) module `step_module` was built from
+        self.graphs: GraphedStep | None = None  # fit.cuda_graphs: the captured step (set by `prepare_training`)
         self.run: RunDir | None = None  # the run directory `fit` writes (None in evaluate, check, the API without one)
         self.restored: checkpoint.Checkpoint | None = None  # the checkpoint the weights came from
         self._frozen_ref: Any = None  # ((folder, keys), FrozenRef) of the frozen weights written this run
@@ -124,24 +135,8 @@ class Trainer:
         self.reporter.fit_start(self.built, run.path if run else None, self.ctx.describe(), self.epoch, fit.epochs)
         for note in self.built.notes + self.speed.lines():
             self.reporter.message(note)
-        self.forward, self.splits = cache_features(
-            self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter
-        )
-        batches = make_batches(
-            self.splits["train"],
-            fit.batch_size,
-            fit.shuffle,
-            self.config.seed or 0,
-            self.ctx.device,
-            self.ctx.rank,
-            self.ctx.world_size,
-            augment=self.augment,
-            workers=self.workers,
-        )
-        self.lr.steps = len(batches)
+        batches = self.prepare_training()
         self.guard.run_path, self.guard.writes_files = (run.path if run else None), run is not None and self.ctx.is_main
-        self.prepare_model()
-        self.graphs = graphed_step(self) if self.speed.graphs.enabled else None
         with (
             self.stop,
             deterministic_mode(fit.deterministic),
@@ -169,7 +164,7 @@ class Trainer:
         for epoch in range(self.epoch + 1, fit.epochs + 1):
             started = time.perf_counter()
             unfreeze(self.network, epoch, self.reporter)
-            self.prepare_model()  # under DDP, a new wrapper when unfreezing changed what trains
+            self.prepare_step()  # under DDP, a new wrapper when unfreezing changed what trains
             self.reporter.epoch_start(epoch, fit.epochs, len(batches))
             row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(batches, epoch, self.partial_step)}
             if self.partial_step:
@@ -231,9 +226,9 @@ class Trainer:
         """One eager step: forward, backward and, when `stepping`, the optimizer step; (loss, outputs)."""
         fit, network, precision = self.config.fit, self.network, self.precision
         every = fit.accumulate_grad_batches
-        with nullcontext() if stepping else self.ctx.no_sync(self.wrapped):  # accumulate locally
+        with nullcontext() if stepping else self.ctx.no_sync():  # accumulate locally
             with precision.autocast():
-                outputs = self.model(x)
+                outputs = self.step_module(x)
                 loss = self.loss_fn(outputs, y)
                 if network.has_penalty:
                     loss = loss + network.penalty()
@@ -249,20 +244,46 @@ class Trainer:
         outputs = sum(math.prod(row.output_shape) for row in self.built.summary)
         return cpu_threads(self.config.fit.num_threads, self.config.fit.batch_size, self.built.total_params, outputs)
 
-    def prepare_model(self) -> None:
-        """Set `model`: `forward`, in its DDP wrapper under DDP, compiled when `fit.compile_model` asks.
+    def prepare_training(self) -> Batches:
+        """Set `trained`, `splits` and `step_module` as training needs them; the training batches.
+
+        Frozen leading backbone outputs are cached here when the config allows (then
+        `trained` is the head and `splits` hold features). `fit` and the benches call this.
+        """
+        fit = self.config.fit
+        self.trained, self.splits = cache_features(
+            self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter
+        )
+        batches = make_batches(
+            self.splits["train"],
+            fit.batch_size,
+            fit.shuffle,
+            self.config.seed or 0,
+            self.ctx.device,
+            self.ctx.rank,
+            self.ctx.world_size,
+            augment=self.augment,
+            workers=self.workers,
+        )
+        self.lr.steps = len(batches)
+        self.prepare_step()
+        self.graphs = graphed_step(self) if self.speed.graphs.enabled else None
+        return batches
+
+    def prepare_step(self) -> None:
+        """Set `step_module`: `trained`, in its DDP wrapper under DDP, compiled when `fit.compile_model` asks.
 
         Rebuilt only with the wrapper (under DDP, when unfreezing changed what trains), so
         one process compiles once.
         """
-        wrapped = self.ctx.wrap(self.forward)
-        if wrapped is self.wrapped:
+        wrapped = self.ctx.wrap(self.trained)
+        if wrapped is self._stepped:
             return
-        self.wrapped = self.model = wrapped
+        self._stepped = self.step_module = wrapped
         fit = self.config.fit
         if fit.compile_model:
             sample = first_inputs(self.splits["train"], fit.batch_size).to(self.ctx.device)
-            self.model = compile_network(wrapped, sample, self.reporter.message)
+            self.step_module = compile_network(wrapped, sample, self.reporter.message)
 
     def save_mid_epoch(self, step: int) -> None:
         """`fit.checkpoint_every`: last.pt after `step` steps of this epoch, which `--resume` continues exactly.
@@ -308,7 +329,7 @@ class Trainer:
             workers=self.workers,
         )
         for x, y in batches.epoch(0):
-            outputs = self.forward(x)
+            outputs = self.trained(x)
             tracker.update(self.loss_fn(outputs, y), outputs, y)
             if confusion and matrix is not None:
                 predicted = predicted_labels(self.data.task, outputs).long().reshape(-1)
