@@ -196,3 +196,40 @@ def test_a_failed_capture_falls_back_to_eager_training_with_one_message(tmp_path
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert [group["lr"] for group in graphed.optimizer.param_groups] == [0.001]  # floats again after each step
     assert isinstance(graphed.optimizer.state_dict()["param_groups"][0]["lr"], float)
+
+
+def test_image_batches_decoded_on_the_device_match_pil(tmp_path: Path) -> None:
+    """The GPU path (file bytes, decoded and resized where training runs) checked on the CPU against PIL."""
+    import numpy as np
+    from PIL import Image
+
+    from dltrain.data.images import (
+        FileBytesDataset,
+        FileSplit,
+        ImageFiles,
+        collate_files,
+        decode_on_device,
+        gpu_decoding,
+        read_image,
+    )
+
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 255, (6, 5, 3)), np.ones((4, 4, 1))).astype(np.uint8)  # 24x20 blocks
+    paths = []
+    for name in ("a.jpg", "b.png", "c.jpeg"):
+        Image.fromarray(smooth).save(tmp_path / name, quality=95)
+        paths.append(str(tmp_path / name))
+    targets = torch.tensor([0, 1, 0])
+    dataset = FileBytesDataset(np.array(paths), targets, 3, (12, 10))
+    items, ys = collate_files([dataset[i] for i in range(3)])
+    assert [item.dim() for item in items] == [1, 3, 1]  # JPEG bytes; a PNG decoded by torchvision.io
+    batch = decode_on_device(items, 3, (12, 10), torch.device("cpu"))
+    assert batch.shape == (3, 3, 12, 10) and batch.dtype == torch.uint8 and torch.equal(ys, targets)
+    for i, path in enumerate(paths):
+        pil = read_image(path, 3, (12, 10)).float()  # what CPU training and `predict` see
+        assert (batch[i].float() - pil).abs().mean() < 3.0  # JPEG decoders and resize filters differ slightly
+    files = ImageFiles(np.array(paths), 3, (12, 10)).split(targets, None)  # type: ignore[arg-type]
+    assert not gpu_decoding(torch.device("cpu")) and gpu_decoding(torch.device("cuda"))
+    assert files.on_device(torch.device("cpu")) is files and files.collate is None  # the CPU path is unchanged
+    assert isinstance(files.on_device(torch.device("cuda")).dataset, FileBytesDataset)
+    assert isinstance(files, FileSplit)
