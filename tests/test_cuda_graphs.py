@@ -54,7 +54,7 @@ def test_incompatible_settings_turn_auto_off_and_refuse_true(changes: dict[str, 
     assert not auto.enabled and why in auto.reason and auto.refusal is None
     forced = plan(True, _facts(**changes))
     assert not forced.enabled and forced.refusal is not None
-    assert forced.refusal.startswith("cuda_graphs: true ") and why in forced.refusal
+    assert forced.refusal.startswith("true ") and why in forced.refusal
     assert "fit.cuda_graphs: auto" in forced.refusal  # how to fix it
 
 
@@ -76,7 +76,7 @@ def test_true_on_the_cpu_is_refused_by_check_and_fit_alike(cli, tmp_path: Path) 
     assert check.exit_code == fit.exit_code == 2
     for result in (check, fit):
         assert "config.yaml:" in result.output and "fit.cuda_graphs" in result.output
-        assert "needs a CUDA device, and this run trains on cpu" in result.output
+        assert "fit.cuda_graphs: true needs a CUDA device, and this run trains on cpu" in result.output
         assert "Traceback" not in result.output
     assert not (tmp_path / "run" / "last.pt").exists()
     wrong = cli("check", write_config(tmp_path, tiny_digits_config(cuda_graphs="sometimes"), "wrong.yaml"))

@@ -104,7 +104,7 @@ def plan(setting: bool | str, facts: RunFacts) -> GraphPlan:
         if applies(facts):
             text = why.format(**values)
             refusal = (
-                f"cuda_graphs: true {text}. Set fit.cuda_graphs: auto (on only where it works) or false"
+                f"true {text}. Set fit.cuda_graphs: auto (on only where it works) or false"
                 if setting is True
                 else None
             )
@@ -303,7 +303,8 @@ class GraphedStep:
             for stepping in (True, False) if self.pending is not None else (True,):
                 parts.optimizer.zero_grad(set_to_none=True)
                 graph = torch.cuda.CUDAGraph()
-                with self.lrs.swapped(), torch.cuda.graph(graph):
+                # thread_local: the checkpoint writer thread may be copying last.pt off the GPU meanwhile
+                with self.lrs.swapped(), torch.cuda.graph(graph, capture_error_mode="thread_local"):
                     loss, outputs = self.forward_backward(*self.static)
                     self.finish(stepping)
                 graphs[stepping] = (graph, loss, outputs)
