@@ -50,7 +50,7 @@ grep -a "cuda_graphs" "$out/refuse_16_mixed.log"
 check image_folder_nvjpeg bash -c "$py bench/gpu_same.py --jpegs $work/jpegs && $dl fit configs/image_folder_cnn.yaml \
   --device cuda --set data.path=$work/jpegs --set fit.epochs=2 --run-dir $work/img"
 grep -a "CUDA\|Final test" "$out/image_folder_nvjpeg.log"
-$py -m bench.gpu --device cuda --budget ${BENCH_BUDGET:-200} 2>"$out/bench_gpu.log" | tee "$out/bench_gpu.md" || status=1
+$py -m bench.gpu --device cuda --seconds 0.5 --budget ${BENCH_BUDGET:-150} 2>"$out/bench_gpu.log" | tee "$out/bench_gpu.md" || status=1
 [[ ${CHECKS:-} == all ]] || exit $status
 
 # --- the earlier checks --------------------------------------------------------------------------
