@@ -247,4 +247,5 @@ def check(config: str | Path, overrides: list[str] | None = None) -> tuple[Loade
     """Everything `fit` builds before its first step (data, model, callbacks, device, precision); no training."""
     loaded = load_config(config, overrides)
     trainer = build_trainer(loaded, training=True)
+    trainer.built.notes += trainer.speed.lines()  # on CUDA, what `fit` prints under the summary (none on the CPU)
     return loaded, trainer.built

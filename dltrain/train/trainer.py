@@ -61,6 +61,9 @@ class Trainer:
     - `step_module`: what a training step calls: `trained`, in its DDP wrapper under DDP
       (the context keeps the wrapper), compiled when `fit.compile_model` asks. Only
       `prepare_step` sets it.
+
+    `step` is one eager training step; with `fit.cuda_graphs` on (CUDA only), `graphs`
+    runs the steps instead: replays of the captured step, and `step` where it cannot.
     """
 
     def __init__(
