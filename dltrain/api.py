@@ -256,4 +256,5 @@ def check_with_data(
     """`check`, and the report of the data it loaded (rows, class balance, missing values, ranges per split)."""
     loaded = load_config(config, overrides)
     trainer = build_trainer(loaded, training=True)
+    trainer.built.notes += trainer.speed.lines()  # on CUDA, what `fit` prints under the summary (none on the CPU)
     return loaded, trainer.built, data_report(trainer.data)

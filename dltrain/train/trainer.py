@@ -31,6 +31,7 @@ from ..reporting import Reporter
 from ..schema import custom
 from . import checkpoint
 from .callbacks import build_callbacks
+from .cuda_graphs import GraphedStep, graphed_step
 from .distributed import Context
 from .feature_cache import cache_features
 from .plots import write_curves
@@ -38,6 +39,7 @@ from .precision import Precision
 from .rundir import RunDir
 from .runtime import compile_network, cpu_threads, deterministic_mode, thread_count
 from .safety import CheckpointClock, NanGuard, StopRequest, tidy_display
+from .speedups import choose
 from .transfer import backbones, param_groups, unfreeze
 
 EVAL_BATCH = 1024  # evaluation holds no graph, so larger batches are free speed
@@ -60,6 +62,9 @@ class Trainer:
     - `step_module`: what a training step calls: `trained`, in its DDP wrapper under DDP
       (the context keeps the wrapper), compiled when `fit.compile_model` asks. Only
       `prepare_step` sets it.
+
+    `step` is one eager training step; with `fit.cuda_graphs` on (CUDA only), `graphs`
+    runs the steps instead: replays of the captured step, and `step` where it cannot.
     """
 
     def __init__(
@@ -72,7 +77,10 @@ class Trainer:
         self.built = built
         self.ctx = ctx
         self.reporter = reporter or Reporter()
+        self.speed = choose(config, ctx.device, ctx.world_size, isinstance(data.train, Split), built.network)
         self.network = built.network.to(ctx.device)
+        if self.speed.channels_last:
+            self.network.to(memory_format=torch.channels_last)
         self.trained: torch.nn.Module = self.network  # what `splits` feed (see the class docstring)
         self.splits = {
             name: split.to(ctx.device)
@@ -81,7 +89,7 @@ class Trainer:
         }
         self.loss_fn = loss_spec(config.compile.loss).make(config.compile.loss)
         groups = param_groups(self.network, config.compile.optimizer.lr)
-        self.optimizer = build_optimizer(groups, config.compile.optimizer)
+        self.optimizer = build_optimizer(groups, config.compile.optimizer, self.speed.optimizer_options())
         self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]  # clipped together
         self.metrics = build_metrics(config.compile.metrics, data.task, data.target_width)
         self.tracker = Tracker(self.metrics, ctx.device)
@@ -96,6 +104,7 @@ class Trainer:
         self.monitor = self.checkpointer.monitor.key  # type: ignore[union-attr]  # what best.pt is best at
         self.step_module: torch.nn.Module = self.network  # what a training step calls (set by `prepare_step`)
         self._stepped: torch.nn.Module | None = None  # the (wrapped) module `step_module` was built from
+        self.graphs: GraphedStep | None = None  # fit.cuda_graphs: the captured step (set by `prepare_training`)
         self.run: RunDir | None = None  # the run directory `fit` writes (None in evaluate, check, the API without one)
         self.restored: checkpoint.Checkpoint | None = None  # the checkpoint the weights came from
         self._frozen_ref: Any = None  # ((folder, keys), FrozenRef) of the frozen weights written this run
@@ -131,7 +140,7 @@ class Trainer:
         fit = self.config.fit
         self.run = run
         self.reporter.fit_start(self.built, run.path if run else None, self.ctx.describe(), self.epoch, fit.epochs)
-        for note in self.built.notes:
+        for note in self.built.notes + self.speed.lines():
             self.reporter.message(note)
         batches = self.prepare_training()
         self.guard.run_path, self.guard.writes_files = (run.path if run else None), run is not None and self.ctx.is_main
@@ -190,16 +199,10 @@ class Trainer:
 
     def train_epoch(self, batches: Batches, epoch: int, start: int = 0) -> dict[str, float]:
         """One pass over the training data (from step `start + 1`); returns the epoch's loss and metrics."""
-        network, step_module, optimizer, loss_fn, tracker = (
-            self.network,
-            self.step_module,
-            self.optimizer,
-            self.loss_fn,
-            self.tracker,
-        )
-        precision, lr, guard, clip = self.precision, self.lr, self.guard, self.config.fit.gradient_clip
+        tracker, lr, guard = self.tracker, self.lr, self.guard
         every, steps = self.config.fit.accumulate_grad_batches, len(batches)
-        network.train()
+        run_step = self.graphs.start_epoch() if self.graphs is not None else self.step
+        self.network.train()
         self._snapshot = None
         if start == 0:
             tracker.reset()
@@ -211,15 +214,7 @@ class Trainer:
             if lr.per_step:
                 tracker.lr = lr.update(epoch, step)
             stepping = step % every == 0 or step == steps
-            with nullcontext() if stepping else self.ctx.no_sync():  # accumulate locally
-                with precision.autocast():
-                    outputs = step_module(x)
-                    loss = loss_fn(outputs, y)
-                    if network.has_penalty:
-                        loss = loss + network.penalty()
-                precision.backward(loss / every if every > 1 else loss)
-            if stepping:
-                precision.step(optimizer, self.trainable, clip)
+            loss, outputs = run_step(x, y, stepping)
             tracker.update(loss, outputs, y)
             self.reporter.step(step, tracker)
             if guard.due():  # a few times a second: one host read
@@ -233,6 +228,21 @@ class Trainer:
         tracker.all_reduce(self.ctx.all_reduce)
         guard.check(tracker, epoch, step)
         return tracker.compute()
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, stepping: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """One eager step: forward, backward and, when `stepping`, the optimizer step; (loss, outputs)."""
+        fit, network, precision = self.config.fit, self.network, self.precision
+        every = fit.accumulate_grad_batches
+        with nullcontext() if stepping else self.ctx.no_sync():  # accumulate locally
+            with precision.autocast():
+                outputs = self.step_module(x)
+                loss = self.loss_fn(outputs, y)
+                if network.has_penalty:
+                    loss = loss + network.penalty()
+            precision.backward(loss / every if every > 1 else loss)
+        if stepping:
+            precision.step(self.optimizer, self.trainable, fit.gradient_clip)
+        return loss, outputs
 
     def threads(self) -> int | None:
         """`fit.num_threads` for training on the CPU; None keeps PyTorch's (always on a GPU)."""
@@ -264,6 +274,7 @@ class Trainer:
         )
         self.lr.steps = len(batches)
         self.prepare_step()
+        self.graphs = graphed_step(self) if self.speed.graphs.enabled else None
         return batches
 
     def prepare_step(self) -> None:
