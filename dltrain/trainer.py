@@ -11,7 +11,6 @@ import math
 import signal
 import time
 from contextlib import nullcontext
-from itertools import islice
 from pathlib import Path
 from typing import Any, ContextManager
 
@@ -22,6 +21,7 @@ from .callbacks import build_callbacks
 from .config import LoadedConfig
 from .data import DataBundle, Split
 from .data.augment import build_augment
+from .data import streaming
 from .data.batches import Batches, first_inputs, make_batches
 from .distributed import Context
 from .errors import CheckpointError
@@ -207,7 +207,7 @@ class Trainer:
         guard.start_epoch(start)
         tracker.lr = lr.update(epoch, start + 1)
         step = start
-        for step, (x, y) in enumerate(islice(batches.epoch(epoch), start, None), start=start + 1):
+        for step, (x, y) in enumerate(batches.epoch(epoch, start), start=start + 1):
             if lr.per_step:
                 tracker.lr = lr.update(epoch, step)
             stepping = step % every == 0 or step == steps
@@ -362,6 +362,7 @@ class Trainer:
             scaler=self.precision.state(),
             callbacks=checkpoint.detached([{"type": type(c).__name__, "state": c.state()} for c in self.callbacks]),
             partial=checkpoint.detached({"step": step, "tracker": self.tracker.state()}) if step else None,
+            stream=streaming.position(self.splits["train"], step, self.config.fit.batch_size),
             rng=checkpoint.rng_state(),
             frozen=frozen,
         )
@@ -397,6 +398,7 @@ class Trainer:
             for callback, kept in zip(self.callbacks, saved.callbacks):
                 if type(callback).__name__ == kept["type"]:
                     callback.load_state(kept["state"])
+            streaming.check_position(saved.stream, self.splits["train"], saved.path)
             if saved.partial:
                 self.partial_step = saved.partial["step"]
                 self.tracker.load_state(saved.partial["tracker"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import ByteSize, Field, NonNegativeInt, PositiveInt, model_validator
 
 from .._params import Params
 from .._registry import Registry
@@ -25,6 +25,7 @@ SOURCES: Registry[Any] = Registry(
         "dltrain.data.timeseries",
         "dltrain.data.images",
         "dltrain.data.vision",
+        "dltrain.data.streaming",
     ),
 )
 source = SOURCES.describes(tag="source")
@@ -216,3 +217,42 @@ class Cifar10Params(TorchvisionParams):
     """CIFAR-10 (torchvision): 50,000 + 10,000 colour images [3, 32, 32] in 10 classes (values 0-255)."""
 
     source: Literal["cifar10"]
+
+
+class StreamingParams(DataParams):
+    """Keys of the sources that can be read from disk batch by batch (parquet, npy, hf)."""
+
+    streaming: bool | Literal["auto"] = Field(
+        "auto",
+        description="Read batches from disk as they are needed (DataLoader workers, shard by shard) instead of "
+        "loading the data into memory; auto: when the data exceed memory_limit.",
+    )
+    memory_limit: ByteSize | None = Field(
+        None,
+        description="With streaming: auto, data larger than this are streamed: bytes, or e.g. '4GB', '512MiB' "
+        "(default: a quarter of the machine's memory).",
+    )
+    num_workers: NonNegativeInt | None = Field(
+        None, description="DataLoader worker processes that read shards when streaming (default: up to 2)."
+    )
+
+
+@source
+class ParquetParams(StreamingParams):
+    """Tabular rows from Parquet: a file, a folder of files or a glob; numeric `features`, a `target` column."""
+
+    source: Literal["parquet"]
+    path: str = Field(description="A .parquet file, a folder of them, or a glob (data/part-*.parquet).")
+    target: str = Field(description="The column to predict.")
+    features: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="The input columns (default: every other column)."
+    )
+
+
+@source
+class NpyParams(StreamingParams):
+    """Inputs and targets in two .npy files, memory-mapped (samples first)."""
+
+    source: Literal["npy"]
+    x: Path = Field(description="The .npy file of inputs, samples first.")
+    y: Path = Field(description="The .npy file of targets, one row per sample.")

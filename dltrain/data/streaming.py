@@ -1,0 +1,558 @@
+"""Streaming: data larger than memory, read shard by shard in DataLoader workers.
+
+A streamed source is a list of *pieces*, the units a file is read in (a Parquet row
+group, a chunk of rows of a memory-mapped .npy file). The targets (one small column)
+and the row indices of each split stay in memory, so the splits, class names and
+checks are exactly those of the in-memory path; the inputs are read when a batch needs
+them, and preprocessing statistics come from one streamed pass over the training rows.
+
+An epoch is a list of *windows*: consecutive pieces (in an order shuffled with the
+run's seed and the epoch) holding at least `BUFFER_BYTES` of samples, whose rows are
+shuffled together (the shuffle buffer). Because a window's content depends only on
+(seed, epoch, window), the position in an epoch is a sample offset: a resumed run
+skips whole windows without reading them and continues with exactly the batches the
+uninterrupted run trained on. Under DDP, rank r takes every world_size-th piece, so
+the ranks read disjoint shards.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from ..errors import CheckpointError, DataError
+from ..schema.data import NpyParams, ParquetParams, StreamingParams
+from .base import LazyInputs, Preprocessing, RawData, register_source, set_statistics, stat_axes
+
+BUFFER_BYTES = 64 * 2**20  # samples shuffled together: also what one worker holds per window in flight
+NPY_PIECE_BYTES = 32 * 2**20  # rows of an .npy file read at once
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One unit of reading: row group `index` of a Parquet file, or rows `[offset, offset + rows)` of an .npy file."""
+
+    path: str
+    index: int
+    start: int  # the piece's first row among all the source's rows
+    rows: int
+    offset: int = 0
+
+
+class Shards(Protocol):
+    """A source's rows as pieces: what a worker reads, and what the main process keeps (targets)."""
+
+    pieces: list[Piece]
+    sample_shape: tuple[int, ...]
+
+    def read_x(self, piece: Piece) -> np.ndarray:
+        """The inputs of `piece` as float32 `(rows, *sample_shape)`."""
+        ...
+
+    def read_y(self) -> np.ndarray:
+        """Every row's target (one column: small enough for memory)."""
+        ...
+
+
+def _rows(shards: Shards) -> int:
+    return sum(p.rows for p in shards.pieces)
+
+
+def _data_error(path: str, exc: Exception, what: str = "file") -> DataError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DataError(f"'{path}' is not a readable {what} ({reason}); replace or remove it")
+
+
+# --- Parquet --------------------------------------------------------------------------
+
+
+def parquet_files(path: str) -> list[str]:
+    """The files `data.path` names: one file, every .parquet file under a folder, or a glob's matches (sorted)."""
+    if os.path.isdir(path):
+        files = sorted(str(p) for p in Path(path).rglob("*.parquet"))
+    elif any(c in path for c in "*?["):
+        files = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+    else:
+        files = [path] if os.path.isfile(path) else []
+    if not files:
+        raise DataError(
+            f"data.path: no Parquet file at '{path}'. Give a .parquet file, a folder holding some, or a glob "
+            f"(relative to where you run)"
+        )
+    return files
+
+
+class ParquetShards:
+    """Parquet files read one row group at a time, the feature columns only."""
+
+    def __init__(self, files: list[str], target: str, features: list[str] | None) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.files, self.target = files, target
+        self.pieces: list[Piece] = []
+        start = 0
+        for path in files:
+            try:
+                meta = pq.ParquetFile(path).metadata
+            except (OSError, pa.ArrowException) as exc:
+                raise _data_error(path, exc, "Parquet file") from None
+            schema = meta.schema.to_arrow_schema()
+            if features is None:
+                features = [name for name in schema.names if name != target]
+            missing = [name for name in [target, *features] if name not in schema.names]
+            if missing:
+                raise DataError(
+                    f"'{path}' has no column {', '.join(map(repr, missing))}; its columns are "
+                    f"{', '.join(schema.names)}. Set data.target / data.features"
+                )
+            text = [name for name in features if not _numeric(schema.field(name).type)]
+            if text:
+                raise DataError(
+                    f"'{path}': column(s) {', '.join(map(repr, text))} are not numbers; streaming reads numeric "
+                    f"features only. Leave them out of data.features, or set data.streaming: false"
+                )
+            for index in range(meta.num_row_groups):
+                rows = meta.row_group(index).num_rows
+                if rows:
+                    self.pieces.append(Piece(path, index, start, rows))
+                    start += rows
+        self.features: list[str] = features or []
+        self.sample_shape = (len(self.features),)
+        self._open: dict[str, Any] = {}  # per process: files whose footer is already read
+
+    def read_x(self, piece: Piece) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            handle = self._open.get(piece.path) or self._open.setdefault(piece.path, pq.ParquetFile(piece.path))
+            table = handle.read_row_group(piece.index, columns=self.features)
+        except (OSError, pa.ArrowException) as exc:
+            raise _data_error(piece.path, exc, f"Parquet file (row group {piece.index})") from None
+        x = np.empty((table.num_rows, len(self.features)), dtype=np.float32)
+        for column, name in enumerate(self.features):
+            x[:, column] = table.column(name).to_numpy(zero_copy_only=False)
+        return x
+
+    def read_y(self) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parts = []
+        for path in self.files:
+            try:
+                parts.append(pq.read_table(path, columns=[self.target]).column(0).to_numpy(zero_copy_only=False))
+            except (OSError, pa.ArrowException) as exc:
+                raise _data_error(path, exc, "Parquet file") from None
+        return np.concatenate(parts)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_open": {}}  # open files stay in the process that opened them
+
+
+def _numeric(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind))
+
+
+# --- .npy -----------------------------------------------------------------------------
+
+
+class NpyShards:
+    """An .npy file of inputs read in chunks of rows through a memory map (unmapped after each chunk)."""
+
+    def __init__(self, x: Path, y: Path) -> None:
+        self.x, self.y = str(x), str(y)
+        inputs = _memmap(self.x)
+        self.sample_shape = tuple(int(d) for d in inputs.shape[1:])
+        rows = int(inputs.shape[0]) if inputs.ndim else 0
+        if inputs.dtype.kind not in "biuf" or not rows:
+            raise DataError(f"'{x}' holds {inputs.dtype} {list(inputs.shape)}; give real numbers, samples first")
+        step = max(1, NPY_PIECE_BYTES // max(1, inputs[:1].nbytes))
+        self.pieces = [Piece(self.x, i, offset, min(step, rows - offset), offset) for i, offset in enumerate(range(0, rows, step))]
+        del inputs
+
+    def read_x(self, piece: Piece) -> np.ndarray:
+        inputs = _memmap(piece.path)
+        return np.array(inputs[piece.offset : piece.offset + piece.rows], dtype=np.float32)
+
+    def read_y(self) -> np.ndarray:
+        y = np.array(_memmap(self.y))
+        if len(y) != self.pieces[-1].start + self.pieces[-1].rows:
+            raise DataError(f"'{self.x}' holds {_rows(self)} samples but '{self.y}' {len(y)} targets: they must match")
+        return y
+
+
+def _memmap(path: str) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise DataError(f"data: no file at '{path}'. Give the path of an .npy file (relative to where you run)")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise _data_error(path, exc, ".npy file") from None
+
+
+OPENERS: dict[str, Callable[[Any], Shards]] = {
+    "parquet": lambda p: ParquetShards(parquet_files(p.path), p.target, p.features),
+    "npy": lambda p: NpyShards(p.x, p.y),
+}
+
+
+# --- streaming or not -----------------------------------------------------------------
+
+
+def memory_limit(params: StreamingParams) -> int:
+    """`data.memory_limit`, by default a quarter of this machine's memory."""
+    if params.memory_limit is not None:
+        return int(params.memory_limit)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def in_memory_bytes(shards: Shards) -> int:
+    """What the in-memory path would hold: float32 inputs (read once as stored, once as a tensor)."""
+    return 2 * 4 * _rows(shards) * math.prod(shards.sample_shape)
+
+
+def open_stream(params: Any) -> tuple[Shards, bool]:
+    """The source's shards, and whether to stream them (`data.streaming`, or `auto` against `data.memory_limit`)."""
+    shards = OPENERS[params.source](params)
+    if params.streaming == "auto":
+        return shards, in_memory_bytes(shards) > memory_limit(params)
+    return shards, bool(params.streaming)
+
+
+def load_source(params: Any) -> RawData:
+    """A streamable source's data: streamed rows, or arrays read into memory when they fit."""
+    shards, streamed = open_stream(params)
+    y = shards.read_y()
+    if streamed:
+        return RawData(StreamRows(shards, None), y)  # type: ignore[arg-type]
+    return RawData(np.concatenate([shards.read_x(p) for p in shards.pieces]), y)
+
+
+@register_source(ParquetParams)
+def parquet(p: ParquetParams) -> RawData:
+    """Parquet rows: streamed when larger than `data.memory_limit` (or `streaming: true`)."""
+    return load_source(p)
+
+
+@register_source(NpyParams)
+def npy(p: NpyParams) -> RawData:
+    """.npy inputs and targets: streamed when larger than `data.memory_limit` (or `streaming: true`)."""
+    return load_source(p)
+
+
+# --- the rows of a split --------------------------------------------------------------
+
+
+class StreamRows(LazyInputs):
+    """Some rows of a streamed source (sorted indices among all its rows): indexable like an array."""
+
+    decoded = False
+
+    def __init__(self, shards: Shards, rows: np.ndarray | None, shape: tuple[int, ...] | None = None) -> None:
+        self.shards = shards
+        self.rows = np.arange(_rows(shards), dtype=np.int64) if rows is None else rows
+        self.shape = shape or (len(self.rows), *shards.sample_shape)
+        starts = np.array([p.start for p in shards.pieces] + [_rows(shards)], dtype=np.int64)
+        self.bounds = np.searchsorted(self.rows, starts)  # piece i holds rows[bounds[i]:bounds[i + 1]]
+
+    def __getitem__(self, index: Any) -> "StreamRows":
+        return StreamRows(self.shards, self.rows[index])
+
+    def members(self, piece: int) -> tuple[int, int]:
+        """The positions (in this split) of the rows piece `piece` holds."""
+        return int(self.bounds[piece]), int(self.bounds[piece + 1])
+
+    def read(self, piece: int) -> np.ndarray:
+        """This split's rows of piece `piece`, as stored (float32)."""
+        lo, hi = self.members(piece)
+        chunk = self.shards.read_x(self.shards.pieces[piece])
+        wanted = self.rows[lo:hi] - self.shards.pieces[piece].start
+        x = chunk if len(wanted) == len(chunk) else chunk[wanted]
+        if not np.isfinite(x).all():
+            bad = int(np.argwhere(~np.isfinite(x))[0][0])
+            where = self.shards.pieces[piece]
+            raise DataError(
+                f"'{where.path}' holds a missing or infinite value (NaN/inf) in row {int(wanted[bad]) + where.offset}"
+                f"{f' of row group {where.index}' if where.offset == 0 and len(self.shards.pieces) > 1 else ''}; "
+                f"fill it in or drop that sample"
+            )
+        return x
+
+    def fit_preprocessing(self, params: Any, value_range: float | None) -> Preprocessing:
+        """Training statistics in one streamed pass: the largest magnitude, or per-feature mean and std (Chan's merge)."""
+        prep = Preprocessing(channels_last=bool(params.channels_last), flatten=params.flatten)
+        if params.normalize not in ("scale", "imagenet", "standardize"):
+            return prep
+        if params.normalize != "standardize" and value_range:
+            prep.scale = float(value_range)
+            return prep
+        count, mean, m2, peak = 0, torch.zeros(()), torch.zeros(()), 0.0
+        for piece in range(len(self.shards.pieces)):
+            lo, hi = self.members(piece)
+            if lo == hi:
+                continue
+            x = prep.apply(torch.from_numpy(self.read(piece)))
+            if params.normalize != "standardize":
+                peak = max(peak, float(x.abs().max()))
+                continue
+            x = x.double()
+            axes = stat_axes(tuple(x.shape[1:]))
+            n = x.numel() // math.prod(x.shape[a] for a in range(1, x.ndim) if a not in axes)
+            part_mean = x.mean(dim=axes, keepdim=True)[0]
+            part_m2 = ((x - part_mean) ** 2).sum(dim=axes, keepdim=True)[0]
+            delta = part_mean - mean
+            total = count + n
+            mean = mean + delta * (n / total)
+            m2 = m2 + part_m2 + delta**2 * (count * n / total)
+            count = total
+        if params.normalize == "standardize":
+            set_statistics(prep, mean, (m2 / max(count - 1, 1)).sqrt())
+        else:
+            prep.scale = max(peak, 1e-12)
+        return prep
+
+    def split(self, y: torch.Tensor, prep: Preprocessing) -> "StreamSplit":
+        sample = prep.apply(torch.zeros(1, *self.shards.sample_shape)).shape[1:]
+        return StreamSplit(StreamRows(self.shards, self.rows, (len(self.rows), *sample)), y, prep)
+
+
+@dataclass
+class StreamSplit:
+    """A split whose inputs stay on disk: the `StreamBatches` path of `batches.make_batches`."""
+
+    x: StreamRows
+    y: torch.Tensor
+    prep: Preprocessing
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def to(self, device: torch.device) -> "StreamSplit":
+        """The inputs stay on disk; batches move to the device as they are read."""
+        return self
+
+
+# --- an epoch's order -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """Pieces whose rows are shuffled together (`seed` None: kept in order), then cut to `[lo, hi)`."""
+
+    pieces: tuple[int, ...]
+    seed: int | None
+    lo: int
+    hi: int
+
+
+@dataclass
+class Plan:
+    """One rank's windows for one epoch, and the samples each rank reads (padded ranks wrap around)."""
+
+    windows: list[Window] = field(default_factory=list)
+    samples: int = 0
+
+
+def _windows(rows: StreamRows, pieces: list[int], per_window: int, seed: int | None) -> list[Window]:
+    """Consecutive `pieces` grouped until each group holds `per_window` samples."""
+    windows, group, held = [], [], 0
+    for piece in pieces:
+        lo, hi = rows.members(piece)
+        if lo == hi:
+            continue
+        group.append(piece)
+        held += hi - lo
+        if held >= per_window:
+            windows.append(Window(tuple(group), None if seed is None else seed + len(windows), 0, held))
+            group, held = [], 0
+    if group:
+        windows.append(Window(tuple(group), None if seed is None else seed + len(windows), 0, held))
+    return windows
+
+
+def plan_epoch(
+    rows: StreamRows, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int, pad: bool
+) -> Plan:
+    """This rank's windows for `epoch`: the pieces in a seeded order (kept in order without `shuffle`), every
+    `world_size`-th to this rank; with `pad`, a shorter rank wraps round to read as many samples as the longest."""
+    pieces = np.arange(len(rows.shards.pieces))
+    mixing = (seed * 1_000_003 + epoch) % 2**63
+    if shuffle:
+        pieces = np.random.default_rng(mixing).permutation(pieces)
+    sample_bytes = 4 * max(1, math.prod(rows.shards.sample_shape))
+    per_window = max(1, BUFFER_BYTES // sample_bytes)
+    sizes = np.diff(rows.bounds)
+    counts = [int(sizes[pieces[r::world_size]].sum()) for r in range(world_size)]
+    mine = [int(p) for p in pieces[rank::world_size]]
+    window_seed = (mixing * 7919 + rank * 104_729) % 2**62 if shuffle else None
+    windows = _windows(rows, mine, per_window, window_seed)
+    samples = sum(w.hi - w.lo for w in windows)
+    wanted = max(counts) if pad else samples
+    extra, k = wanted - samples, 0
+    while extra > 0 and windows:  # wrap round: the first windows again, cut to what is missing
+        w = windows[k % len(windows)]
+        take = min(extra, w.hi - w.lo)
+        windows.append(Window(w.pieces, w.seed, w.lo, w.lo + take))
+        extra -= take
+        k += 1
+    return Plan(windows, wanted)
+
+
+def skip(windows: list[Window], samples: int) -> list[Window]:
+    """The windows left after the first `samples` samples (whole windows skipped without reading them)."""
+    for k, w in enumerate(windows):
+        if samples < w.hi - w.lo:
+            return [Window(w.pieces, w.seed, w.lo + samples, w.hi), *windows[k + 1 :]]
+        samples -= w.hi - w.lo
+    return []
+
+
+# --- reading, in DataLoader workers ---------------------------------------------------
+
+
+class WindowReader(IterableDataset):
+    """What a DataLoader worker runs: worker w reads windows w, w + workers, ... (one item per window, so the
+    DataLoader's round-robin returns them in order); a bad file comes back as a message, not a traceback."""
+
+    def __init__(self, split: StreamSplit, windows: list[Window]) -> None:
+        self.split, self.windows = split, windows
+
+    def __iter__(self) -> Iterator[tuple[int, Any, Any]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if info is not None:
+            torch.set_num_threads(1)
+        for k in range(worker, len(self.windows), workers):
+            try:
+                yield (k, *self.read(self.windows[k]))
+            except DataError as exc:
+                yield (k, str(exc), None)
+                return
+
+    def read(self, window: Window) -> Batch:
+        """The window's rows (shuffled with its seed), cut to `[lo, hi)` and preprocessed."""
+        rows, y = self.split.x, self.split.y
+        xs = [rows.read(p) for p in window.pieces]
+        ys = [y[slice(*rows.members(p))] for p in window.pieces]
+        x, targets = (np.concatenate(xs) if len(xs) > 1 else xs[0]), (torch.cat(ys) if len(ys) > 1 else ys[0])
+        if window.seed is not None:
+            order = np.random.default_rng(window.seed).permutation(len(x))[window.lo : window.hi]
+            x, targets = x[order], targets[torch.from_numpy(order)]
+        elif (window.lo, window.hi) != (0, len(x)):
+            x, targets = x[window.lo : window.hi], targets[window.lo : window.hi]
+        return self.split.prep.apply(torch.from_numpy(np.ascontiguousarray(x))).contiguous(), targets
+
+
+class StreamBatches:
+    """Batches of a streamed split: windows read by DataLoader workers, cut into batches in the main process.
+
+    The epoch's order depends only on (seed, epoch, rank), never on the number of
+    workers, so `epoch(n, start)` resumes exactly at step `start`.
+    """
+
+    def __init__(
+        self,
+        split: StreamSplit,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+        workers: int | None = None,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
+        self.device, self.rank, self.world_size, self.pad, self.augment = device, rank, world_size, pad, augment
+        self.workers = min(2, os.cpu_count() or 1) if workers is None else workers
+        self.per_rank = plan_epoch(split.x, False, seed, 0, rank, world_size, pad).samples
+
+    def __len__(self) -> int:
+        return math.ceil(self.per_rank / self.batch_size)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The batches of `epoch` from step `start + 1` on."""
+        plan = plan_epoch(self.split.x, self.shuffle, self.seed, epoch, self.rank, self.world_size, self.pad)
+        windows = skip(plan.windows, start * self.batch_size)
+        if not windows:
+            return
+        workers = min(self.workers, len(windows))
+        loader = DataLoader(
+            WindowReader(self.split, windows),
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=2 if workers else None,
+        )
+        for x, y in self.rebatch(loader):
+            x = x.to(self.device, non_blocking=True)
+            yield (self.augment(x) if self.augment is not None else x), y.to(self.device, non_blocking=True)
+
+    def rebatch(self, windows: Any) -> Iterator[Batch]:
+        """Windows (in order) cut into batches of `batch_size`; a batch may span two windows."""
+        size, held_x, held_y = self.batch_size, None, None
+        expected = 0
+        for k, x, y in windows:
+            if y is None:
+                raise DataError(x)
+            if k != expected:  # the DataLoader keeps the order; this only guards against a change there
+                raise RuntimeError(f"streamed window {k} arrived before window {expected}")
+            expected += 1
+            if held_x is not None:
+                x, y = torch.cat([held_x, x]), torch.cat([held_y, y])
+            whole = len(x) - len(x) % size
+            for begin in range(0, whole, size):
+                yield x[begin : begin + size], y[begin : begin + size]
+            held_x, held_y = (x[whole:], y[whole:]) if whole < len(x) else (None, None)
+        if held_x is not None:
+            yield held_x, held_y
+
+
+# --- the position in an epoch, in the checkpoint --------------------------------------
+
+
+@dataclass
+class StreamPosition:
+    """Where a streamed epoch stopped: `samples` read by this rank, and what the stream was (to refuse a changed one)."""
+
+    step: int
+    samples: int
+    rows: int
+    pieces: int
+
+    def state(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def position(split: Any, step: int, batch_size: int) -> dict[str, Any] | None:
+    """The checkpoint's `stream` field: None for in-memory data or at an epoch's end."""
+    if not isinstance(split, StreamSplit) or not step:
+        return None
+    return StreamPosition(step, step * batch_size, len(split), len(split.x.shards.pieces)).state()
+
+
+def check_position(saved: dict[str, Any] | None, split: Any, where: Any) -> None:
+    """A checkpoint stopped inside a streamed epoch continues only over the same rows, cut into the same pieces."""
+    if saved is None:
+        return
+    here = (len(split), len(split.x.shards.pieces)) if isinstance(split, StreamSplit) else None
+    if here != (saved["rows"], saved["pieces"]):
+        now = "in memory" if here is None else f"{here[0]:,} training rows in {here[1]} pieces"
+        raise CheckpointError(
+            f"'{where}' stopped at step {saved['step']} of a streamed epoch over {saved['rows']:,} training rows in "
+            f"{saved['pieces']} pieces, but the data are now {now}: resume with the same files and data.streaming"
+        )
