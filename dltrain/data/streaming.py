@@ -7,7 +7,7 @@ checks are exactly those of the in-memory path; the inputs are read when a batch
 them, and preprocessing statistics come from one streamed pass over the training rows.
 
 An epoch is a list of *windows*: consecutive pieces (in an order shuffled with the
-run's seed and the epoch) holding at least `BUFFER_BYTES` of samples, whose rows are
+run's seed and the epoch) holding at least `data.shuffle_buffer` bytes of samples, whose rows are
 shuffled together (the shuffle buffer). Because a window's content depends only on
 (seed, epoch, window), the position in an epoch is a sample offset: a resumed run
 skips whole windows without reading them and continues with exactly the batches the
@@ -32,7 +32,6 @@ from ..errors import CheckpointError, DataError
 from ..schema.data import NpyParams, ParquetParams, StreamingParams
 from .base import LazyInputs, Preprocessing, RawData, register_source, set_statistics, stat_axes
 
-BUFFER_BYTES = 64 * 2**20  # samples shuffled together: also what one worker holds per window in flight
 NPY_PIECE_BYTES = 32 * 2**20  # rows of an .npy file read at once
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -67,8 +66,11 @@ def _rows(shards: Shards) -> int:
     return sum(p.rows for p in shards.pieces)
 
 
-def _data_error(path: str, exc: Exception, what: str = "file") -> DataError:
+def _data_error(path: str, exc: Exception, what: str = "file", part: str = "") -> DataError:
+    """One message for a file that cannot be read: which file (and which part of it), why, what to do."""
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if part:
+        return DataError(f"'{path}': {part} cannot be read ({reason}); replace or remove the file")
     return DataError(f"'{path}' is not a readable {what} ({reason}); replace or remove it")
 
 
@@ -138,7 +140,7 @@ class ParquetShards:
             handle = self._open.get(piece.path) or self._open.setdefault(piece.path, pq.ParquetFile(piece.path))
             table = handle.read_row_group(piece.index, columns=self.features)
         except (OSError, pa.ArrowException) as exc:
-            raise _data_error(piece.path, exc, f"Parquet file (row group {piece.index})") from None
+            raise _data_error(piece.path, exc, part=f"row group {piece.index}") from None
         x = np.empty((table.num_rows, len(self.features)), dtype=np.float32)
         for column, name in enumerate(self.features):
             x[:, column] = table.column(name).to_numpy(zero_copy_only=False)
@@ -237,7 +239,7 @@ def load_source(params: Any) -> RawData:
     shards, streamed = open_stream(params)
     y = shards.read_y()
     if streamed:
-        return RawData(StreamRows(shards, None), y)  # type: ignore[arg-type]
+        return RawData(StreamRows(shards, None, buffer=int(params.shuffle_buffer)), y)  # type: ignore[arg-type]
     return RawData(np.concatenate([shards.read_x(p) for p in shards.pieces]), y)
 
 
@@ -261,15 +263,17 @@ class StreamRows(LazyInputs):
 
     decoded = False
 
-    def __init__(self, shards: Shards, rows: np.ndarray | None, shape: tuple[int, ...] | None = None) -> None:
-        self.shards = shards
+    def __init__(
+        self, shards: Shards, rows: np.ndarray | None, shape: tuple[int, ...] | None = None, buffer: int = 64 * 2**20
+    ) -> None:
+        self.shards, self.buffer = shards, buffer  # bytes of samples shuffled together
         self.rows = np.arange(_rows(shards), dtype=np.int64) if rows is None else rows
         self.shape = shape or (len(self.rows), *shards.sample_shape)
         starts = np.array([p.start for p in shards.pieces] + [_rows(shards)], dtype=np.int64)
         self.bounds = np.searchsorted(self.rows, starts)  # piece i holds rows[bounds[i]:bounds[i + 1]]
 
     def __getitem__(self, index: Any) -> "StreamRows":
-        return StreamRows(self.shards, self.rows[index])
+        return StreamRows(self.shards, self.rows[index], buffer=self.buffer)
 
     def members(self, piece: int) -> tuple[int, int]:
         """The positions (in this split) of the rows piece `piece` holds."""
@@ -326,7 +330,7 @@ class StreamRows(LazyInputs):
 
     def split(self, y: torch.Tensor, prep: Preprocessing) -> "StreamSplit":
         sample = prep.apply(torch.zeros(1, *self.shards.sample_shape)).shape[1:]
-        return StreamSplit(StreamRows(self.shards, self.rows, (len(self.rows), *sample)), y, prep)
+        return StreamSplit(StreamRows(self.shards, self.rows, (len(self.rows), *sample), self.buffer), y, prep)
 
 
 @dataclass
@@ -393,7 +397,7 @@ def plan_epoch(
     if shuffle:
         pieces = np.random.default_rng(mixing).permutation(pieces)
     sample_bytes = 4 * max(1, math.prod(rows.shards.sample_shape))
-    per_window = max(1, BUFFER_BYTES // sample_bytes)
+    per_window = max(1, rows.buffer // sample_bytes)
     sizes = np.diff(rows.bounds)
     counts = [int(sizes[pieces[r::world_size]].sum()) for r in range(world_size)]
     mine = [int(p) for p in pieces[rank::world_size]]
@@ -497,6 +501,7 @@ class StreamBatches:
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             prefetch_factor=2 if workers else None,
+            generator=torch.Generator(),  # its own: drawing the workers' seeds from the global one would move dropout's
         )
         for x, y in self.rebatch(loader):
             x = x.to(self.device, non_blocking=True)

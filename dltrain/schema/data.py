@@ -235,6 +235,11 @@ class StreamingParams(DataParams):
     num_workers: NonNegativeInt | None = Field(
         None, description="DataLoader worker processes that read shards when streaming (default: up to 2)."
     )
+    shuffle_buffer: ByteSize = Field(
+        ByteSize(64 * 2**20),
+        description="When streaming, samples shuffled together (bytes of float32 inputs, e.g. '256MB'), besides "
+        "the shuffled order of the shards; each worker holds about two buffers.",
+    )
 
 
 @source
