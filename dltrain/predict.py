@@ -17,7 +17,7 @@ import torch
 
 from .data import Preprocessing
 from .data.images import IMAGE_SUFFIXES, read_image
-from .data.tabular import numeric_rows, read_features, read_table
+from .data.tabular import numeric_rows, read_features, with_table
 from .data.timeseries import read_series, windows
 from .errors import DataError
 from .inference import describe_rows, image_values
@@ -107,7 +107,8 @@ def read_csv(path: Path, prep: Preprocessing) -> Samples:
         x = torch.from_numpy(read_features(path, state))
         return Samples(x, list(range(len(x))))
     if "columns" in state:  # a time series: one sample per full window, named by its last row
-        x = torch.from_numpy(windows(read_series(read_table(path), state["columns"]), state["window"]))
+        series = with_table(path, lambda table: read_series(table, state["columns"]))
+        x = torch.from_numpy(windows(series, state["window"]))
         return Samples(x, list(range(state["window"] - 1, state["window"] - 1 + len(x))))
     return _as_samples(numeric_rows(path).astype(np.float32), path, prep)
 

@@ -38,19 +38,18 @@ def _arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _write(folder: Path) -> None:
-    """The same rows three ways: two Parquet files (row groups of 40 and 70), an .npz, and two .npy files."""
+    """The same rows twice: two Parquet files (row groups of 40 and 70), and two .npy files."""
     x, y = _arrays()
     table = pa.table({**{f"f{i}": x[:, i] for i in range(FEATURES)}, "label": y})
     (folder / "pq").mkdir()
     pq.write_table(table.slice(0, 360), folder / "pq" / "part-0.parquet", row_group_size=40)
     pq.write_table(table.slice(360), folder / "pq" / "part-1.parquet", row_group_size=70)
-    np.savez(folder / "all.npz", x_train=x, y_train=y)
     np.save(folder / "x.npy", x)
     np.save(folder / "y.npy", y)
 
 
 SOURCES: dict[str, dict[str, Any]] = {
-    "memory": {"source": "npz", "path": "all.npz"},
+    "memory": {"source": "parquet", "path": "pq", "target": "label", "streaming": False},
     "parquet": {"source": "parquet", "path": "pq", "target": "label", "streaming": True},
     "npy": {"source": "npy", "x": "x.npy", "y": "y.npy", "streaming": True},
 }

@@ -17,7 +17,6 @@ the ranks read disjoint shards.
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -28,9 +27,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .._registry import did_you_mean
 from ..errors import CheckpointError, DataError
-from ..schema.data import NpyParams, ParquetParams, StreamingParams
-from .base import LazyInputs, Preprocessing, RawData, register_source, set_statistics, stat_axes
+from ..schema.data import LargeDataParams
+from .base import LazyInputs, Preprocessing, RawData, check_arrays, set_statistics, stat_axes
 
 NPY_PIECE_BYTES = 32 * 2**20  # rows of an .npy file read at once
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -77,29 +77,19 @@ def _data_error(path: str, exc: Exception, what: str = "file", part: str = "") -
 # --- Parquet --------------------------------------------------------------------------
 
 
-def parquet_files(path: str) -> list[str]:
-    """The files `data.path` names: one file, every .parquet file under a folder, or a glob's matches (sorted)."""
-    if os.path.isdir(path):
-        files = sorted(str(p) for p in Path(path).rglob("*.parquet"))
-    elif any(c in path for c in "*?["):
-        files = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
-    else:
-        files = [path] if os.path.isfile(path) else []
-    if not files:
-        raise DataError(
-            f"data.path: no Parquet file at '{path}'. Give a .parquet file, a folder holding some, or a glob "
-            f"(relative to where you run)"
-        )
-    return files
-
-
 class ParquetShards:
     """Parquet files read one row group at a time, the feature columns only."""
 
-    def __init__(self, files: list[str], target: str, features: list[str] | None) -> None:
+    def __init__(self, files: list[str], target: str, features: list[str] | None, categorical: list[str]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        self.problem: str | None = None  # why these files cannot be streamed (they may still fit in memory)
+        if categorical:
+            self.problem = (
+                f"data.categorical: streaming reads numeric features as they are; one-hot columns "
+                f"{', '.join(map(repr, categorical))} need the in-memory path: set data.streaming: false"
+            )
         self.files, self.target = files, target
         self.pieces: list[Piece] = []
         start = 0
@@ -111,15 +101,15 @@ class ParquetShards:
             schema = meta.schema.to_arrow_schema()
             if features is None:
                 features = [name for name in schema.names if name != target]
-            missing = [name for name in [target, *features] if name not in schema.names]
-            if missing:
-                raise DataError(
-                    f"'{path}' has no column {', '.join(map(repr, missing))}; its columns are "
-                    f"{', '.join(schema.names)}. Set data.target / data.features"
-                )
+            for name, key in [(target, "target"), *((name, "features") for name in features)]:
+                if name not in schema.names:
+                    raise DataError(
+                        f"data.{key}: '{path}' has no column '{name}'.{did_you_mean(name, schema.names)} "
+                        f"Columns: {', '.join(schema.names)}"
+                    )
             text = [name for name in features if not _numeric(schema.field(name).type)]
-            if text:
-                raise DataError(
+            if text and not self.problem:
+                self.problem = (
                     f"'{path}': column(s) {', '.join(map(repr, text))} are not numbers; streaming reads numeric "
                     f"features only. Leave them out of data.features, or set data.streaming: false"
                 )
@@ -181,6 +171,7 @@ class NpyShards:
         rows = int(inputs.shape[0]) if inputs.ndim else 0
         if inputs.dtype.kind not in "biuf" or not rows:
             raise DataError(f"'{x}' holds {inputs.dtype} {list(inputs.shape)}; give real numbers, samples first")
+        self.value_range = 255.0 if inputs.dtype == np.uint8 else None  # as the in-memory path reads it
         step = max(1, NPY_PIECE_BYTES // max(1, inputs[:1].nbytes))
         self.pieces = [Piece(self.x, i, offset, min(step, rows - offset), offset) for i, offset in enumerate(range(0, rows, step))]
         del inputs
@@ -190,31 +181,23 @@ class NpyShards:
         return np.array(inputs[piece.offset : piece.offset + piece.rows], dtype=np.float32)
 
     def read_y(self) -> np.ndarray:
-        y = np.array(_memmap(self.y))
+        y = np.array(_memmap(self.y, "y"))
         if len(y) != self.pieces[-1].start + self.pieces[-1].rows:
             raise DataError(f"'{self.x}' holds {_rows(self)} samples but '{self.y}' {len(y)} targets: they must match")
         return y
 
 
-def _memmap(path: str) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise DataError(f"data: no file at '{path}'. Give the path of an .npy file (relative to where you run)")
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise _data_error(path, exc, ".npy file") from None
+def _memmap(path: str, key: str = "x") -> np.ndarray:
+    """The `npy` source's memory map of `path` (its messages for a missing or damaged file)."""
+    from .arrays import open_npy  # the source imports this module
 
-
-OPENERS: dict[str, Callable[[Any], Shards]] = {
-    "parquet": lambda p: ParquetShards(parquet_files(p.path), p.target, p.features),
-    "npy": lambda p: NpyShards(p.x, p.y),
-}
+    return open_npy(Path(path), key)
 
 
 # --- streaming or not -----------------------------------------------------------------
 
 
-def memory_limit(params: StreamingParams) -> int:
+def memory_limit(params: LargeDataParams) -> int:
     """`data.memory_limit`, by default a quarter of this machine's memory."""
     if params.memory_limit is not None:
         return int(params.memory_limit)
@@ -226,33 +209,63 @@ def in_memory_bytes(shards: Shards) -> int:
     return 2 * 4 * _rows(shards) * math.prod(shards.sample_shape)
 
 
-def open_stream(params: Any) -> tuple[Shards, bool]:
-    """The source's shards, and whether to stream them (`data.streaming`, or `auto` against `data.memory_limit`)."""
-    shards = OPENERS[params.source](params)
-    if params.streaming == "auto":
-        return shards, in_memory_bytes(shards) > memory_limit(params)
-    return shards, bool(params.streaming)
+def streamed(params: Any, open_shards: Callable[[], Shards]) -> bool | Shards:
+    """The shards to stream (`data.streaming: true`, or `auto` with data larger than `data.memory_limit`), else False."""
+    if params.streaming is False:
+        return False
+    shards = open_shards()
+    if params.streaming == "auto" and in_memory_bytes(shards) <= memory_limit(params):
+        return False
+    problem = getattr(shards, "problem", None)
+    if problem:
+        raise DataError(problem)
+    return shards
 
 
-def load_source(params: Any) -> RawData:
-    """A streamable source's data: streamed rows, or arrays read into memory when they fit."""
-    shards, streamed = open_stream(params)
-    y = shards.read_y()
-    if streamed:
-        return RawData(StreamRows(shards, None, buffer=int(params.shuffle_buffer)), y)  # type: ignore[arg-type]
-    return RawData(np.concatenate([shards.read_x(p) for p in shards.pieces]), y)
+def stream_raw(params: Any, shards: Shards, encoder: Any = None) -> RawData:
+    """The training rows of `shards` as streamed inputs, their targets in memory (checked as the in-memory path does)."""
+    raw = RawData(StreamRows(shards, None, buffer=int(params.shuffle_buffer)), shards.read_y())  # type: ignore[arg-type]
+    check_arrays(raw)
+    raw.encoder, raw.value_range = encoder, getattr(shards, "value_range", None)
+    return raw
 
 
-@register_source(ParquetParams)
-def parquet(p: ParquetParams) -> RawData:
-    """Parquet rows: streamed when larger than `data.memory_limit` (or `streaming: true`)."""
-    return load_source(p)
+class ColumnsKept:
+    """The `FeatureEncoder` of streamed table columns: numbers kept as they are, the column names stored
+    (so `predict` reads new rows by the same columns)."""
+
+    def __init__(self, features: list[str]) -> None:
+        self.features = features
+
+    def fit(self, x_train: Any) -> dict[str, Any]:
+        return {"features": self.features, "categories": {}}
+
+    def transform(self, x: Any, state: dict[str, Any]) -> Any:
+        return x
 
 
-@register_source(NpyParams)
-def npy(p: NpyParams) -> RawData:
-    """.npy inputs and targets: streamed when larger than `data.memory_limit` (or `streaming: true`)."""
-    return load_source(p)
+def parquet_stream(params: Any, files: list[Path]) -> RawData | None:
+    """`parquet` streamed, or None for the in-memory path."""
+    shards = streamed(params, lambda: ParquetShards([str(f) for f in files], params.target, params.features, params.categorical))
+    if shards is False:
+        return None
+    assert isinstance(shards, ParquetShards)
+    return stream_raw(params, shards, ColumnsKept(shards.features))
+
+
+def npy_stream(params: Any) -> RawData | None:
+    """`npy` streamed (its test and validation files too), or None for the in-memory path."""
+    shards = streamed(params, lambda: NpyShards(params.x, params.y))
+    if shards is False:
+        return None
+    raw = stream_raw(params, shards)  # type: ignore[arg-type]
+    for split in ("test", "val"):
+        x, y = getattr(params, f"x_{split}"), getattr(params, f"y_{split}")
+        if x is not None:
+            held = stream_raw(params, NpyShards(x, y))
+            setattr(raw, f"x_{split}", held.x_train)
+            setattr(raw, f"y_{split}", held.y_train)
+    return raw
 
 
 # --- the rows of a split --------------------------------------------------------------
