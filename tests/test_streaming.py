@@ -110,7 +110,10 @@ def test_a_stream_cut_mid_epoch_resumes_to_the_uninterrupted_run(files: Path) ->
     api.fit(resume=str(files / "cut"))
     del config["fit"]["checkpoint_every"]
     api.fit(write_config(files, config, "plain.yaml"), run_dir="whole")
-    _assert_same_run(torch.load(files / "whole" / "last.pt", weights_only=True), torch.load(files / "cut" / "last.pt", weights_only=True))
+    _assert_same_run(
+        torch.load(files / "whole" / "last.pt", weights_only=True),
+        torch.load(files / "cut" / "last.pt", weights_only=True),
+    )
 
     # The same rows cut into other row groups are another stream: refused, not continued differently.
     table = pq.read_table(files / "pq" / "part-1.parquet")
@@ -163,8 +166,17 @@ def test_auto_streams_only_data_larger_than_the_memory_limit(files: Path) -> Non
 
 def test_two_processes_train_on_disjoint_pieces_and_evaluate_every_row_once(cli, files: Path) -> None:
     result = cli.subprocess(
-        "fit", write_config(files, _config(SOURCES["parquet"])), "--devices", "2", "--device", "cpu",
-        "--run-dir", files / "two", cwd=files, env=RANK_ENV, timeout=240,
+        "fit",
+        write_config(files, _config(SOURCES["parquet"])),
+        "--devices",
+        "2",
+        "--device",
+        "cpu",
+        "--run-dir",
+        files / "two",
+        cwd=files,
+        env=RANK_ENV,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr
     # Each rank evaluated its own pieces; their reduced sums are one process's evaluation of every test row.

@@ -340,10 +340,10 @@ def assemble(
         x_train = encoder.transform(x_train, table)
         x_val, x_test = (None if x is None else encoder.transform(x, table) for x in (x_val, x_test))
 
-    lazy = isinstance(x_train, LazyInputs)
-    check_layout(params, tuple(x_train.shape[1:]), lazy and x_train.decoded)
-    if lazy:
-        prep = preprocessing or x_train.fit_preprocessing(params, raw.value_range)
+    lazy = x_train if isinstance(x_train, LazyInputs) else None
+    check_layout(params, tuple(x_train.shape[1:]), lazy is not None and lazy.decoded)
+    if lazy is not None:
+        prep = preprocessing or lazy.fit_preprocessing(params, raw.value_range)
         make: Callable[[Any, Any, str], Any] = lambda x, y, where: x.split(_targets(np.asarray(y), task, where), prep)  # noqa: E731
     else:
         xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))

@@ -119,7 +119,7 @@ class ParquetShards:
                     self.pieces.append(Piece(path, index, start, rows))
                     start += rows
         self.features: list[str] = features or []
-        self.sample_shape = (len(self.features),)
+        self.sample_shape: tuple[int, ...] = (len(self.features),)
         self._open: dict[str, Any] = {}  # per process: files whose footer is already read
 
     def read_x(self, piece: Piece) -> np.ndarray:
@@ -167,13 +167,15 @@ class NpyShards:
     def __init__(self, x: Path, y: Path) -> None:
         self.x, self.y = str(x), str(y)
         inputs = _memmap(self.x)
-        self.sample_shape = tuple(int(d) for d in inputs.shape[1:])
+        self.sample_shape: tuple[int, ...] = tuple(int(d) for d in inputs.shape[1:])
         rows = int(inputs.shape[0]) if inputs.ndim else 0
         if inputs.dtype.kind not in "biuf" or not rows:
             raise DataError(f"'{x}' holds {inputs.dtype} {list(inputs.shape)}; give real numbers, samples first")
         self.value_range = 255.0 if inputs.dtype == np.uint8 else None  # as the in-memory path reads it
         step = max(1, NPY_PIECE_BYTES // max(1, inputs[:1].nbytes))
-        self.pieces = [Piece(self.x, i, offset, min(step, rows - offset), offset) for i, offset in enumerate(range(0, rows, step))]
+        self.pieces = [
+            Piece(self.x, i, offset, min(step, rows - offset), offset) for i, offset in enumerate(range(0, rows, step))
+        ]
         del inputs
 
     def read_x(self, piece: Piece) -> np.ndarray:
@@ -246,7 +248,9 @@ class ColumnsKept:
 
 def parquet_stream(params: Any, files: list[Path]) -> RawData | None:
     """`parquet` streamed, or None for the in-memory path."""
-    shards = streamed(params, lambda: ParquetShards([str(f) for f in files], params.target, params.features, params.categorical))
+    shards = streamed(
+        params, lambda: ParquetShards([str(f) for f in files], params.target, params.features, params.categorical)
+    )
     if shards is False:
         return None
     assert isinstance(shards, ParquetShards)
@@ -385,7 +389,9 @@ class Plan:
 
 def _windows(rows: StreamRows, pieces: list[int], per_window: int, seed: int | None) -> list[Window]:
     """Consecutive `pieces` grouped until each group holds `per_window` samples."""
-    windows, group, held = [], [], 0
+    windows: list[Window] = []
+    group: list[int] = []
+    held = 0
     for piece in pieces:
         lo, hi = rows.members(piece)
         if lo == hi:
@@ -400,9 +406,7 @@ def _windows(rows: StreamRows, pieces: list[int], per_window: int, seed: int | N
     return windows
 
 
-def plan_epoch(
-    rows: StreamRows, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int, pad: bool
-) -> Plan:
+def plan_epoch(rows: StreamRows, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int, pad: bool) -> Plan:
     """This rank's windows for `epoch`: the pieces in a seeded order (kept in order without `shuffle`), every
     `world_size`-th to this rank; with `pad`, a shorter rank wraps round to read as many samples as the longest."""
     pieces = np.arange(len(rows.shards.pieces))
@@ -522,7 +526,8 @@ class StreamBatches:
 
     def rebatch(self, windows: Any) -> Iterator[Batch]:
         """Windows (in order) cut into batches of `batch_size`; a batch may span two windows."""
-        size, held_x, held_y = self.batch_size, None, None
+        size = self.batch_size
+        held: Batch | None = None
         expected = 0
         for k, x, y in windows:
             if y is None:
@@ -530,14 +535,14 @@ class StreamBatches:
             if k != expected:  # the DataLoader keeps the order; this only guards against a change there
                 raise RuntimeError(f"streamed window {k} arrived before window {expected}")
             expected += 1
-            if held_x is not None:
-                x, y = torch.cat([held_x, x]), torch.cat([held_y, y])
+            if held is not None:
+                x, y = torch.cat([held[0], x]), torch.cat([held[1], y])
             whole = len(x) - len(x) % size
             for begin in range(0, whole, size):
                 yield x[begin : begin + size], y[begin : begin + size]
-            held_x, held_y = (x[whole:], y[whole:]) if whole < len(x) else (None, None)
-        if held_x is not None:
-            yield held_x, held_y
+            held = (x[whole:], y[whole:]) if whole < len(x) else None
+        if held is not None:
+            yield held
 
 
 # --- the position in an epoch, in the checkpoint --------------------------------------

@@ -17,8 +17,7 @@ from typing import Any, ContextManager
 import torch
 
 from ..config import LoadedConfig
-from ..data import DataBundle, Split
-from ..data import streaming
+from ..data import DataBundle, Split, streaming
 from ..data.augment import build_augment
 from ..data.batches import Batches, first_inputs, make_batches
 from ..errors import CheckpointError
