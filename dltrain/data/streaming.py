@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
@@ -456,6 +457,10 @@ class WindowReader(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         if info is not None:
             torch.set_num_threads(1)
+            # A terminal's Ctrl-C (or a scheduler's SIGTERM) reaches the whole process group: the main process
+            # saves where it is and stops its workers; a worker dying first would fail the batch it was reading.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for k in range(worker, len(self.windows), workers):
             try:
                 yield (k, *self.read(self.windows[k]))
