@@ -21,6 +21,7 @@ from ..errors import DataError
 from ..schema.data import HfParams
 from .base import RawData, register_source
 from .parquet import arrow_table
+from .streaming import hf_stream
 from .tabular import TableEncoder, feature_cells, table_raw, target_values
 
 
@@ -109,6 +110,11 @@ def hf(p: HfParams) -> RawData:
     held = {role: splits.get(name) for role, name in (("val", p.validation), ("test", p.test)) if name != p.split}
     where = {role: f"{p.path}[{name}]" for role, name in (("train", p.split), ("val", p.validation), ("test", p.test))}
     _check_columns(train, [p.target], "target", where["train"])
+    _check_columns(train, list(p.features or []), "features", where["train"])
+    streamed = hf_stream(p, train, held, where)
+    if streamed is not None:
+        streamed.class_names = _class_names(train, p.target)
+        return streamed
     if p.image is not None:
         _check_columns(train, [p.image], "image", where["train"])
         raw = RawData(_images(train, p.image, where["train"]), np.asarray(train[p.target]), value_range=255.0)

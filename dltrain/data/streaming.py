@@ -81,16 +81,11 @@ def _data_error(path: str, exc: Exception, what: str = "file", part: str = "") -
 class ParquetShards:
     """Parquet files read one row group at a time, the feature columns only."""
 
-    def __init__(self, files: list[str], target: str, features: list[str] | None, categorical: list[str]) -> None:
+    def __init__(self, files: list[str], target: str, features: list[str] | None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.problem: str | None = None  # why these files cannot be streamed (they may still fit in memory)
-        if categorical:
-            self.problem = (
-                f"data.categorical: streaming reads numeric features as they are; one-hot columns "
-                f"{', '.join(map(repr, categorical))} need the in-memory path: set data.streaming: false"
-            )
         self.files, self.target = files, target
         self.pieces: list[Piece] = []
         start = 0
@@ -132,10 +127,7 @@ class ParquetShards:
             table = handle.read_row_group(piece.index, columns=self.features)
         except (OSError, pa.ArrowException) as exc:
             raise _data_error(piece.path, exc, part=f"row group {piece.index}") from None
-        x = np.empty((table.num_rows, len(self.features)), dtype=np.float32)
-        for column, name in enumerate(self.features):
-            x[:, column] = table.column(name).to_numpy(zero_copy_only=False)
-        return x
+        return _floats(table, self.features)
 
     def read_y(self) -> np.ndarray:
         import pyarrow as pa
@@ -197,6 +189,76 @@ def _memmap(path: str, key: str = "x") -> np.ndarray:
     return open_npy(Path(path), key)
 
 
+# --- Hugging Face datasets -------------------------------------------------------------
+
+
+class HfShards:
+    """The Arrow files of a Hugging Face dataset split, read a few record batches at a time through a memory map
+    opened for that piece only (so the pages read do not stay in the reader's resident memory)."""
+
+    def __init__(self, dataset: Any, where: str, features: list[str] | None, target: str) -> None:
+        import pyarrow as pa
+
+        self.dataset, self.target = dataset, target
+        self.features = list(features or [c for c in dataset.column_names if c != target])
+        self.sample_shape: tuple[int, ...] = (len(self.features),)
+        self.problem: str | None = None
+        files = [entry["filename"] for entry in dataset.cache_files]
+        schema = dataset.data.schema
+        text = [name for name in self.features if name in schema.names and not _numeric(schema.field(name).type)]
+        if getattr(dataset, "_indices", None) is not None or not files:
+            self.problem = f"'{where}' is not stored as it is read (held in memory, or a selection of rows); " + (
+                "save it with save_to_disk first, or set data.streaming: false"
+            )
+        elif text:
+            self.problem = (
+                f"'{where}': column(s) {', '.join(map(repr, text))} are not numbers; streaming reads numeric "
+                f"features only. Leave them out of data.features, or set data.streaming: false"
+            )
+        self.pieces: list[Piece] = []
+        piece_rows = max(1, NPY_PIECE_BYTES // (4 * max(1, len(self.features))))
+        start = 0
+        for path in files:
+            try:
+                with pa.memory_map(path) as source:
+                    sizes = [batch.num_rows for batch in pa.ipc.open_stream(source)]
+            except (OSError, pa.ArrowException) as exc:
+                raise _data_error(path, exc, "Arrow file") from None
+            first, held = 0, 0
+            for index, rows in enumerate(sizes):
+                held += rows
+                if held >= piece_rows or index == len(sizes) - 1:
+                    if held:
+                        self.pieces.append(Piece(path, first, start, held))
+                    start, first, held = start + held, index + 1, 0
+
+    def read_x(self, piece: Piece) -> np.ndarray:
+        import pyarrow as pa
+
+        try:
+            with pa.memory_map(piece.path) as source:
+                batches, held = [], 0
+                for index, batch in enumerate(pa.ipc.open_stream(source)):
+                    if index >= piece.index and held < piece.rows:
+                        batches.append(batch.select(self.features))
+                        held += batch.num_rows
+                return _floats(pa.Table.from_batches(batches), self.features)
+        except (OSError, pa.ArrowException) as exc:
+            raise _data_error(piece.path, exc, part=f"record batch {piece.index}") from None
+
+    def read_y(self) -> np.ndarray:
+        column = self.dataset.select_columns([self.target]).with_format("arrow")[:].column(0)
+        return np.asarray(column.to_numpy(zero_copy_only=False))
+
+
+def _floats(table: Any, features: list[str]) -> np.ndarray:
+    """Numeric columns of an Arrow table as float32 `(rows, features)`."""
+    x = np.empty((table.num_rows, len(features)), dtype=np.float32)
+    for column, name in enumerate(features):
+        x[:, column] = table.column(name).to_numpy(zero_copy_only=False)
+    return x
+
+
 # --- streaming or not -----------------------------------------------------------------
 
 
@@ -220,6 +282,12 @@ def streamed(params: Any, open_shards: Callable[[], Shards]) -> bool | Shards:
     if params.streaming == "auto" and in_memory_bytes(shards) <= memory_limit(params):
         return False
     problem = getattr(shards, "problem", None)
+    categorical = getattr(params, "categorical", None)
+    if categorical:
+        problem = (
+            f"data.categorical: streaming reads numeric features as they are; one-hot columns "
+            f"{', '.join(map(repr, categorical))} need the in-memory path: set data.streaming: false"
+        )
     if problem:
         raise DataError(problem)
     return shards
@@ -249,13 +317,31 @@ class ColumnsKept:
 
 def parquet_stream(params: Any, files: list[Path]) -> RawData | None:
     """`parquet` streamed, or None for the in-memory path."""
-    shards = streamed(
-        params, lambda: ParquetShards([str(f) for f in files], params.target, params.features, params.categorical)
-    )
+    shards = streamed(params, lambda: ParquetShards([str(f) for f in files], params.target, params.features))
     if shards is False:
         return None
     assert isinstance(shards, ParquetShards)
     return stream_raw(params, shards, ColumnsKept(shards.features))
+
+
+def hf_stream(params: Any, train: Any, held: dict[str, Any], where: dict[str, str]) -> RawData | None:
+    """`hf` table columns streamed (the dataset's own validation and test splits too), or None for the in-memory path."""
+    if params.image is not None:
+        return None  # images are decoded in memory (a streamed image column is not supported yet)
+    shards = streamed(params, lambda: HfShards(train, where["train"], params.features, params.target))
+    if shards is False:
+        return None
+    assert isinstance(shards, HfShards)
+    raw = stream_raw(params, shards, ColumnsKept(shards.features))
+    for role, dataset in held.items():
+        if dataset is not None:
+            split = HfShards(dataset, where[role], shards.features, params.target)
+            if split.problem:
+                raise DataError(split.problem)
+            rows = stream_raw(params, split)
+            setattr(raw, f"x_{role}", rows.x_train)
+            setattr(raw, f"y_{role}", rows.y_train)
+    return raw
 
 
 def npy_stream(params: Any) -> RawData | None:
