@@ -185,3 +185,28 @@ def test_two_processes_train_on_disjoint_pieces_and_evaluate_every_row_once(cli,
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["accuracy"] == reported["accuracy"]
     assert json.loads(evaluated.stdout)["loss"] == pytest.approx(reported["loss"], rel=1e-6)
+
+
+def test_a_hugging_face_dataset_streams_its_arrow_shards_as_it_reads_in_memory(files: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    x, y = _arrays()
+    names = datasets.ClassLabel(names=["a", "b", "c"])
+    table = datasets.Dataset.from_dict(
+        {**{f"f{i}": x[:, i] for i in range(FEATURES)}, "label": y.tolist()},
+        features=datasets.Features({**{f"f{i}": datasets.Value("float32") for i in range(FEATURES)}, "label": names}),
+    )
+    table.save_to_disk(str(files / "hf"), max_shard_size="8KB")  # several .arrow files
+    base = {"source": "hf", "path": "hf", "shuffle_buffer": "2KB"}
+    runs = {}
+    for streaming in (False, True):
+        name = f"hf-{streaming}"
+        api.fit(
+            write_config(files, _config({**base, "streaming": streaming}, shuffle=False), f"{name}.yaml"), run_dir=name
+        )
+        runs[streaming] = json.loads((files / name / "metrics.json").read_text())
+    data = prepare(load_config(files / "hf-True.yaml"))[0]
+    assert isinstance(data.train, StreamSplit) and len(data.train.x.shards.pieces) > 2
+    assert data.class_names == ["a", "b", "c"]
+    for split in ("val", "test"):
+        for metric, value in runs[False][split].items():
+            assert runs[True][split][metric] == pytest.approx(value, rel=1e-5, abs=1e-6), (split, metric)
