@@ -1,6 +1,6 @@
 """One epoch of an MLP over a Parquet data set larger than memory: streamed vs in memory.
 
-    python -m bench.stream_parquet [--gb 10] [--folder /tmp/dltrain-stream-bench] [--hidden 512] [--keep]
+    python -m bench.stream_parquet [--gb 10] [--folder /tmp/dltrain-stream-bench] [--hidden 512] [--keep] [--reuse]
 
 Writes `--gb` GB of Parquet (random float32 features, 256 columns, labels a fixed linear
 function of them; files of 512Ki rows in row groups of 64Ki) into `--folder`, then runs
@@ -127,9 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--keep", action="store_true", help="keep the Parquet files")
+    parser.add_argument("--reuse", action="store_true", help="train on the files a --keep run left in --folder")
     args = parser.parse_args(argv or [])
     free = shutil.disk_usage(args.folder.parent if not args.folder.exists() else args.folder).free
-    if free < 1.5 * args.gb * 1e9:
+    if free < 1.5 * args.gb * 1e9 and not args.reuse:
         raise SystemExit(
             f"{args.folder}: {free / 1e9:.0f} GB free, need about {1.5 * args.gb:.0f} GB; use --gb or --folder"
         )
@@ -137,7 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         print(f"writing {args.gb} GB of Parquet under {data}", flush=True)
         started = time.perf_counter()
-        rows, size = write_dataset(data, args.gb)
+        if args.reuse and (data / "part-00000.parquet").is_file():  # files a --keep run left
+            files = sorted(data.glob("part-*.parquet"))
+            rows, size = FILE_ROWS * len(files), sum(f.stat().st_size for f in files)
+        else:
+            rows, size = write_dataset(data, args.gb)
         print(f"  {rows:,} rows, {size / 1e9:.2f} GB in {time.perf_counter() - started:.0f} s", flush=True)
         results = {
             "streamed": run(args.folder, "streamed", config(str(data), True, args.hidden, args.batch_size), rows),

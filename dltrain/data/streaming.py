@@ -116,15 +116,14 @@ class ParquetShards:
                     start += rows
         self.features: list[str] = features or []
         self.sample_shape: tuple[int, ...] = (len(self.features),)
-        self._open: dict[str, Any] = {}  # per process: files whose footer is already read
 
     def read_x(self, piece: Piece) -> np.ndarray:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
-            handle = self._open.get(piece.path) or self._open.setdefault(piece.path, pq.ParquetFile(piece.path))
-            table = handle.read_row_group(piece.index, columns=self.features)
+            # Opened per piece: a reader kept open holds on to its last row group's buffers (64 MB a file).
+            table = pq.ParquetFile(piece.path).read_row_group(piece.index, columns=self.features)
         except (OSError, pa.ArrowException) as exc:
             raise _data_error(piece.path, exc, part=f"row group {piece.index}") from None
         return _floats(table, self.features)
@@ -140,9 +139,6 @@ class ParquetShards:
             except (OSError, pa.ArrowException) as exc:
                 raise _data_error(path, exc, "Parquet file") from None
         return np.concatenate(parts)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_open": {}}  # open files stay in the process that opened them
 
 
 def _numeric(kind: Any) -> bool:
@@ -611,29 +607,34 @@ class StreamBatches:
             prefetch_factor=2 if workers else None,
             generator=torch.Generator(),  # its own: drawing the workers' seeds from the global one would move dropout's
         )
-        for x, y in self.rebatch(loader):
+        for x, y in rebatch(loader, self.batch_size):
             x = x.to(self.device, non_blocking=True)
             yield (self.augment(x) if self.augment is not None else x), y.to(self.device, non_blocking=True)
 
-    def rebatch(self, windows: Any) -> Iterator[Batch]:
-        """Windows (in order) cut into batches of `batch_size`; a batch may span two windows."""
-        size = self.batch_size
-        held: Batch | None = None
-        expected = 0
-        for k, x, y in windows:
-            if y is None:
-                raise DataError(x)
-            if k != expected:  # the DataLoader keeps the order; this only guards against a change there
-                raise RuntimeError(f"streamed window {k} arrived before window {expected}")
-            expected += 1
-            if held is not None:
-                x, y = torch.cat([held[0], x]), torch.cat([held[1], y])
-            whole = len(x) - len(x) % size
-            for begin in range(0, whole, size):
-                yield x[begin : begin + size], y[begin : begin + size]
-            held = (x[whole:], y[whole:]) if whole < len(x) else None
-        if held is not None:
-            yield held
+
+def rebatch(windows: Any, size: int) -> Iterator[Batch]:
+    """Windows `(index, x, y)`, in order, cut into batches of `size`; a batch may span windows."""
+    held: Batch | None = None
+    expected = 0
+    for k, x, y in windows:
+        if y is None:
+            raise DataError(x)
+        if k != expected:  # the DataLoader keeps the order; this only guards against a change there
+            raise RuntimeError(f"streamed window {k} arrived before window {expected}")
+        expected += 1
+        if held is not None:  # the batch that spans two windows: only it is copied
+            fill = size - len(held[0])
+            if len(x) < fill:
+                held = (torch.cat([held[0], x]), torch.cat([held[1], y]))
+                continue
+            yield torch.cat([held[0], x[:fill]]), torch.cat([held[1], y[:fill]])
+            x, y = x[fill:], y[fill:]
+        whole = len(x) - len(x) % size
+        for begin in range(0, whole, size):
+            yield x[begin : begin + size], y[begin : begin + size]
+        held = (x[whole:], y[whole:]) if whole < len(x) else None
+    if held is not None:
+        yield held
 
 
 # --- the position in an epoch, in the checkpoint --------------------------------------
