@@ -25,7 +25,7 @@ from test_resume import _assert_same_run
 from dltrain import api
 from dltrain.build import prepare
 from dltrain.config import load_config
-from dltrain.data.streaming import StreamSplit, plan_epoch, skip
+from dltrain.data.streaming import StreamSplit, plan_epoch, rebatch, skip
 from dltrain.train import checkpoint
 
 ROWS, FEATURES, CLASSES = 600, 6, 3
@@ -137,6 +137,15 @@ def test_ranks_read_disjoint_pieces_and_the_same_number_of_samples(files: Path) 
     assert [w.pieces for w in one[0]] != [w.pieces for w in one[1]]  # a new order of the shards every epoch
     left = skip(one[0], 100)
     assert sum(w.hi - w.lo for w in left) == len(rows) - 100 and len(left) < len(one[0])
+
+
+def test_windows_of_any_size_are_cut_into_the_same_batches_as_one_array() -> None:
+    sizes = [5, 1, 2, 40, 8, 3]  # smaller than a batch, spanning several, ending on a batch's edge
+    x = torch.arange(sum(sizes), dtype=torch.float32)
+    parts = torch.split(x, sizes)
+    batches = list(rebatch(((k, part, part.long()) for k, part in enumerate(parts)), 8))
+    assert [len(b[0]) for b in batches] == [8] * 7 + [3]
+    assert torch.equal(torch.cat([b[0] for b in batches]), x) and torch.equal(batches[2][1], x[16:24].long())
 
 
 @pytest.mark.parametrize("damage", ["footer", "page"])
