@@ -89,6 +89,7 @@ def config(path: str, streaming: bool, hidden: int, batch_size: int) -> dict[str
 
 def run(folder: Path, name: str, settings: dict[str, Any], rows: int) -> dict[str, Any]:
     """`dltrain fit` under /usr/bin/time -v: wall time, peak RSS, epoch seconds and training samples per second."""
+    shutil.rmtree(folder / name, ignore_errors=True)  # a run directory left by an earlier (--keep) run
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     command = [
