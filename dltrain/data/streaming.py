@@ -1,14 +1,16 @@
 """Streaming: data larger than memory, read shard by shard in DataLoader workers.
 
 A streamed source is a list of *pieces*, the units a file is read in (a Parquet row
-group, a chunk of rows of a memory-mapped .npy file). The targets (one small column)
+group, a chunk of rows of a memory-mapped .npy file, record batches of a Hugging Face
+dataset's .arrow file); each source module holds its reader (`Shards`) and decides,
+through `streamed`, whether to stream at all. The targets (one small column)
 and the row indices of each split stay in memory, so the splits, class names and
 checks are exactly those of the in-memory path; the inputs are read when a batch needs
 them, and preprocessing statistics come from one streamed pass over the training rows.
 
 An epoch is a list of *windows*: consecutive pieces (in an order shuffled with the
-run's seed and the epoch) holding at least `data.shuffle_buffer` bytes of samples, whose rows are
-shuffled together (the shuffle buffer). Because a window's content depends only on
+run's seed and the epoch) holding at least `data.shuffle_buffer` bytes of samples,
+whose rows are shuffled together (the shuffle buffer). Because a window's content depends only on
 (seed, epoch, window), the position in an epoch is a sample offset: a resumed run
 skips whole windows without reading them and continues with exactly the batches the
 uninterrupted run trained on. Under DDP, rank r takes every world_size-th piece, so
@@ -21,19 +23,17 @@ import math
 import os
 import signal
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .._registry import did_you_mean
 from ..errors import CheckpointError, DataError
 from ..schema.data import LargeDataParams
 from .base import LazyInputs, Preprocessing, RawData, check_arrays, set_statistics, stat_axes
 
-NPY_PIECE_BYTES = 32 * 2**20  # rows of an .npy file read at once
+PIECE_BYTES = 32 * 2**20  # what one piece holds when the format leaves the choice to us (.npy, .arrow)
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -67,7 +67,7 @@ def _rows(shards: Shards) -> int:
     return sum(p.rows for p in shards.pieces)
 
 
-def _data_error(path: str, exc: Exception, what: str = "file", part: str = "") -> DataError:
+def unreadable(path: str, exc: Exception, what: str = "file", part: str = "") -> DataError:
     """One message for a file that cannot be read: which file (and which part of it), why, what to do."""
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if part:
@@ -75,179 +75,13 @@ def _data_error(path: str, exc: Exception, what: str = "file", part: str = "") -
     return DataError(f"'{path}' is not a readable {what} ({reason}); replace or remove it")
 
 
-# --- Parquet --------------------------------------------------------------------------
-
-
-class ParquetShards:
-    """Parquet files read one row group at a time, the feature columns only."""
-
-    def __init__(self, files: list[str], target: str, features: list[str] | None) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        self.problem: str | None = None  # why these files cannot be streamed (they may still fit in memory)
-        self.files, self.target = files, target
-        self.pieces: list[Piece] = []
-        start = 0
-        for path in files:
-            try:
-                meta = pq.ParquetFile(path).metadata
-            except (OSError, pa.ArrowException) as exc:
-                raise _data_error(path, exc, "Parquet file") from None
-            schema = meta.schema.to_arrow_schema()
-            if features is None:
-                features = [name for name in schema.names if name != target]
-            for name, key in [(target, "target"), *((name, "features") for name in features)]:
-                if name not in schema.names:
-                    raise DataError(
-                        f"data.{key}: '{path}' has no column '{name}'.{did_you_mean(name, schema.names)} "
-                        f"Columns: {', '.join(schema.names)}"
-                    )
-            text = [name for name in features if not _numeric(schema.field(name).type)]
-            if text and not self.problem:
-                self.problem = (
-                    f"'{path}': column(s) {', '.join(map(repr, text))} are not numbers; streaming reads numeric "
-                    f"features only. Leave them out of data.features, or set data.streaming: false"
-                )
-            for index in range(meta.num_row_groups):
-                rows = meta.row_group(index).num_rows
-                if rows:
-                    self.pieces.append(Piece(path, index, start, rows))
-                    start += rows
-        self.features: list[str] = features or []
-        self.sample_shape: tuple[int, ...] = (len(self.features),)
-
-    def read_x(self, piece: Piece) -> np.ndarray:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            # Opened per piece: a reader kept open holds on to its last row group's buffers (64 MB a file).
-            table = pq.ParquetFile(piece.path).read_row_group(piece.index, columns=self.features)
-        except (OSError, pa.ArrowException) as exc:
-            raise _data_error(piece.path, exc, part=f"row group {piece.index}") from None
-        return _floats(table, self.features)
-
-    def read_y(self) -> np.ndarray:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        parts = []
-        for path in self.files:
-            try:
-                parts.append(pq.read_table(path, columns=[self.target]).column(0).to_numpy(zero_copy_only=False))
-            except (OSError, pa.ArrowException) as exc:
-                raise _data_error(path, exc, "Parquet file") from None
-        return np.concatenate(parts)
-
-
-def _numeric(kind: Any) -> bool:
+def numeric_type(kind: Any) -> bool:
     import pyarrow as pa
 
     return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind))
 
 
-# --- .npy -----------------------------------------------------------------------------
-
-
-class NpyShards:
-    """An .npy file of inputs read in chunks of rows through a memory map (unmapped after each chunk)."""
-
-    def __init__(self, x: Path, y: Path) -> None:
-        self.x, self.y = str(x), str(y)
-        inputs = _memmap(self.x)
-        self.sample_shape: tuple[int, ...] = tuple(int(d) for d in inputs.shape[1:])
-        rows = int(inputs.shape[0]) if inputs.ndim else 0
-        if inputs.dtype.kind not in "biuf" or not rows:
-            raise DataError(f"'{x}' holds {inputs.dtype} {list(inputs.shape)}; give real numbers, samples first")
-        self.value_range = 255.0 if inputs.dtype == np.uint8 else None  # as the in-memory path reads it
-        step = max(1, NPY_PIECE_BYTES // max(1, inputs[:1].nbytes))
-        self.pieces = [
-            Piece(self.x, i, offset, min(step, rows - offset), offset) for i, offset in enumerate(range(0, rows, step))
-        ]
-        del inputs
-
-    def read_x(self, piece: Piece) -> np.ndarray:
-        inputs = _memmap(piece.path)
-        return np.array(inputs[piece.offset : piece.offset + piece.rows], dtype=np.float32)
-
-    def read_y(self) -> np.ndarray:
-        y = np.array(_memmap(self.y, "y"))
-        if len(y) != self.pieces[-1].start + self.pieces[-1].rows:
-            raise DataError(f"'{self.x}' holds {_rows(self)} samples but '{self.y}' {len(y)} targets: they must match")
-        return y
-
-
-def _memmap(path: str, key: str = "x") -> np.ndarray:
-    """The `npy` source's memory map of `path` (its messages for a missing or damaged file)."""
-    from .arrays import open_npy  # the source imports this module
-
-    return open_npy(Path(path), key)
-
-
-# --- Hugging Face datasets -------------------------------------------------------------
-
-
-class HfShards:
-    """The Arrow files of a Hugging Face dataset split, read a few record batches at a time through a memory map
-    opened for that piece only (so the pages read do not stay in the reader's resident memory)."""
-
-    def __init__(self, dataset: Any, where: str, features: list[str] | None, target: str) -> None:
-        import pyarrow as pa
-
-        self.dataset, self.target = dataset, target
-        self.features = list(features or [c for c in dataset.column_names if c != target])
-        self.sample_shape: tuple[int, ...] = (len(self.features),)
-        self.problem: str | None = None
-        files = [entry["filename"] for entry in dataset.cache_files]
-        schema = dataset.data.schema
-        text = [name for name in self.features if name in schema.names and not _numeric(schema.field(name).type)]
-        if getattr(dataset, "_indices", None) is not None or not files:
-            self.problem = f"'{where}' is not stored as it is read (held in memory, or a selection of rows); " + (
-                "save it with save_to_disk first, or set data.streaming: false"
-            )
-        elif text:
-            self.problem = (
-                f"'{where}': column(s) {', '.join(map(repr, text))} are not numbers; streaming reads numeric "
-                f"features only. Leave them out of data.features, or set data.streaming: false"
-            )
-        self.pieces: list[Piece] = []
-        piece_rows = max(1, NPY_PIECE_BYTES // (4 * max(1, len(self.features))))
-        start = 0
-        for path in files:
-            try:
-                with pa.memory_map(path) as source:
-                    sizes = [batch.num_rows for batch in pa.ipc.open_stream(source)]
-            except (OSError, pa.ArrowException) as exc:
-                raise _data_error(path, exc, "Arrow file") from None
-            first, held = 0, 0
-            for index, rows in enumerate(sizes):
-                held += rows
-                if held >= piece_rows or index == len(sizes) - 1:
-                    if held:
-                        self.pieces.append(Piece(path, first, start, held))
-                    start, first, held = start + held, index + 1, 0
-
-    def read_x(self, piece: Piece) -> np.ndarray:
-        import pyarrow as pa
-
-        try:
-            with pa.memory_map(piece.path) as source:
-                batches, held = [], 0
-                for index, batch in enumerate(pa.ipc.open_stream(source)):
-                    if index >= piece.index and held < piece.rows:
-                        batches.append(batch.select(self.features))
-                        held += batch.num_rows
-                return _floats(pa.Table.from_batches(batches), self.features)
-        except (OSError, pa.ArrowException) as exc:
-            raise _data_error(piece.path, exc, part=f"record batch {piece.index}") from None
-
-    def read_y(self) -> np.ndarray:
-        column = self.dataset.select_columns([self.target]).with_format("arrow")[:].column(0)
-        return np.asarray(column.to_numpy(zero_copy_only=False))
-
-
-def _floats(table: Any, features: list[str]) -> np.ndarray:
+def float_columns(table: Any, features: list[str]) -> np.ndarray:
     """Numeric columns of an Arrow table as float32 `(rows, features)`."""
     x = np.empty((table.num_rows, len(features)), dtype=np.float32)
     for column, name in enumerate(features):
@@ -309,50 +143,6 @@ class ColumnsKept:
 
     def transform(self, x: Any, state: dict[str, Any]) -> Any:
         return x
-
-
-def parquet_stream(params: Any, files: list[Path]) -> RawData | None:
-    """`parquet` streamed, or None for the in-memory path."""
-    shards = streamed(params, lambda: ParquetShards([str(f) for f in files], params.target, params.features))
-    if shards is False:
-        return None
-    assert isinstance(shards, ParquetShards)
-    return stream_raw(params, shards, ColumnsKept(shards.features))
-
-
-def hf_stream(params: Any, train: Any, held: dict[str, Any], where: dict[str, str]) -> RawData | None:
-    """`hf` table columns streamed (the dataset's own validation and test splits too), or None for the in-memory path."""
-    if params.image is not None:
-        return None  # images are decoded in memory (a streamed image column is not supported yet)
-    shards = streamed(params, lambda: HfShards(train, where["train"], params.features, params.target))
-    if shards is False:
-        return None
-    assert isinstance(shards, HfShards)
-    raw = stream_raw(params, shards, ColumnsKept(shards.features))
-    for role, dataset in held.items():
-        if dataset is not None:
-            split = HfShards(dataset, where[role], shards.features, params.target)
-            if split.problem:
-                raise DataError(split.problem)
-            rows = stream_raw(params, split)
-            setattr(raw, f"x_{role}", rows.x_train)
-            setattr(raw, f"y_{role}", rows.y_train)
-    return raw
-
-
-def npy_stream(params: Any) -> RawData | None:
-    """`npy` streamed (its test and validation files too), or None for the in-memory path."""
-    shards = streamed(params, lambda: NpyShards(params.x, params.y))
-    if shards is False:
-        return None
-    raw = stream_raw(params, shards)  # type: ignore[arg-type]
-    for split in ("test", "val"):
-        x, y = getattr(params, f"x_{split}"), getattr(params, f"y_{split}")
-        if x is not None:
-            held = stream_raw(params, NpyShards(x, y))
-            setattr(raw, f"x_{split}", held.x_train)
-            setattr(raw, f"y_{split}", held.y_train)
-    return raw
 
 
 # --- the rows of a split --------------------------------------------------------------
