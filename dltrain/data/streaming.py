@@ -23,7 +23,8 @@ import math
 import os
 import signal
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Protocol
+from itertools import cycle
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -281,28 +282,36 @@ def _windows(rows: StreamRows, pieces: list[int], per_window: int, seed: int | N
 
 def plan_epoch(rows: StreamRows, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int, pad: bool) -> Plan:
     """This rank's windows for `epoch`: the pieces in a seeded order (kept in order without `shuffle`), every
-    `world_size`-th to this rank; with `pad`, a shorter rank wraps round to read as many samples as the longest."""
+    `world_size`-th to this rank; with `pad` (training), cut or wrapped round to the same number on every rank."""
     pieces = np.arange(len(rows.shards.pieces))
     mixing = (seed * 1_000_003 + epoch) % 2**63
     if shuffle:
         pieces = np.random.default_rng(mixing).permutation(pieces)
     sample_bytes = 4 * max(1, math.prod(rows.shards.sample_shape))
     per_window = max(1, rows.buffer // sample_bytes)
-    sizes = np.diff(rows.bounds)
-    counts = [int(sizes[pieces[r::world_size]].sum()) for r in range(world_size)]
     mine = [int(p) for p in pieces[rank::world_size]]
     window_seed = (mixing * 7919 + rank * 104_729) % 2**62 if shuffle else None
     windows = _windows(rows, mine, per_window, window_seed)
     samples = sum(w.hi - w.lo for w in windows)
-    wanted = max(counts) if pad else samples
-    extra, k = wanted - samples, 0
-    while extra > 0 and windows:  # wrap round: the first windows again, cut to what is missing
-        w = windows[k % len(windows)]
-        take = min(extra, w.hi - w.lo)
-        windows.append(Window(w.pieces, w.seed, w.lo, w.lo + take))
-        extra -= take
-        k += 1
+    if not pad:
+        return Plan(windows, samples)
+    # Every rank takes the same share every epoch (the in-memory path's ceil(N / world_size)): a rank whose
+    # pieces hold more stops early (those rows come in another epoch's order), one with fewer wraps round.
+    wanted = math.ceil(len(rows) / world_size)
+    windows = _first(windows, wanted) if samples >= wanted else windows + _first(cycle(windows), wanted - samples)
     return Plan(windows, wanted)
+
+
+def _first(windows: Iterable[Window], samples: int) -> list[Window]:
+    """The windows that hold the first `samples` samples, the last one cut."""
+    kept: list[Window] = []
+    for w in windows:
+        if samples <= 0:
+            break
+        take = min(samples, w.hi - w.lo)
+        kept.append(Window(w.pieces, w.seed, w.lo, w.lo + take))
+        samples -= take
+    return kept
 
 
 def skip(windows: list[Window], samples: int) -> list[Window]:
