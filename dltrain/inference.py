@@ -56,7 +56,7 @@ def encode_table(x: np.ndarray, state: dict[str, Any]) -> np.ndarray:
 
 def _one_hot(cells: np.ndarray, categories: list[str]) -> np.ndarray:
     """(N,) cells → (N, len(categories)) float32 by a binary search in the sorted categories (unseen: zeros)."""
-    values = np.asarray([str(v) for v in cells] if cells.dtype.kind == "O" else cells.astype(str))
+    values = cells.astype(str)
     known = np.asarray(categories, dtype=str)
     onehot = np.zeros((len(values), len(known)), dtype=np.float32)
     if len(known) == 0:

@@ -113,11 +113,25 @@ def read_csv(path: Path, prep: Preprocessing) -> Samples:
     return _as_samples(numeric_rows(path).astype(np.float32), path, prep)
 
 
+def read_parquet_rows(path: Path, prep: Preprocessing) -> Samples:
+    """Rows of a Parquet file, by column name: encoded as the `parquet` (or `csv`) source did."""
+    from .data.parquet import read_features as parquet_features
+
+    state = prep.table or {}
+    if "categories" not in state:
+        raise DataError(
+            f"'{path}': this model was not trained on table columns, so a Parquet file has nothing to give it"
+        )
+    x = torch.from_numpy(parquet_features(path, state))
+    return Samples(x, list(range(len(x))))
+
+
 READERS: dict[str, Reader] = {
     **{suffix: read_image_file for suffix in IMAGE_SUFFIXES},
     ".npy": read_npy,
     ".npz": read_npz,
     ".csv": read_csv,
+    ".parquet": read_parquet_rows,
 }
 
 

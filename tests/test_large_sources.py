@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -28,7 +29,11 @@ def model_config(data: dict, units: int, epochs: int = 20) -> dict:
                 {"type": "Dense", "units": units, "activation": "softmax"},
             ]
         },
-        "compile": {"optimizer": {"type": "adam", "lr": 0.01}, "loss": "categorical_crossentropy", "metrics": ["accuracy"]},
+        "compile": {
+            "optimizer": {"type": "adam", "lr": 0.01},
+            "loss": "categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
         "fit": {"epochs": epochs, "batch_size": 32, "validation_split": 0.2, "device": "cpu"},
     }
 
@@ -50,13 +55,28 @@ def loaded(tmp_path: Path, data: dict):
 
 def test_parquet_folder_trains_and_reads_as_the_csv_does(cli, tmp_path: Path) -> None:
     write_parquet_parts(tmp_path / "flowers")
-    data = {"source": "parquet", "path": "flowers", "target": "species", "features": ["petal_length", "petal_width", "soil"]}
-    result = cli("fit", write_config(tmp_path, model_config({**data, "normalize": "standardize"}, 3)), "--run-dir", tmp_path / "run")
+    data = {
+        "source": "parquet",
+        "path": "flowers",
+        "target": "species",
+        "features": ["petal_length", "petal_width", "soil"],
+    }
+    result = cli(
+        "fit",
+        write_config(tmp_path, model_config({**data, "normalize": "standardize"}, 3)),
+        "--run-dir",
+        tmp_path / "run",
+    )
     assert result.exit_code == 0, result.output
     checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert checkpoint["class_names"] == ["setosa", "versicolor", "virginica"]
     assert checkpoint["preprocessing"]["table"]["categories"] == {"soil": ["clay", "loam", "sand"]}
     assert json.loads(cli("evaluate", tmp_path / "run", "--json").stdout)["accuracy"] >= 0.9
+    new = pa.table({"soil": ["clay", "peat"], "petal_width": [0.3, 2.0], "petal_length": [1.4, 5.6]})
+    pq.write_table(new, tmp_path / "new.parquet")
+    result = cli("predict", tmp_path / "run", tmp_path / "new.parquet", "--json")
+    assert result.exit_code == 0, result.output
+    assert [p["prediction"] for p in json.loads(result.stdout)["predictions"]] == ["setosa", "virginica"]
 
     from_glob = loaded(tmp_path, {**data, "path": "flowers/part-*.parquet"})
     from_csv = loaded(tmp_path, {**data, "source": "csv", "path": "flowers.csv"})
@@ -108,7 +128,9 @@ def test_broken_files_exit_2_naming_the_file(cli, tmp_path: Path, source: str, d
 def test_hf_dataset_saved_to_disk_trains_on_its_image_and_table_columns(cli, tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
     images, labels = blob_images(300, 3, 1, 8)
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["small", "mid", "large"])})
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=["small", "mid", "large"])}
+    )
     rows = [{"image": image[0], "label": int(label)} for image, label in zip(images, labels)]
     split = {"train": rows[:240], "test": rows[240:]}
     datasets.DatasetDict(
@@ -129,3 +151,8 @@ def test_hf_dataset_saved_to_disk_trains_on_its_image_and_table_columns(cli, tmp
     assert bundle.class_names == ["setosa", "versicolor", "virginica"] and bundle.input_shape == (4,)
     result = cli("check", write_config(tmp_path, model_config({**data, "features": ["petal_length", "sol"]}, 3)))
     assert result.exit_code == 2 and "has no column 'sol'. Did you mean 'soil'?" in result.output
+    for arrow in (tmp_path / "flowers").glob("*.arrow"):
+        arrow.write_bytes(b"not an arrow file")
+    for path in ("flowers", "no_such_dataset"):
+        result = cli("check", write_config(tmp_path, model_config({**data, "path": path}, 3)))
+        assert result.exit_code == 2 and f"data.path: '{path}' is neither" in result.output, result.output

@@ -32,9 +32,7 @@ def _datasets() -> Any:
     try:
         import datasets
     except ImportError:
-        raise DataError(
-            "data.source: hf needs the 'datasets' package: pip install 'dltrain[hf]'"
-        ) from None
+        raise DataError("data.source: hf needs the 'datasets' package: pip install 'dltrain[hf]'") from None
     return datasets
 
 
@@ -60,8 +58,7 @@ def open_dataset(path: str) -> dict[str, Any]:
 def _split(splits: dict[str, Any], name: str, path: str) -> Any:
     if name not in splits:
         raise DataError(
-            f"data.split: '{path}' has no split '{name}'.{did_you_mean(name, list(splits))} "
-            f"Splits: {', '.join(splits)}"
+            f"data.split: '{path}' has no split '{name}'.{did_you_mean(name, list(splits))} Splits: {', '.join(splits)}"
         )
     return splits[name]
 
@@ -133,7 +130,7 @@ def hf(p: HfParams) -> RawData:
             if dataset is not None:
                 _check_columns(dataset, [*encoder.features, p.target], "features", where[role])
                 table = _table(dataset, [*encoder.features, p.target], where[role])
-                setattr(raw, f"x_{role}", feature_cells(table, encoder.features, encoder.categorical))
+                setattr(raw, f"x_{role}", feature_cells(table, encoder.features, encoder))
                 setattr(raw, f"y_{role}", target_values(table, p.target))
     raw.class_names = _class_names(train, p.target)
     return raw

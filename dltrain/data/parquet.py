@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..schema.data import ParquetParams
 from .base import RawData, register_source
 from .streaming import ColumnsKept, Piece, float_columns, numeric_type, stream_raw, streamed, unreadable
-from .tabular import Table, table_raw
+from .tabular import Column, Table, TableEncoder, arrow_texts, feature_cells, table_raw
 
 
 def parquet_files(path: str) -> list[Path]:
@@ -68,10 +68,10 @@ def read_parquet(files: list[Path], columns: dict[str, str] | None) -> tuple[Any
 
 
 def arrow_table(table: Any, name: str, locate: Any) -> Table:
-    """A dltrain `Table` of an Arrow table: numbers as numbers (nulls as NaN), strings as texts (nulls as None)."""
+    """A dltrain `Table` of an Arrow table: numbers as numbers (nulls as NaN), strings as `Texts` (nulls as None)."""
     import pyarrow as pa
 
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, Column] = {}
     for column_name, column in zip(table.column_names, table.columns):
         kind = column.type
         if pa.types.is_dictionary(kind):
@@ -80,7 +80,7 @@ def arrow_table(table: Any, name: str, locate: Any) -> Table:
             values = column.to_numpy()
             columns[column_name] = values.astype(np.float64) if values.dtype.kind == "b" else values
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            columns[column_name] = np.array(column.to_pylist(), dtype=object)
+            columns[column_name] = arrow_texts(column)
         else:
             raise DataError(
                 f"{name}: column '{column_name}' holds {kind} values; dltrain reads columns of numbers or text. "
@@ -112,6 +112,15 @@ def parquet(p: ParquetParams) -> RawData:
     data, counts = read_parquet(files, columns)
     name = str(files[0]) if len(files) == 1 else p.path
     return table_raw(arrow_table(data, name, _locator(files, counts)), p)
+
+
+def read_features(path: Path, state: dict[str, Any]) -> np.ndarray:
+    """New rows of a Parquet file encoded as training did (`state` from the checkpoint); for `predict`."""
+    features = list(state["features"])
+    data, counts = read_parquet([path], dict.fromkeys(features, "features"))
+    encoder = TableEncoder(features, set(state["categories"]))
+    table = arrow_table(data, str(path), _locator([path], counts))
+    return encoder.transform(feature_cells(table, features, encoder), state)
 
 
 # --- streaming: one row group at a time ------------------------------------------------

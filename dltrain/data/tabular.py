@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection, TypeVar
+from typing import Any, Callable, Collection, Sequence, TypeVar
 
 import numpy as np
 
 from .._registry import did_you_mean
 from ..errors import DataError
-from ..inference import encode_table as encode
 from ..schema.data import ColumnsParams, CsvParams
 from .base import RawData, register_source
 
@@ -29,16 +28,49 @@ Locate = Callable[[int], str]
 
 
 @dataclass
-class Table:
-    """A table's header and columns: float64 where every cell is a number, else the cells' texts.
+class Texts:
+    """A column of texts, dictionary-encoded: row i holds `words[codes[i]]` (None: a Parquet null).
 
-    A text column's cells are stripped strings (None for a Parquet null); `locate` turns a
-    row index into where that row is ("'f.csv' line 8"), for error messages.
+    A column of a million cells holds a handful of distinct words, so every check
+    (missing? a number?) looks at each word once, and the rows by their codes.
+    """
+
+    codes: np.ndarray  # (N,) int64
+    words: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @classmethod
+    def of(cls, cells: Sequence[str | None]) -> "Texts":
+        index: dict[str | None, int] = {}
+        codes = np.fromiter((index.setdefault(c, len(index)) for c in cells), dtype=np.int64, count=len(cells))
+        return cls(codes, list(index))
+
+    def rows(self, words: Callable[[str | None], bool]) -> np.ndarray:
+        """The rows whose word passes `words`, in order."""
+        chosen = [code for code, word in enumerate(self.words) if words(word)]
+        return np.flatnonzero(np.isin(self.codes, chosen)) if chosen else np.empty(0, dtype=np.int64)
+
+    def strings(self) -> np.ndarray:
+        """(N,) str array of the cells."""
+        return np.asarray([str(w) for w in self.words], dtype=str)[self.codes]
+
+
+Column = np.ndarray | Texts  # numbers (NaN: missing), or texts
+
+
+@dataclass
+class Table:
+    """A table's header and columns: numbers where every cell is one, else texts (`Texts`).
+
+    A CSV's text cells are stripped; `locate` turns a row index into where that row is
+    ("'f.csv' line 8"), for error messages.
     """
 
     path: Path | str
     header: list[str]
-    columns: dict[str, np.ndarray]
+    columns: dict[str, Column]
     locate: Locate
 
     def __len__(self) -> int:
@@ -53,57 +85,52 @@ class Table:
             )
         return self.header.index(name)
 
-    def column(self, name: str, key: str) -> np.ndarray:
+    def column(self, name: str, key: str) -> Column:
         self.index(name, key)
         return self.columns[name]
 
-    def cells(self, name: str, key: str, what: str = "value") -> np.ndarray:
-        """Column `name` as texts (numbers written as read), a missing cell refused with its row."""
+    def texts(self, name: str, key: str, what: str = "value") -> Texts:
+        """Column `name` as texts (numbers as read), a missing cell refused with its row."""
         column = self.column(name, key)
-        if column.dtype.kind != "O":
-            self.numbers(name, key)  # refuses NaN cells
-            return column.astype(str).astype(object)
-        for row in _missing_rows(column)[:1]:
-            raise DataError(f"{self.where(row, name)}: missing {what}; fill it in or drop the row")
+        if not isinstance(column, Texts):
+            values = self.numbers(name, key)  # refuses NaN cells
+            return Texts.of([_text(v) for v in values.tolist()])
+        for row in column.rows(_missing)[:1]:
+            raise DataError(f"{self.where(int(row), name)}: missing {what}; fill it in or drop the row")
         return column
 
     def is_numeric(self, name: str) -> bool:
         """Every cell is a number (none missing)."""
         column = self.columns[name]
-        if column.dtype.kind == "O":
-            return _all_numbers(column)
+        if isinstance(column, Texts):
+            return all(_number(word) is not None for word in column.words)
         return not (column.dtype.kind == "f" and np.isnan(column).any())
 
     def numbers(self, name: str, key: str) -> np.ndarray:
         """Column `name` as float64; a missing or non-numeric cell is an error naming its line."""
         column = self.column(name, key)
-        if column.dtype.kind != "O":
-            values = column.astype(np.float64)
+        if not isinstance(column, Texts):
+            values = np.asarray(column, dtype=np.float64)
             for row in np.flatnonzero(np.isnan(values))[:1]:
                 raise DataError(f"{self.where(int(row), name)}: missing value; numbers are needed here")
             return values
-        numbers = [_number(cell) for cell in column]
-        for row, (cell, value) in enumerate(zip(column, numbers)):
-            if value is None:
-                raise DataError(f"{self.where(row, name)}: {_describe(cell)}; numbers are needed here")
-        return np.array(numbers, dtype=np.float64)
+        numbers = [_number(word) for word in column.words]
+        for row in column.rows(lambda word: _number(word) is None)[:1]:
+            cell = column.words[column.codes[row]]
+            raise DataError(f"{self.where(int(row), name)}: {_describe(cell)}; numbers are needed here")
+        return np.asarray(numbers, dtype=np.float64)[column.codes]
 
     def where(self, row: int, column: str) -> str:
         return f"{self.locate(row)}, column '{column}'"
 
 
+def _text(value: float) -> str:
+    """A number as a CSV would hold it: 3, not 3.0."""
+    return str(int(value)) if value.is_integer() else str(value)
+
+
 def _missing(cell: str | None) -> bool:
     return cell is None or cell.lower() in MISSING
-
-
-def _missing_rows(column: np.ndarray) -> list[int]:
-    """Rows of a text column whose cell is missing (each distinct text checked once)."""
-    missing = {cell for cell in set(column.tolist()) if _missing(cell)}
-    return [row for row, cell in enumerate(column) if cell in missing] if missing else []
-
-
-def _all_numbers(column: np.ndarray) -> bool:
-    return all(_number(cell) is not None for cell in set(column.tolist()))
 
 
 def _number(cell: str | None) -> float | None:
@@ -139,13 +166,12 @@ def _check_file(path: Path) -> None:
         raise DataError(f"data.path: no file at '{path}'. Give the path of a CSV file with a header row.")
 
 
-def _text_or_numbers(cells: list[str], keep_text: bool) -> np.ndarray:
+def _text_or_numbers(cells: list[str], keep_text: bool) -> Column:
     """A column as float64 when every cell is a number (and it is not kept as text), else its texts."""
-    if not keep_text:
-        numbers = [_number(cell) for cell in cells]
-        if all(n is not None for n in numbers):
-            return np.array(numbers, dtype=np.float64)
-    return np.array(cells, dtype=object)
+    texts = Texts.of(cells)
+    if keep_text or not all(_number(word) is not None for word in texts.words):
+        return texts
+    return np.array([_number(cell) for cell in cells], dtype=np.float64)
 
 
 def read_table_python(path: Path, text: Collection[str] = ()) -> Table:
@@ -163,7 +189,7 @@ def read_table_python(path: Path, text: Collection[str] = ()) -> Table:
 
 
 def read_table_arrow(path: Path, text: Collection[str] = ()) -> Table:
-    """Read a CSV with pyarrow (about 20x faster); its errors are found again by `read_table_python`."""
+    """Read a CSV with pyarrow (threads, C++: 10-20x faster); `with_table` finds its errors again with Python's."""
     import pyarrow as pa
     from pyarrow import csv as pacsv
 
@@ -172,28 +198,42 @@ def read_table_arrow(path: Path, text: Collection[str] = ()) -> Table:
     try:
         table = pacsv.read_csv(path, convert_options=options)
         names = [name.strip() for name in table.column_names]
-        words = [raw for raw, name in zip(table.column_names, names) if name in text or not _is_number_type(table, raw)]
-        if words:  # re-read the text columns as written (arrow would read 'true' as a boolean, 007 as 7)
-            options = pacsv.ConvertOptions(column_types={raw: pa.string() for raw in words}, include_columns=words)
+        kinds = {raw: _kind(table.schema.field(raw).type) for raw in table.column_names}
+        words = [raw for raw, name in zip(table.column_names, names) if name in text or kinds[raw] != "number"]
+        again = [raw for raw in words if kinds[raw] != "text"]
+        if again:  # re-read as written what arrow converted ('true' to a boolean, 007 to 7, dates)
+            options = pacsv.ConvertOptions(column_types={raw: pa.string() for raw in again}, include_columns=again)
             texts = pacsv.read_csv(path, convert_options=options)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise DataError(f"'{path}' is not a readable CSV file ({exc})") from None
     if table.num_rows < 1:
         raise DataError(f"'{path}' needs a header row and at least one data row")
-    columns = {}
+    columns: dict[str, Column] = {}
     for raw, name in zip(table.column_names, names):
         if raw in words:
-            columns[name] = np.array([cell.strip() for cell in texts.column(raw).to_pylist()], dtype=object)
+            columns[name] = arrow_texts((texts if raw in again else table).column(raw), strip=True)
         else:
-            columns[name] = table.column(raw).to_numpy().astype(np.float64)
+            columns[name] = np.asarray(table.column(raw).to_numpy(), dtype=np.float64)
     return Table(path, names, columns, lambda row: f"'{path}' row {row + 1}")
 
 
-def _is_number_type(table: Any, name: str) -> bool:
+def arrow_texts(column: Any, strip: bool = False) -> Texts:
+    """An Arrow column of strings as `Texts` (dictionary-encoded in C++, nulls as None)."""
+    import pyarrow.compute as pc
+
+    if strip:
+        column = pc.utf8_trim_whitespace(column)
+    encoded = column.combine_chunks().dictionary_encode(null_encoding="encode")
+    return Texts(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary.to_pylist())
+
+
+def _kind(kind: Any) -> str:
+    """'number', 'text' (as written) or 'other' (booleans, dates: converted by arrow) for an Arrow type."""
     import pyarrow as pa
 
-    kind = table.schema.field(name).type
-    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind))
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return "number"
+    return "text" if pa.types.is_string(kind) or pa.types.is_large_string(kind) else "other"
 
 
 def read_table(path: Path, text: Collection[str] = ()) -> Table:
@@ -245,18 +285,15 @@ def numeric_rows(path: Path) -> np.ndarray:
     return values
 
 
-def feature_cells(table: Table, features: list[str], categorical: set[str]) -> np.ndarray:
-    """(N, F) inputs, no missing cells: float64 when every column is numeric, else objects (floats and strings)."""
+def feature_cells(table: Table, features: list[str], encoder: "TableEncoder") -> np.ndarray:
+    """(N, F) float64 inputs, no missing cell: numbers, and for categorical columns the encoder's word codes."""
     columns = [
-        table.cells(name, "features") if name in categorical else table.numbers(name, "features")
+        encoder.code(name, table.texts(name, "features"))
+        if name in encoder.categorical
+        else table.numbers(name, "features")
         for name in features
     ]
-    if not categorical & set(features):
-        return np.stack(columns, axis=1) if columns else np.empty((len(table), 0))
-    cells = np.empty((len(table), len(features)), dtype=object)
-    for i, column in enumerate(columns):
-        cells[:, i] = column
-    return cells
+    return np.stack(columns, axis=1) if columns else np.empty((len(table), 0))
 
 
 def infer_categorical(table: Table, features: list[str], declared: list[str]) -> set[str]:
@@ -264,49 +301,76 @@ def infer_categorical(table: Table, features: list[str], declared: list[str]) ->
     categorical = set(declared)
     for name in features:
         column = table.column(name, "features")
-        if name in categorical or column.dtype.kind != "O":
+        if name in categorical or not isinstance(column, Texts):
             continue
-        cells = [c for c in set(column.tolist()) if not _missing(c)]
-        if cells and all(_number(c) is None for c in cells):
+        words = [w for w in column.words if not _missing(w)]
+        if words and all(_number(w) is None for w in words):
             categorical.add(name)
     return categorical
 
 
 class TableEncoder:
-    """One-hot encodes the categorical columns with categories seen in the training split."""
+    """One-hot encodes the categorical columns with categories seen in the training split.
+
+    Categorical cells reach it as codes into its vocabulary (`code`), so the inputs are
+    one float array, however many rows; `fit` and `transform` read the codes.
+    """
 
     def __init__(self, features: list[str], categorical: set[str]) -> None:
         self.features = features
         self.categorical = categorical
+        self.vocabulary: dict[str, dict[str, int]] = {name: {} for name in categorical}
+
+    def code(self, name: str, texts: Texts) -> np.ndarray:
+        """(N,) float64 codes of a categorical column's cells in this encoder's vocabulary (new words added)."""
+        index = self.vocabulary[name]
+        mapping = np.array([index.setdefault(str(w), len(index)) for w in texts.words], dtype=np.float64)
+        return mapping[texts.codes]
+
+    def _words(self, name: str) -> np.ndarray:
+        return np.array(list(self.vocabulary[name]), dtype=object)
 
     def fit(self, x_train: np.ndarray) -> dict[str, Any]:
         categories = {
-            name: sorted({str(v) for v in x_train[:, i]})
+            name: sorted(self._words(name)[np.unique(x_train[:, i].astype(np.int64))].tolist())
             for i, name in enumerate(self.features)
             if name in self.categorical
         }
         return {"features": self.features, "categories": categories}
 
     def transform(self, x: np.ndarray, state: dict[str, Any]) -> np.ndarray:
-        return encode(x, state)
+        """(N, F) codes → (N, F') float32, categories one-hot (a word unseen in training: all zeros)."""
+        parts = []
+        for i, name in enumerate(state["features"]):
+            if name not in state["categories"]:
+                parts.append(x[:, i : i + 1].astype(np.float32))
+                continue
+            position = {word: j for j, word in enumerate(state["categories"][name])}
+            lookup = np.array([position.get(w, -1) for w in self._words(name)] + [-1], dtype=np.int64)
+            column = lookup[x[:, i].astype(np.int64)]
+            onehot = np.zeros((len(x), len(position)), dtype=np.float32)
+            seen = np.flatnonzero(column >= 0)
+            onehot[seen, column[seen]] = 1.0
+            parts.append(onehot)
+        return np.concatenate(parts, axis=1) if parts else np.empty((len(x), 0), dtype=np.float32)
 
 
 def read_features(path: Path, state: dict[str, Any]) -> np.ndarray:
     """New rows of a CSV encoded as training did (`state` from the checkpoint); for `predict`."""
-    categorical = set(state["categories"])
-    cells = with_table(path, lambda table: feature_cells(table, state["features"], categorical), categorical)
-    return encode(cells, state)
+    encoder = TableEncoder(state["features"], set(state["categories"]))
+    cells = with_table(path, lambda table: feature_cells(table, state["features"], encoder), encoder.categorical)
+    return encoder.transform(cells, state)
 
 
 def target_values(table: Table, name: str) -> np.ndarray:
     """The target column: floats when every cell is a number, else the strings (class names)."""
     column = table.column(name, "target")
-    if column.dtype.kind != "O":
+    if not isinstance(column, Texts):
         return table.numbers(name, "target")
-    cells = table.cells(name, "target", what="target")
-    if _all_numbers(cells):
-        return np.array([float(c) for c in cells], dtype=np.float64)
-    return cells.astype(str)
+    texts = table.texts(name, "target", what="target")
+    if all(_number(w) is not None for w in texts.words):
+        return table.numbers(name, "target")
+    return texts.strings()
 
 
 def table_raw(table: Table, p: ColumnsParams) -> RawData:
@@ -317,9 +381,9 @@ def table_raw(table: Table, p: ColumnsParams) -> RawData:
         raise DataError(f"data.features: the target column '{p.target}' cannot also be a feature")
     for name in features + p.categorical:
         table.index(name, "features" if name in features else "categorical")
-    categorical = infer_categorical(table, features, p.categorical)
-    x = feature_cells(table, features, categorical)
-    return RawData(x, target_values(table, p.target), encoder=TableEncoder(features, categorical))
+    encoder = TableEncoder(features, infer_categorical(table, features, p.categorical))
+    x = feature_cells(table, features, encoder)
+    return RawData(x, target_values(table, p.target), encoder=encoder)
 
 
 @register_source(CsvParams)
@@ -334,19 +398,19 @@ def csv_source(p: CsvParams) -> RawData:
         encoder: Any = raw.encoder
         raw.x_val, raw.y_val = with_table(
             p.validation_path,
-            lambda table: _validation_rows(table, encoder.features, encoder.categorical, p.target, raw.y_train),
+            lambda table: _validation_rows(table, encoder, p.target, raw.y_train),
             set(p.categorical),
         )
     return raw
 
 
 def _validation_rows(
-    table: Table, features: list[str], categorical: set[str], target: str, y_train: np.ndarray
+    table: Table, encoder: TableEncoder, target: str, y_train: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The rows of `data.validation_path`, read with the training file's columns."""
     path = table.path
     table.index(target, "validation_path")
-    for name in features:
+    for name in encoder.features:
         table.index(name, "validation_path")
     y = target_values(table, target)
     if (y.dtype.kind == "U") != (y_train.dtype.kind == "U"):
@@ -355,4 +419,4 @@ def _validation_rows(
             f"data.validation_path: the target column '{target}' of '{path}' holds "
             f"{kinds[y.dtype.kind == 'U']}, but in data.path it holds {kinds[y_train.dtype.kind == 'U']}"
         )
-    return feature_cells(table, features, categorical), y
+    return feature_cells(table, encoder.features, encoder), y
