@@ -200,8 +200,13 @@ class HfShards:
 
 def hf_stream(params: HfParams, train: Any, held: dict[str, Any], where: dict[str, str]) -> RawData | None:
     """`hf` table columns streamed (the dataset's own validation and test splits too), or None for the in-memory path."""
-    if params.image is not None:
-        return None  # images are decoded in memory (a streamed image column is not supported yet)
+    if params.image is not None:  # image columns are decoded in memory
+        if params.streaming is True:
+            raise DataError(
+                f"data.streaming: '{where['train']}' is read by its image column '{params.image}', which is decoded "
+                f"in memory; streaming reads numeric feature columns. Set data.streaming: auto or false"
+            )
+        return None
     shards = streamed(params, lambda: HfShards(train, where["train"], params.features, params.target))
     if shards is False:
         return None
