@@ -151,22 +151,27 @@ def test_windows_of_any_size_are_cut_into_the_same_batches_as_one_array() -> Non
     assert torch.equal(torch.cat([b[0] for b in batches]), x) and torch.equal(batches[2][1], x[16:24].long())
 
 
-@pytest.mark.parametrize("damage", ["footer", "page"])
+@pytest.mark.parametrize("damage", ["footer", "page", "nan"])
 def test_a_damaged_shard_exits_2_naming_the_file(cli, files: Path, damage: str) -> None:
     shard = files / "pq" / "part-1.parquet"
     raw = bytearray(shard.read_bytes())
     if damage == "footer":
         raw[-12:] = b"\0" * 12
-    else:  # the middle of a feature column's pages: found by the worker that reads it, mid-epoch
+    elif damage == "page":  # the middle of a feature column's pages: found by the worker that reads it, mid-epoch
         start = pq.ParquetFile(shard).metadata.row_group(1).column(2).data_page_offset
         raw[start : start + 40] = b"\xff" * 40
+    else:  # a missing value in every row of row group 1
+        table = pq.read_table(shard)
+        nan = pa.array(np.where(np.arange(len(table)) // 70 == 1, np.nan, 1.0).astype(np.float32))
+        pq.write_table(table.set_column(2, "f2", nan), shard, row_group_size=70)
+        raw = bytearray(shard.read_bytes())
     shard.write_bytes(bytes(raw))
     config = _config(SOURCES["parquet"])
     del config["data"]["normalize"]  # no statistics pass: the first read of row group 1 is in a DataLoader worker
     result = cli("fit", write_config(files, config))
     assert result.exit_code == 2, result.output
     assert "part-1.parquet" in result.output and "Traceback" not in result.output
-    assert damage == "footer" or "row group 1 cannot be read" in result.output
+    assert damage == "footer" or "row group 1" in result.output
 
 
 def test_auto_streams_only_data_larger_than_the_memory_limit(files: Path) -> None:

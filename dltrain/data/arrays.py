@@ -84,7 +84,8 @@ class NpyShards:
 
     def read_x(self, piece: Piece) -> np.ndarray:
         inputs = _memmap(piece.path)
-        return np.array(inputs[piece.offset : piece.offset + piece.rows], dtype=np.float32)
+        first = piece.offset or 0
+        return np.array(inputs[first : first + piece.rows], dtype=np.float32)
 
     def read_y(self) -> np.ndarray:
         y = np.array(_memmap(self.y, "y"))

@@ -171,13 +171,13 @@ class HfShards:
                     sizes = [batch.num_rows for batch in pa.ipc.open_stream(source)]
             except (OSError, pa.ArrowException) as exc:
                 raise unreadable(path, exc, "Arrow file") from None
-            first, held = 0, 0
+            first, held, in_file = 0, 0, 0
             for index, rows in enumerate(sizes):
                 held += rows
                 if held >= piece_rows or index == len(sizes) - 1:
                     if held:
-                        self.pieces.append(Piece(path, first, start, held))
-                    start, first, held = start + held, index + 1, 0
+                        self.pieces.append(Piece(path, first, start, held, in_file))
+                    start, in_file, first, held = start + held, in_file + held, index + 1, 0
 
     def read_x(self, piece: Piece) -> np.ndarray:
         import pyarrow as pa

@@ -40,13 +40,20 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass(frozen=True)
 class Piece:
-    """One unit of reading: row group `index` of a Parquet file, or rows `[offset, offset + rows)` of an .npy file."""
+    """One unit of reading: row group `index` of a Parquet file (`offset` None), or `rows` rows of a file from its
+    row `offset` (an .npy file; the record batches of an .arrow file from batch `index`)."""
 
     path: str
     index: int
     start: int  # the piece's first row among all the source's rows
     rows: int
-    offset: int = 0
+    offset: int | None = None
+
+    def where(self, row: int) -> str:
+        """Row `row` of this piece as a person finds it in the file (counted from 1)."""
+        if self.offset is None:
+            return f"'{self.path}' row group {self.index}, row {row + 1}"
+        return f"'{self.path}' row {self.offset + row + 1}"
 
 
 class Shards(Protocol):
@@ -177,11 +184,9 @@ class StreamRows(LazyInputs):
         wanted = self.rows[lo:hi] - self.shards.pieces[piece].start
         x = chunk if len(wanted) == len(chunk) else chunk[wanted]
         if not np.isfinite(x).all():
-            bad = int(np.argwhere(~np.isfinite(x))[0][0])
-            where = self.shards.pieces[piece]
+            bad = int(wanted[np.argwhere(~np.isfinite(x))[0][0]])
             raise DataError(
-                f"'{where.path}' holds a missing or infinite value (NaN/inf) in row {int(wanted[bad]) + where.offset}"
-                f"{f' of row group {where.index}' if where.offset == 0 and len(self.shards.pieces) > 1 else ''}; "
+                f"{self.shards.pieces[piece].where(bad)} holds a missing or infinite value (NaN/inf); "
                 f"fill it in or drop that sample"
             )
         return x
