@@ -5,7 +5,7 @@
 Writes `--gb` GB of Parquet (random float32 features, 256 columns, labels a fixed linear
 function of them; files of 512Ki rows in row groups of 64Ki) into `--folder`, then runs
 `dltrain fit` twice under `/usr/bin/time -v`: one epoch streamed over every file
-(`data.streaming: true`, one reader worker), and one epoch in memory over the first file
+(`data.streaming: true`, the default two reader workers), and one epoch in memory over the first file
 (`streaming: false`). Both train with one thread (`fit.num_threads: 1`): on the shared
 2-core machine two threads were 9x slower under load (they wait for each other's core).
 It reports rows, GB on disk, epoch seconds, training samples per
@@ -73,7 +73,6 @@ def config(path: str, streaming: bool, hidden: int, batch_size: int) -> dict[str
             "path": path,
             "target": "label",
             "streaming": streaming,
-            "num_workers": 1,
             "test_split": TEST_SPLIT,
         },
         "model": {

@@ -355,17 +355,29 @@ class WindowReader(IterableDataset):
                 return
 
     def read(self, window: Window) -> Batch:
-        """The window's rows (shuffled with its seed), cut to `[lo, hi)` and preprocessed."""
+        """The window's rows (shuffled with its seed), cut to `[lo, hi)` and preprocessed.
+
+        In a worker the rows are gathered straight into shared memory, where the DataLoader would otherwise copy them.
+        """
         rows, y = self.split.x, self.split.y
         xs = [rows.read(p) for p in window.pieces]
         ys = [y[slice(*rows.members(p))] for p in window.pieces]
         x, targets = (np.concatenate(xs) if len(xs) > 1 else xs[0]), (torch.cat(ys) if len(ys) > 1 else ys[0])
-        if window.seed is not None:
+        if window.seed is None:
+            order = np.arange(window.lo, window.hi)
+        else:
             order = np.random.default_rng(window.seed).permutation(len(x))[window.lo : window.hi]
-            x, targets = x[order], targets[torch.from_numpy(order)]
-        elif (window.lo, window.hi) != (0, len(x)):
-            x, targets = x[window.lo : window.hi], targets[window.lo : window.hi]
-        return self.split.prep.apply(torch.from_numpy(np.ascontiguousarray(x))).contiguous(), targets
+        out = _empty((len(order), *x.shape[1:]), shared=get_worker_info() is not None)
+        np.take(x, order, axis=0, out=out.numpy())
+        return self.split.prep.apply(out).contiguous(), targets[torch.from_numpy(order)]
+
+
+def _empty(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
+    """An uninitialised float32 tensor, in shared memory when `shared` (a worker's result crosses processes there)."""
+    if not shared:
+        return torch.empty(shape)
+    storage = torch.UntypedStorage._new_shared(4 * math.prod(shape))
+    return torch.tensor([], dtype=torch.float32).set_(storage).view(shape)
 
 
 class StreamBatches:
