@@ -50,6 +50,7 @@ class LazyInputs:
     """Inputs read on demand (image files): indexable like an array, shaped `(N, *sample)`."""
 
     shape: Shape
+    decoded = True  # samples come out channels-first already (image files); False: as stored
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -60,6 +61,15 @@ class LazyInputs:
     def split(self, y: torch.Tensor, prep: "Preprocessing") -> Any:
         """The split these inputs make with targets `y` (read batch by batch, not held as a tensor)."""
         raise NotImplementedError
+
+    def fit_preprocessing(self, params: DataParams, value_range: float | None) -> "Preprocessing":
+        """Statistics of these (training) inputs; image files have a known range (255), so fitting reads no pixels."""
+        if params.normalize == "standardize":
+            raise DataError(
+                "data.normalize: 'standardize' needs every training image in memory; "
+                "use normalize: scale (or imagenet) for image folders"
+            )
+        return fit_preprocessing(params, torch.ones(1), value_range)
 
 
 Loader = Callable[[Any], RawData]
@@ -179,7 +189,7 @@ def _targets(y: np.ndarray, task: Task, where: str) -> torch.Tensor:
     return torch.from_numpy(y.reshape(len(y), -1))
 
 
-def _stat_axes(shape: Shape) -> tuple[int, ...]:
+def stat_axes(shape: Shape) -> tuple[int, ...]:
     """Axes to average over for standardization: all but features (or channels)."""
     if len(shape) == 3:  # [C, H, W]: per channel
         return (0, 2, 3)
@@ -193,12 +203,15 @@ def fit_preprocessing(params: DataParams, x_train: torch.Tensor, value_range: fl
         prep.scale = float(value_range if value_range else x_train.abs().max().clamp_min(1e-12))
     elif params.normalize == "standardize":
         x = prep.apply(x_train).double()
-        axes = _stat_axes(tuple(x.shape[1:]))
-        mean = x.mean(dim=axes, keepdim=True)[0]
-        std = x.std(dim=axes, keepdim=True)[0]
-        prep.mean = mean.float()
-        prep.std = std.clamp_min(1e-7).float().where(std > 1e-7, torch.ones_like(std).float())
+        axes = stat_axes(tuple(x.shape[1:]))
+        set_statistics(prep, x.mean(dim=axes, keepdim=True)[0], x.std(dim=axes, keepdim=True)[0])
     return prep
+
+
+def set_statistics(prep: Preprocessing, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Store standardization statistics (float64 in): a constant feature is divided by 1, not by ~0."""
+    prep.mean = mean.float()
+    prep.std = std.clamp_min(1e-7).float().where(std > 1e-7, torch.ones_like(std).float())
 
 
 def _named_labels(raw: RawData, task: Task) -> RawData:
@@ -333,15 +346,10 @@ def assemble(
         x_train = encoder.transform(x_train, table)
         x_val, x_test = (None if x is None else encoder.transform(x, table) for x in (x_val, x_test))
 
-    check_layout(params, tuple(x_train.shape[1:]), isinstance(x_train, LazyInputs))
-    if isinstance(x_train, LazyInputs):
-        if params.normalize == "standardize":
-            raise DataError(
-                "data.normalize: 'standardize' needs every training image in memory; "
-                "use normalize: scale (or imagenet) for image folders"
-            )
-        # Image files have a known range (255), so fitting reads no pixels.
-        prep = preprocessing or fit_preprocessing(params, torch.ones(1), raw.value_range)
+    lazy = x_train if isinstance(x_train, LazyInputs) else None
+    check_layout(params, tuple(x_train.shape[1:]), lazy is not None and lazy.decoded)
+    if lazy is not None:
+        prep = preprocessing or lazy.fit_preprocessing(params, raw.value_range)
         make: Callable[[Any, Any, str], Any] = lambda x, y, where: x.split(_targets(np.asarray(y), task, where), prep)  # noqa: E731
     else:
         xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))

@@ -18,6 +18,7 @@ from .._registry import did_you_mean
 from ..errors import DataError
 from ..schema.data import ParquetParams
 from .base import RawData, register_source
+from .streaming import ColumnsKept, Piece, float_columns, numeric_type, stream_raw, streamed, unreadable
 from .tabular import Column, Table, TableEncoder, arrow_texts, feature_cells, table_raw
 
 
@@ -101,8 +102,12 @@ def _locator(files: list[Path], counts: list[int]) -> Any:
 
 @register_source(ParquetParams)
 def parquet(p: ParquetParams) -> RawData:
-    """Tabular rows from Parquet files (a file, a folder or a glob): `target` and `features` columns."""
+    """Tabular rows from Parquet files (a file, a folder or a glob): `target` and `features` columns;
+    streamed row group by row group when larger than `data.memory_limit` (or `data.streaming: true`)."""
     files = parquet_files(p.path)
+    streamed = parquet_stream(p, files)
+    if streamed is not None:
+        return streamed
     columns = None if p.features is None else {**dict.fromkeys(p.features, "features"), p.target: "target"}
     data, counts = read_parquet(files, columns)
     name = str(files[0]) if len(files) == 1 else p.path
@@ -116,3 +121,78 @@ def read_features(path: Path, state: dict[str, Any]) -> np.ndarray:
     encoder = TableEncoder(features, set(state["categories"]))
     table = arrow_table(data, str(path), _locator([path], counts))
     return encoder.transform(feature_cells(table, features, encoder), state)
+
+
+# --- streaming: one row group at a time ------------------------------------------------
+
+
+class ParquetShards:
+    """Parquet files read one row group at a time, the feature columns only."""
+
+    def __init__(self, files: list[str], target: str, features: list[str] | None) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.problem: str | None = None  # why these files cannot be streamed (they may still fit in memory)
+        self.files, self.target = files, target
+        self.pieces: list[Piece] = []
+        start = 0
+        for path in files:
+            try:
+                meta = pq.ParquetFile(path).metadata
+            except (OSError, pa.ArrowException) as exc:
+                raise unreadable(path, exc, "Parquet file") from None
+            schema = meta.schema.to_arrow_schema()
+            if features is None:
+                features = [name for name in schema.names if name != target]
+            for name, key in [(target, "target"), *((name, "features") for name in features)]:
+                if name not in schema.names:
+                    raise DataError(
+                        f"data.{key}: '{path}' has no column '{name}'.{did_you_mean(name, schema.names)} "
+                        f"Columns: {', '.join(schema.names)}"
+                    )
+            text = [name for name in features if not numeric_type(schema.field(name).type)]
+            if text and not self.problem:
+                self.problem = (
+                    f"'{path}': column(s) {', '.join(map(repr, text))} are not numbers; streaming reads numeric "
+                    f"features only. Leave them out of data.features, or set data.streaming: false"
+                )
+            for index in range(meta.num_row_groups):
+                rows = meta.row_group(index).num_rows
+                if rows:
+                    self.pieces.append(Piece(path, index, start, rows))
+                    start += rows
+        self.features: list[str] = features or []
+        self.sample_shape: tuple[int, ...] = (len(self.features),)
+
+    def read_x(self, piece: Piece) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            # Opened per piece: a reader kept open holds on to its last row group's buffers (64 MB a file).
+            table = pq.ParquetFile(piece.path).read_row_group(piece.index, columns=self.features)
+        except (OSError, pa.ArrowException) as exc:
+            raise unreadable(piece.path, exc, part=f"row group {piece.index}") from None
+        return float_columns(table, self.features)
+
+    def read_y(self) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parts = []
+        for path in self.files:
+            try:
+                parts.append(pq.read_table(path, columns=[self.target]).column(0).to_numpy(zero_copy_only=False))
+            except (OSError, pa.ArrowException) as exc:
+                raise unreadable(path, exc, "Parquet file") from None
+        return np.concatenate(parts)
+
+
+def parquet_stream(params: ParquetParams, files: list[Path]) -> RawData | None:
+    """`parquet` streamed, or None for the in-memory path."""
+    shards = streamed(params, lambda: ParquetShards([str(f) for f in files], params.target, params.features))
+    if shards is False:
+        return None
+    assert isinstance(shards, ParquetShards)
+    return stream_raw(params, shards, ColumnsKept(shards.features))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import ByteSize, Field, NonNegativeInt, PositiveInt, model_validator
 
 from .._params import Params
 from .._registry import Registry
@@ -187,6 +187,25 @@ class CsvParams(ColumnsParams):
 class LargeDataParams(DataParams):
     """Keys of the sources whose data may not fit in memory (`parquet`, `npy`, `hf`)."""
 
+    streaming: bool | Literal["auto"] = Field(
+        "auto",
+        description="Read batches from disk as they are needed (DataLoader workers, shard by shard) instead of "
+        "loading the data into memory; auto: when the data exceed memory_limit.",
+    )
+    memory_limit: ByteSize | None = Field(
+        None,
+        description="With streaming: auto, data larger than this are streamed: bytes, or e.g. '4GB', '512MiB' "
+        "(default: a quarter of the machine's memory).",
+    )
+    num_workers: NonNegativeInt | None = Field(
+        None, description="DataLoader worker processes that read shards when streaming (default: up to 2)."
+    )
+    shuffle_buffer: ByteSize = Field(
+        ByteSize(64 * 2**20),
+        description="When streaming, samples shuffled together (bytes of float32 inputs, e.g. '256MB'), besides "
+        "the shuffled order of the shards; each worker holds about two buffers.",
+    )
+
 
 @source
 class ParquetParams(LargeDataParams, ColumnsParams):
@@ -286,3 +305,4 @@ class Cifar10Params(TorchvisionParams):
     """CIFAR-10 (torchvision): 50,000 + 10,000 colour images [3, 32, 32] in 10 classes (values 0-255)."""
 
     source: Literal["cifar10"]
+

@@ -73,6 +73,7 @@ class Checkpoint:
     scaler: dict[str, Any] | None = None
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     partial: dict[str, Any] | None = None
+    stream: dict[str, Any] | None = None  # the position inside a streamed epoch (data.streaming.StreamPosition)
     rng: dict[str, Any] | None = None
     frozen: FrozenRef | None = None
     config_sources: list[dict[str, str]] = field(default_factory=list)  # the files the config was composed from
@@ -175,6 +176,7 @@ _SCHEMA: dict[str, tuple[Callable[[Any], bool], bool]] = {  # key: (check, requi
     "scaler": (_optional(lambda v: isinstance(v, dict)), False),
     "callbacks": (lambda v: isinstance(v, list), False),
     "partial": (_optional(lambda v: isinstance(v, dict)), False),
+    "stream": (_optional(lambda v: isinstance(v, dict) and {"step", "samples", "rows", "pieces"} <= v.keys()), False),
     "rng": (_optional(lambda v: isinstance(v, dict)), False),
     "frozen": (_optional(lambda v: isinstance(v, dict) and set(v) == {"file", "checksum"}), False),
     "config_sources": (lambda v: isinstance(v, list) and all(_is_source(s) for s in v), False),

@@ -11,14 +11,13 @@ import math
 import signal
 import time
 from contextlib import nullcontext
-from itertools import islice
 from pathlib import Path
 from typing import Any, ContextManager
 
 import torch
 
 from ..config import LoadedConfig
-from ..data import DataBundle, Split
+from ..data import DataBundle, Split, streaming
 from ..data.augment import build_augment
 from ..data.batches import Batches, first_inputs, make_batches
 from ..errors import CheckpointError
@@ -210,7 +209,7 @@ class Trainer:
         guard.start_epoch(start)
         tracker.lr = lr.update(epoch, start + 1)
         step = start
-        for step, (x, y) in enumerate(islice(batches.epoch(epoch), start, None), start=start + 1):
+        for step, (x, y) in enumerate(batches.epoch(epoch, start), start=start + 1):
             if lr.per_step:
                 tracker.lr = lr.update(epoch, step)
             stepping = step % every == 0 or step == steps
@@ -401,6 +400,7 @@ class Trainer:
             scaler=self.precision.state(),
             callbacks=checkpoint.detached([{"type": type(c).__name__, "state": c.state()} for c in self.callbacks]),
             partial=checkpoint.detached({"step": step, "tracker": self.tracker.state()}) if step else None,
+            stream=streaming.position(self.splits["train"], step, self.config.fit.batch_size),
             rng=checkpoint.rng_state(),
             frozen=frozen,
         )
@@ -452,6 +452,7 @@ class Trainer:
             for callback, kept in zip(self.callbacks, saved.callbacks):
                 if type(callback).__name__ == kept["type"]:
                     callback.load_state(kept["state"])
+            streaming.check_position(saved.stream, self.splits["train"], saved.path)
             if saved.partial:
                 self.partial_step = saved.partial["step"]
                 self.tracker.load_state(saved.partial["tracker"])
