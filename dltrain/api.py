@@ -201,7 +201,7 @@ def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: 
     network = restore_network(saved).to(target)
     rows = predict_files(
         network,
-        Preprocessing.from_state(saved.preprocessing),
+        Preprocessing.from_state(saved.preprocessing, saved.tokenizer),
         [Path(i) for i in inputs],
         saved.task,
         saved.class_names or [],

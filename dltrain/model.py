@@ -178,7 +178,8 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
             )
         )
         shapes[node.index] = built.shape
-    _check_output(loaded, spec.task, output, shapes[output], target_width)
+    per_token = (data_shape[0],) if config.data.per_token else ()  # a language model: [T, V]
+    _check_output(loaded, spec.task, output, shapes[output], target_width, per_token)
     layers = modules if wiring.is_chain else graph.graph_module(wiring, modules)
     return BuiltModel(
         Network(layers, split_off, penalties, adapter), summary, tuple(data_shape), wired=not wiring.is_chain
@@ -234,9 +235,20 @@ def _build_layer(
         raise loaded.error(("model", "layers", index), f"{layer_type} (layer {index}) {exc}{takes}") from None
 
 
-def _check_output(loaded: LoadedConfig, task: str, index: int, shape: Shape, width: int) -> None:
+def _check_output(
+    loaded: LoadedConfig, task: str, index: int, shape: Shape, width: int, per_token: Shape = ()
+) -> None:
     last = ("model", "layers", index)
     layer_type = loaded.config.model.layers[index].type
+    if per_token:
+        if tuple(shape) != (*per_token, width):
+            raise loaded.error(
+                last,
+                f"{layer_type} (layer {last[2]}) outputs {list(shape)}; a language model needs the next-token "
+                f"scores at every position, [{per_token[0]}, {width}] (sequence_length, vocabulary): keep the "
+                f"sequence axis (return_sequences) and end with Dense(units: {width})",
+            )
+        return
     if len(shape) != 1:
         raise loaded.error(
             last,
