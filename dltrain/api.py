@@ -192,8 +192,10 @@ def check_plot(path: Path) -> None:
         )
 
 
-def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: str = "auto") -> dict[str, Any]:
-    """Predictions for image files, .npy/.npz arrays or CSV rows, preprocessed exactly as in training."""
+def predict(
+    path: str | Path, inputs: list[str | Path], top_k: int = 5, device: str = "auto", texts: list[str] | None = None
+) -> dict[str, Any]:
+    """Predictions for image files, .npy/.npz arrays, CSV rows, .txt files or `texts`, preprocessed exactly as in training."""
     if top_k < 1:
         raise UserError(f"--top-k must be 1 or more; received {top_k}")
     saved = checkpoint.load(path)
@@ -207,6 +209,7 @@ def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: 
         saved.class_names or [],
         top_k,
         target,
+        texts,
     )
     return {"predictions": rows}
 
