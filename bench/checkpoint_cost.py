@@ -23,10 +23,10 @@ import torch
 from dltrain.build import build_trainer
 from dltrain.config import load_config
 from dltrain.data.batches import Batches, make_batches
-from dltrain.feature_cache import cache_features
 from dltrain.reporting import Reporter
-from dltrain.rundir import RunDir
-from dltrain.trainer import EVAL_BATCH, Trainer
+from dltrain.train.feature_cache import cache_features
+from dltrain.train.rundir import RunDir
+from dltrain.train.trainer import EVAL_BATCH, Trainer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -21,9 +21,9 @@ import torch
 from dltrain.build import build_trainer
 from dltrain.config import load_config
 from dltrain.data.batches import TensorBatches
-from dltrain.feature_cache import cache_features
 from dltrain.reporting import Reporter
-from dltrain.trainer import EVAL_BATCH, Trainer
+from dltrain.train.feature_cache import cache_features
+from dltrain.train.trainer import EVAL_BATCH, Trainer
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_vgg16.yaml"
 

@@ -28,8 +28,8 @@ from torch import nn
 from dltrain.build import build_trainer
 from dltrain.config import load_config
 from dltrain.data.batches import make_batches
-from dltrain.distributed import resolve_device
-from dltrain.trainer import Trainer
+from dltrain.train.distributed import resolve_device
+from dltrain.train.trainer import Trainer
 
 
 def write_npz(folder: Path, samples: int) -> Path:

@@ -22,8 +22,8 @@ from bench.digits_epoch import plain_epoch
 from dltrain.build import prepare, seed_everything
 from dltrain.config import load_config
 from dltrain.data.batches import TensorBatches
-from dltrain.distributed import Context, resolve_device
-from dltrain.trainer import Trainer
+from dltrain.train.distributed import Context, resolve_device
+from dltrain.train.trainer import Trainer
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_resnet.yaml"
 

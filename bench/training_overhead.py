@@ -30,8 +30,8 @@ from dltrain.config import load_config
 from dltrain.data.batches import TensorBatches
 from dltrain.display import RichReporter
 from dltrain.reporting import Reporter
-from dltrain.rundir import RunDir
-from dltrain.trainer import Trainer
+from dltrain.train.rundir import RunDir
+from dltrain.train.trainer import Trainer
 
 EVERYTHING = [
     "compile.lr_schedule={type: cosine, warmup_epochs: 1}",

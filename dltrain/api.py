@@ -12,22 +12,22 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, compose
 from ._files import check_output_file
-from .backbones import weights_from_checkpoint
 from .build import build_trainer
-from .checkpoint import Checkpoint
-from .config import LoadedConfig, from_resolved, load_config, with_seed
+from .config import LoadedConfig, compose, from_resolved, load_config, with_seed
 from .data import Preprocessing
-from .distributed import Context, open_context, resolve_device
 from .errors import CheckpointError, ConfigError, RunError, UserError
-from .metrics import METRICS, build_metrics, class_scores
-from .model import BuiltModel, build_model
-from .plots import image_formats, write_confusion
+from .nn.backbones import weights_from_checkpoint
+from .nn.metrics import METRICS, build_metrics, class_scores
+from .nn.model import BuiltModel, build_model
 from .predict import predict_files
 from .reporting import Reporter, log
-from .rundir import RunDir
-from .trainer import Trainer
+from .train import checkpoint
+from .train.checkpoint import Checkpoint
+from .train.distributed import Context, open_context, resolve_device
+from .train.plots import image_formats, write_confusion
+from .train.rundir import RunDir
+from .train.trainer import Trainer
 
 
 @dataclass

@@ -15,17 +15,17 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from . import transfer
-from .backbones import weights_from_checkpoint
-from .budget import training_problem
-from .checkpoint import Checkpoint
 from .config import LoadedConfig
 from .data import DataBundle, Preprocessing, load_data
-from .distributed import Context, resolve_device
-from .losses import loss_spec
-from .model import BuiltModel, build_model
+from .nn.backbones import weights_from_checkpoint
+from .nn.budget import training_problem
+from .nn.losses import loss_spec
+from .nn.model import BuiltModel, build_model
 from .reporting import Reporter
-from .trainer import Trainer
+from .train import transfer
+from .train.checkpoint import Checkpoint
+from .train.distributed import Context, resolve_device
+from .train.trainer import Trainer
 
 
 def seed_everything(seed: int) -> None:

@@ -25,8 +25,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .metrics import Tracker
-from .model import BuiltModel
+from .nn.metrics import Tracker
+from .nn.model import BuiltModel
 from .reporting import Reporter, log
 from .tables import add_row, data_table
 

@@ -31,12 +31,12 @@ from torch import nn
 from ._files import atomic_path, check_output_file, write_text_atomic
 from ._registry import Registry
 from ._version import __version__
-from .activations import activation
 from .api import restore
 from .data import DataBundle, Preprocessing
 from .data.batches import first_inputs
 from .errors import RunError, UserError
-from .model import Network
+from .nn.activations import activation
+from .nn.model import Network
 
 # Exported and PyTorch outputs must agree elementwise: |export - torch| <= ATOL + RTOL * |torch|
 # (numpy.allclose). Measured differences are ~1e-7 (float32 rounding in a different kernel

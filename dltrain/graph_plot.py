@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .model import BuiltModel
-from .plots import _pyplot, save_figure
+from .nn.model import BuiltModel
+from .train.plots import _pyplot, save_figure
 
 
 def _depths(built: BuiltModel) -> dict[str, int]:

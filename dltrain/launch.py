@@ -13,8 +13,8 @@ import os
 
 import torch
 
-from .distributed import resolve_device
 from .errors import ReportedElsewhere, RunError, UserError
+from .train.distributed import resolve_device
 
 
 def check_devices(devices: int, device: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._files import check_output_file, write_text_atomic
 from ._registry import did_you_mean
-from .compose import compose
+from .config.compose import compose
 from .errors import UserError
 
 PRESETS_DIR = Path(__file__).parent / "configs"

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .metrics import Tracker
-    from .model import BuiltModel
+    from .nn.metrics import Tracker
+    from .nn.model import BuiltModel
 
 log = logging.getLogger("dltrain")
 

@@ -218,7 +218,7 @@ def describe(path: Path, root: Path | None = None) -> RunInfo:
 
 def _grows(key: str) -> bool:
     """Whether a row column improves by growing (metric registry; imported here, it pulls in torch)."""
-    from .monitor import greater_is_better
+    from .train.monitor import greater_is_better
 
     return greater_is_better(key)
 
@@ -273,7 +273,7 @@ def compare(paths: list[str | Path]) -> dict[str, Any]:
 
 def plot_compare(paths: list[str | Path], file: Path) -> None:
     """The runs' curves overlaid: one panel per history column, one line per run."""
-    from .plots import _integer_ticks, _pyplot
+    from .train.plots import _integer_ticks, _pyplot
 
     if file.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
         raise UserError(f"--plot {file}: expected a .png, .pdf, .svg or .jpg file name")

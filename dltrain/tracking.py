@@ -15,13 +15,13 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .callbacks import Callback, register_callback
 from .errors import UserError
 from .schema.callbacks import MLflowParams, WandBParams
+from .train.callbacks import Callback, register_callback
 
 if TYPE_CHECKING:
-    from .callbacks import Training
-    from .rundir import RunDir
+    from .train.callbacks import Training
+    from .train.rundir import RunDir
 
 RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "curves.png", "train.log")
 CHECKPOINTS = ("last.pt", "best.pt")

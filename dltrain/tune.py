@@ -41,7 +41,7 @@ def maximize(tune: TuneConfig) -> bool:
     """Whether the study maximizes `tune.metric` (auto: accuracy-like metrics grow when better)."""
     if tune.direction != "auto":
         return tune.direction == "maximize"
-    from .monitor import greater_is_better
+    from .train.monitor import greater_is_better
 
     return greater_is_better(tune.metric)
 
@@ -103,8 +103,8 @@ def plan(
 
 def check_space(loaded: LoadedConfig, base: dict[str, Any], tune: TuneConfig) -> None:
     """Every searched key takes both ends of its range (or every choice), and the metric is a row column."""
-    from .compose import apply_overrides, problem
     from .config import validate
+    from .config.compose import apply_overrides, problem
 
     problems: list[Problem] = []
     for key, dist in tune.space.items():
@@ -197,7 +197,7 @@ def objective(p: Plan, say: Say) -> Callable[[Any], float]:
 
     from . import api
     from ._files import write_text_atomic
-    from .compose import apply_overrides
+    from .config.compose import apply_overrides
     from .reporting import Reporter
 
     class TrialReporter(Reporter):
@@ -349,8 +349,8 @@ def finish(p: Plan) -> dict[str, Any]:
     import yaml
 
     from ._files import write_text_atomic
-    from .compose import apply_overrides
-    from .rundir import write_csv
+    from .config.compose import apply_overrides
+    from .train.rundir import write_csv
 
     study = open_study(p)
     p.folder.mkdir(parents=True, exist_ok=True)
@@ -412,7 +412,7 @@ def trials_table(study: Any) -> list[dict[str, Any]]:
 
 def write_plots(study: Any, p: Plan) -> list[str]:
     """history.png (each trial's value and the best so far) and importances.png, with matplotlib (no plotly)."""
-    from .plots import _pyplot
+    from .train.plots import _pyplot
 
     plt = _pyplot()
     done = [t for t in study.trials if t.state.name == "COMPLETE"]

@@ -17,7 +17,7 @@ import torchvision
 from conftest import write_config
 from safetensors.torch import save_file
 
-from dltrain.checkpoint import load
+from dltrain.train.checkpoint import load
 
 
 def torchvision_state(name: str, part: str | None = None) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import tiny_digits_config, write_config
 
-from dltrain import checkpoint
+from dltrain.train import checkpoint
 
 
 def _fit(cli, tmp_path: Path, config: dict[str, Any], run: str = "run") -> list[dict[str, float]]:  # type: ignore[no-untyped-def]

@@ -67,7 +67,7 @@ def test_an_empty_augment_keeps_features_cached(tmp_path: Path) -> None:
     """`augment: {}` asks for no augmentation, so the frozen backbone's outputs are still computed once."""
     from dltrain.build import build_trainer
     from dltrain.config import load_config
-    from dltrain.feature_cache import cacheable
+    from dltrain.train.feature_cache import cacheable
 
     for augment, cached in (({}, True), ({"random_flip": "horizontal"}, False)):
         data = {**CONFIG["data"], "augment": augment}

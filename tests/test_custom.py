@@ -71,7 +71,7 @@ def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinyblocks\nVersion: 1.2\n")
     (info / "top_level.txt").write_text("tinyblocks\n")
-    (info / "entry_points.txt").write_text("[dltrain.layers]\nScaledDense = tinyblocks.blocks:Scaled\n")
+    (info / "entry_points.txt").write_text("[dltrain.nn.layers]\nScaledDense = tinyblocks.blocks:Scaled\n")
     monkeypatch.syspath_prepend(str(root))
     return root
 

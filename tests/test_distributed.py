@@ -22,8 +22,8 @@ from conftest import REPO, tiny_digits_config, write_config
 from dltrain.build import prepare
 from dltrain.config import load_config
 from dltrain.data.batches import TensorBatches
-from dltrain.distributed import DistributedContext, open_context
 from dltrain.errors import UserError
+from dltrain.train.distributed import DistributedContext, open_context
 
 PER_RANK = 32
 TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")

@@ -12,8 +12,8 @@ from conftest import write_config
 from torch import nn
 
 from dltrain import api
-from dltrain.layers import LAYERS
-from dltrain.merge import MergeParams
+from dltrain.nn.layers import LAYERS
+from dltrain.nn.merge import MergeParams
 
 
 def digits_graph(layers: list[dict[str, Any]], **model: Any) -> dict[str, Any]:

@@ -12,9 +12,9 @@ import torch
 from conftest import write_config
 
 from dltrain.config import validate
-from dltrain.layers import LAYERS
-from dltrain.merge import MergeParams
-from dltrain.model import build_model
+from dltrain.nn.layers import LAYERS
+from dltrain.nn.merge import MergeParams
+from dltrain.nn.model import build_model
 
 
 def synthetic_config(shape: list[int], layers: list[dict[str, Any]], classes: int = 10) -> dict[str, Any]:

@@ -12,9 +12,10 @@ import torch
 from conftest import write_config
 from test_resume import _assert_same_run, _config
 
-from dltrain import api, checkpoint
+from dltrain import api
 from dltrain.errors import ConfigError, Interrupted
 from dltrain.reporting import Reporter
+from dltrain.train import checkpoint
 
 
 class At(Reporter):

@@ -15,8 +15,9 @@ import pytest
 import torch
 from conftest import REPO, tiny_digits_config, write_config
 
-from dltrain import api, checkpoint
+from dltrain import api
 from dltrain.reporting import Reporter
+from dltrain.train import checkpoint
 
 
 def _config(**fit: Any) -> dict[str, Any]:

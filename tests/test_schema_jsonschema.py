@@ -33,7 +33,7 @@ def problems(schema: dict[str, Any], instance: Any) -> list[str]:
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_every_preset_validates_against_the_schema(schema: dict[str, Any], preset: str) -> None:
-    from dltrain import compose
+    from dltrain.config import compose
 
     # a preset with `base:` is a partial file: what must validate is the config it composes to
     assert problems(schema, compose.load(CONFIGS / preset).raw) == []
@@ -50,7 +50,7 @@ def _merge(base: Any, part: Any) -> Any:
 
 def readme_snippets() -> Iterator[tuple[int, dict[str, Any]]]:
     """(index, config) for each ```yaml block of the README; a fragment completed by digits_mlp.yaml."""
-    from dltrain import compose
+    from dltrain.config import compose
 
     base = compose.load(CONFIGS / "digits_mlp.yaml").raw
     text = (REPO / "README.md").read_text(encoding="utf-8")
@@ -93,7 +93,7 @@ def test_the_schema_accepts_its_own_defaults(schema: dict[str, Any]) -> None:
 
 
 def test_a_typo_is_caught_by_the_schema_too(schema: dict[str, Any]) -> None:
-    from dltrain import compose
+    from dltrain.config import compose
 
     config = compose.load(CONFIGS / "digits_mlp.yaml").raw
     config["compile"]["optimizer"] = "adamm"

@@ -10,7 +10,7 @@ from conftest import tiny_digits_config, write_config
 
 from dltrain import api
 from dltrain.reporting import Reporter
-from dltrain.runtime import SMALL_STEP, cpu_threads
+from dltrain.train.runtime import SMALL_STEP, cpu_threads
 
 
 def test_auto_uses_one_thread_for_small_steps_only(monkeypatch: pytest.MonkeyPatch) -> None:

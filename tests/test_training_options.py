@@ -13,12 +13,13 @@ import torch
 from conftest import tiny_digits_config, write_config
 from rich.console import Console
 
-from dltrain import api, checkpoint
+from dltrain import api
 from dltrain.build import prepare, seed_everything
 from dltrain.config import load_config
 from dltrain.display import RichReporter
-from dltrain.runtime import compile_network
-from dltrain.schedules import SCHEDULES, LearningRate
+from dltrain.nn.schedules import SCHEDULES, LearningRate
+from dltrain.train import checkpoint
+from dltrain.train.runtime import compile_network
 
 
 def _lrs(schedule: dict[str, Any], epochs: int = 4, steps: int = 10) -> list[list[float]]:

@@ -3,7 +3,7 @@
 What `list-models` and the config checks need of each torchvision model (its summary,
 smallest input and ImageNet file) is written here, so naming a backbone is checked
 without importing torchvision; a test compares these facts with torchvision's own.
-The bodies are built in `dltrain.backbones`.
+The bodies are built in `dltrain.nn.backbones`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from .._registry import Registry
 from .layers import LayerParams, layer
 
-BACKBONES: Registry[Any] = Registry("backbone", case_sensitive=False, implemented_in=("dltrain.backbones",))
+BACKBONES: Registry[Any] = Registry("backbone", case_sensitive=False, implemented_in=("dltrain.nn.backbones",))
 
 
 @dataclass(frozen=True)

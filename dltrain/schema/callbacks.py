@@ -1,4 +1,4 @@
-"""Callbacks (`fit.callbacks`): Keras's names and keys. Their behaviour is in `dltrain.callbacks`."""
+"""Callbacks (`fit.callbacks`): Keras's names and keys. Their behaviour is in `dltrain.train.callbacks`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .._registry import Registry
 from .schedules import MODE, MONITOR, Mode, PlateauKeys
 
 CALLBACKS: Registry[Any] = Registry(
-    "callback", case_sensitive=False, implemented_in=("dltrain.callbacks", "dltrain.tracking")
+    "callback", case_sensitive=False, implemented_in=("dltrain.train.callbacks", "dltrain.tracking")
 )
 callback = CALLBACKS.describes()
 

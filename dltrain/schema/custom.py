@@ -1,12 +1,12 @@
 """Your own layers, losses, metrics and callbacks, named by import path (`"my_pkg.blocks:ResBlock"`).
 
 This module resolves names and describes their keys without importing torch; the
-builders are in `dltrain.custom`.
+builders are in `dltrain.nn.custom`.
 
 A class's constructor keyword arguments become its config keys: the annotations are
 the types, the defaults the defaults, so pydantic validates them like a built-in
 layer's keys (unknown key with "did you mean", wrong type, the YAML line). Packages
-may also register layers by plain name under the entry-point group `dltrain.layers`.
+may also register layers by plain name under the entry-point group `dltrain.nn.layers`.
 
 Nothing of the class goes into a checkpoint but its import path (in the config) and the
 version of the package that provides it: loading stays `weights_only`, and a
@@ -28,7 +28,7 @@ from pydantic_core import PydanticCustomError
 from .._params import Params
 from .._registry import did_you_mean
 
-ENTRY_POINT_GROUP = "dltrain.layers"
+ENTRY_POINT_GROUP = "dltrain.nn.layers"
 
 
 class ImportFailure(Exception):

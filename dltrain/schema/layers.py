@@ -1,7 +1,7 @@
 """Layer types (`model.layers[*].type`): Keras's names and keys, described without torch.
 
 Shapes are PyTorch's, batch axis excluded: images `[C, H, W]`, sequences `[T, F]`.
-The builders are in `dltrain.layers` (and `dltrain.backbones` for pretrained bodies).
+The builders are in `dltrain.nn.layers` (and `dltrain.nn.backbones` for pretrained bodies).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pydantic import Field, NonNegativeFloat, PositiveInt
 from .._params import Params
 from .._registry import Registry
 
-LAYERS: Registry[Any] = Registry("layer", implemented_in=("dltrain.layers", "dltrain.backbones", "dltrain.merge"))
+LAYERS: Registry[Any] = Registry(
+    "layer", implemented_in=("dltrain.nn.layers", "dltrain.nn.backbones", "dltrain.nn.merge")
+)
 layer = LAYERS.describes()
 
 ActivationName = Literal[
@@ -285,7 +287,7 @@ class TransformerEncoderParams(LayerParams):
     activation: Literal["relu", "gelu"] = Field("relu", description="Activation of the feed-forward network.")
 
 
-# --- merge layers (built in dltrain.merge) -------------------------------------------------
+# --- merge layers (built in dltrain.nn.merge) -------------------------------------------------
 
 
 class MergeParams(LayerParams):

@@ -1,4 +1,4 @@
-"""Losses (`compile.loss`) by their Keras names; each implies a task. Built in `dltrain.losses`."""
+"""Losses (`compile.loss`) by their Keras names; each implies a task. Built in `dltrain.nn.losses`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .._registry import Registry
 
 Task = Literal["classification", "binary", "regression"]
 
-LOSSES: Registry[Any] = Registry("loss", case_sensitive=False, implemented_in=("dltrain.losses",))
+LOSSES: Registry[Any] = Registry("loss", case_sensitive=False, implemented_in=("dltrain.nn.losses",))
 loss = LOSSES.describes()
 
 Smoothing = Annotated[

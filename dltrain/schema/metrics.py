@@ -1,4 +1,4 @@
-"""Metrics (`compile.metrics`) by their Keras-style names. Computed in `dltrain.metrics`."""
+"""Metrics (`compile.metrics`) by their Keras-style names. Computed in `dltrain.nn.metrics`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import Field
 from .._params import Params
 from .._registry import Registry
 
-METRICS: Registry[Any] = Registry("metric", case_sensitive=False, implemented_in=("dltrain.metrics",))
+METRICS: Registry[Any] = Registry("metric", case_sensitive=False, implemented_in=("dltrain.nn.metrics",))
 metric = METRICS.describes()
 
 

@@ -1,4 +1,4 @@
-"""Optimizers (`compile.optimizer`) by their Keras names, with Keras's defaults. Built in `dltrain.optim`.
+"""Optimizers (`compile.optimizer`) by their Keras names, with Keras's defaults. Built in `dltrain.nn.optim`.
 
 `lr` may also be written `learning_rate`, as in Keras.
 """
@@ -12,7 +12,7 @@ from pydantic import Field, NonNegativeFloat
 from .._params import Params
 from .._registry import Registry
 
-OPTIMIZERS: Registry[Any] = Registry("optimizer", case_sensitive=False, implemented_in=("dltrain.optim",))
+OPTIMIZERS: Registry[Any] = Registry("optimizer", case_sensitive=False, implemented_in=("dltrain.nn.optim",))
 optimizer = OPTIMIZERS.describes()
 
 LearningRate = Annotated[

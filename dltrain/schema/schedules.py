@@ -1,6 +1,6 @@
 """Learning-rate schedules (`compile.lr_schedule`) and the keys shared with ReduceLROnPlateau.
 
-Implemented in `dltrain.schedules` (the plateau reductions in `dltrain.callbacks`).
+Implemented in `dltrain.nn.schedules` (the plateau reductions in `dltrain.train.callbacks`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
 from .._params import Params
 from .._registry import Registry
 
-SCHEDULES: Registry[Any] = Registry("lr schedule", case_sensitive=False, implemented_in=("dltrain.schedules",))
+SCHEDULES: Registry[Any] = Registry("lr schedule", case_sensitive=False, implemented_in=("dltrain.nn.schedules",))
 schedule = SCHEDULES.describes()
 
 Mode = Literal["auto", "min", "max"]

@@ -57,12 +57,12 @@ def load_checkpoint(path: Path, device: str) -> ServedModel:
     """A checkpoint (or run directory) through the same path as `dltrain predict`."""
     import torch
 
-    from .. import checkpoint
     from ..api import restore_network
     from ..data import Preprocessing
-    from ..distributed import resolve_device
     from ..export import preprocessing_steps
     from ..predict import predict_scores
+    from ..train import checkpoint
+    from ..train.distributed import resolve_device
 
     saved = checkpoint.load(path)
     target = resolve_device(device)

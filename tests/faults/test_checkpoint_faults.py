@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from dltrain import api
-from dltrain.checkpoint import checksum
+from dltrain.train.checkpoint import checksum
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Iterator
 
-from .errors import Interrupted, RunError
-from .metrics import Tracker
-from .reporting import Reporter
+from ..errors import Interrupted, RunError
+from ..nn.metrics import Tracker
+from ..reporting import Reporter
 
 CHECK_SECONDS = 0.25
 

@@ -18,7 +18,7 @@ from typing import ContextManager, Iterator, TypeVar
 import torch
 from torch import nn
 
-from .errors import DltrainError, ReportedElsewhere, RunError, UserError
+from ..errors import DltrainError, ReportedElsewhere, RunError, UserError
 
 T = TypeVar("T")
 

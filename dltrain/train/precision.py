@@ -13,7 +13,7 @@ from typing import Any, Callable, ContextManager
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 DTYPES: dict[str, torch.dtype | None] = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ._files import atomic_path
+from .._files import atomic_path
 
 
 def _pyplot() -> Any:

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from ._registry import did_you_mean
-from .errors import ConfigError, Problem, UserError
+from .._registry import did_you_mean
+from ..errors import ConfigError, Problem, UserError
 
 PathKey = tuple[str | int, ...]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .schema.metrics import METRICS
-from .schema.schedules import Mode
+from ..schema.metrics import METRICS
+from ..schema.schedules import Mode
 
 
 def greater_is_better(key: str) -> bool:

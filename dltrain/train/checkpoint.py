@@ -30,10 +30,10 @@ from typing import Any, Callable, cast
 import numpy as np
 import torch
 
-from ._files import atomic_path
-from ._version import __version__
-from .errors import CheckpointError
-from .schema import custom
+from .._files import atomic_path
+from .._version import __version__
+from ..errors import CheckpointError
+from ..schema import custom
 
 FORMAT = "dltrain-checkpoint-2"
 FORMAT_1 = "dltrain-checkpoint-1"  # before checksums and flat layer names: still loaded

@@ -17,9 +17,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from torch import nn
 
-from ._registry import tag_value
-from .activations import activation, initialize
-from .schema.layers import (
+from .._registry import tag_value
+from ..schema.layers import (
     LAYERS,
     ActivationParams,
     AveragePooling2DParams,
@@ -45,6 +44,7 @@ from .schema.layers import (
     SingleBiasParams,
     TransformerEncoderParams,
 )
+from .activations import activation, initialize
 
 Shape = tuple[int, ...]
 

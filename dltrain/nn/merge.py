@@ -13,8 +13,7 @@ from typing import List
 import torch
 from torch import nn
 
-from .layers import Built, ShapeError, register_layer
-from .schema.layers import (
+from ..schema.layers import (
     AddParams,
     AverageParams,
     ConcatenateParams,
@@ -23,6 +22,7 @@ from .schema.layers import (
     MultiplyParams,
     SubtractParams,
 )
+from .layers import Built, ShapeError, register_layer
 
 __all__ = ["MergeParams"]
 

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 from torch.optim.optimizer import ParamsT
 
-from .schema.optim import OPTIMIZERS, AdagradParams, AdamParams, AdamWParams, RmspropParams, SgdParams
+from ..schema.optim import OPTIMIZERS, AdagradParams, AdamParams, AdamWParams, RmspropParams, SgdParams
 
 OptimizerFactory = Callable[[ParamsT, Any], torch.optim.Optimizer]
 

@@ -2,7 +2,7 @@
 
 Names are resolved and their keys validated in `dltrain.schema.custom` (without torch);
 this module builds the layers. Losses, metrics and callbacks are built beside the
-built-in ones (`dltrain.losses`, `dltrain.metrics`, `dltrain.callbacks`).
+built-in ones (`dltrain.nn.losses`, `dltrain.nn.metrics`, `dltrain.train.callbacks`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ._params import Params
-from .layers import Built, LayerError
-from .schema.custom import (
+from .._params import Params
+from ..schema.custom import (
     ENTRY_POINT_GROUP,
     Custom,
     ImportFailure,
@@ -22,6 +21,7 @@ from .schema.custom import (
     requirements,
     resolve,
 )
+from .layers import Built, LayerError
 
 __all__ = ["ENTRY_POINT_GROUP", "Custom", "ImportFailure", "import_object", "missing", "requirements", "resolve"]
 

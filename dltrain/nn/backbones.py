@@ -26,8 +26,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from ..schema.backbones import BACKBONES, BackboneParams, PretrainedParams, VGG16Params
 from .layers import Built, LayerError, Shape, ShapeError, register_layer
-from .schema.backbones import BACKBONES, BackboneParams, PretrainedParams, VGG16Params
 
 Blocks = list[list[nn.Module]]
 

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .backbones import BackboneModule
-from .data import Split
-from .data.augment import build_augment
-from .data.batches import first_inputs, input_batches
-from .model import Network
-from .reporting import Reporter
+from ..data import Split
+from ..data.augment import build_augment
+from ..data.batches import first_inputs, input_batches
+from ..nn.backbones import BackboneModule
+from ..nn.model import Network
+from ..reporting import Reporter
 
 # Above this, the cache would crowd out the device (e.g. VGG16 at 224x224 keeps 98 KiB a sample).
 CACHE_LIMIT_BYTES = 4 * 2**30

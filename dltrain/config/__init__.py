@@ -16,11 +16,11 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from ..errors import ConfigError
+from ..schema import config as schema_config
+from ..schema.config import Config
 from . import compose
 from .compose import Origins, PathKey, problem
-from .errors import ConfigError
-from .schema import config as schema_config
-from .schema.config import Config
 
 # --- a loaded config -----------------------------------------------------------------
 

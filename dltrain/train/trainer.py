@@ -17,26 +17,26 @@ from typing import Any, ContextManager
 
 import torch
 
+from ..config import LoadedConfig
+from ..data import DataBundle, Split
+from ..data.augment import build_augment
+from ..data.batches import Batches, first_inputs, make_batches
+from ..errors import CheckpointError
+from ..nn.losses import loss_spec
+from ..nn.metrics import Tracker, build_metrics, predicted_labels
+from ..nn.model import BuiltModel
+from ..nn.optim import build_optimizer
+from ..nn.schedules import LearningRate
+from ..reporting import Reporter
 from . import checkpoint
 from .callbacks import build_callbacks
-from .config import LoadedConfig
-from .data import DataBundle, Split
-from .data.augment import build_augment
-from .data.batches import Batches, first_inputs, make_batches
 from .distributed import Context
-from .errors import CheckpointError
 from .feature_cache import cache_features
-from .losses import loss_spec
-from .metrics import Tracker, build_metrics, predicted_labels
-from .model import BuiltModel
-from .optim import build_optimizer
 from .plots import write_curves
 from .precision import Precision
-from .reporting import Reporter
 from .rundir import RunDir
 from .runtime import compile_network, cpu_threads, deterministic_mode, thread_count
 from .safety import CheckpointClock, NanGuard, StopRequest, tidy_display
-from .schedules import LearningRate
 from .transfer import backbones, param_groups, unfreeze
 
 EVAL_BATCH = 1024  # evaluation holds no graph, so larger batches are free speed

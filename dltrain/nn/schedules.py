@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from .schema.schedules import (
+from ..schema.schedules import (
     SCHEDULES,
     CosineParams,
     ExponentialParams,

@@ -19,14 +19,12 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 import torch
 from torch import nn
 
-from ._params import Params
-from ._registry import tag_value
-from .errors import ConfigError, Problem, UserError
-from .monitor import Monitor
-from .reporting import Reporter
-from .rundir import RunDir, write_csv
-from .schema import custom
-from .schema.callbacks import (
+from .._params import Params
+from .._registry import tag_value
+from ..errors import ConfigError, Problem, UserError
+from ..reporting import Reporter
+from ..schema import custom
+from ..schema.callbacks import (
     CALLBACKS,
     CsvLoggerParams,
     EarlyStoppingParams,
@@ -34,11 +32,13 @@ from .schema.callbacks import (
     ReduceLROnPlateauParams,
     TensorBoardParams,
 )
-from .schema.schedules import PlateauKeys
+from ..schema.schedules import PlateauKeys
+from .monitor import Monitor
+from .rundir import RunDir, write_csv
 
 if TYPE_CHECKING:
+    from ..config import LoadedConfig
     from .checkpoint import Checkpoint
-    from .config import LoadedConfig
 
 
 class LearningRateControl(Protocol):

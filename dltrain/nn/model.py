@@ -14,16 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import Config, LoadedConfig
+from ..errors import ConfigError
+from ..schema.layers import LayerParams
 from . import custom, graph
 from .activations import apply_output_activation
+from .adapter import InputAdapter
 from .budget import meta_parameters, parameter_problem
-from .config import Config, LoadedConfig
-from .data.adapter import InputAdapter
-from .errors import ConfigError
 from .layers import LAYERS, Built, LayerError
 from .losses import loss_spec
 from .metrics import METRICS
-from .schema.layers import LayerParams
 
 Shape = tuple[int, ...]
 

@@ -13,11 +13,11 @@ from typing import Any, Callable
 import torch
 from pydantic import BaseModel
 
-from ._params import Params
-from ._registry import tag_value
-from .schema import custom
-from .schema.losses import Task
-from .schema.metrics import (
+from .._params import Params
+from .._registry import tag_value
+from ..schema import custom
+from ..schema.losses import Task
+from ..schema.metrics import (
     METRICS,
     AccuracyParams,
     F1Params,

@@ -20,10 +20,10 @@ from typing import IO, Any, Iterator
 
 import yaml
 
+from .._files import check_run_name, write_text_atomic
+from ..config.compose import sources_header
+from ..errors import RunError, UserError
 from . import checkpoint
-from ._files import check_run_name, write_text_atomic
-from .compose import sources_header
-from .errors import RunError, UserError
 
 log = logging.getLogger("dltrain")
 

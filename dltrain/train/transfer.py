@@ -15,10 +15,10 @@ from typing import Any
 
 from torch import nn
 
-from .backbones import BackboneModule
-from .config import LoadedConfig
-from .reporting import Reporter
-from .schema.backbones import PretrainedParams
+from ..config import LoadedConfig
+from ..nn.backbones import BackboneModule
+from ..reporting import Reporter
+from ..schema.backbones import PretrainedParams
 
 Shape = tuple[int, ...]
 

@@ -13,9 +13,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ._params import Params
-from .schema import custom
-from .schema.losses import LOSSES, CategoricalParams, SparseCategoricalParams, Task
+from .._params import Params
+from ..schema import custom
+from ..schema.losses import LOSSES, CategoricalParams, SparseCategoricalParams, Task
 
 
 @dataclass(frozen=True)

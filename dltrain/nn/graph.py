@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch.fx as fx
 from torch import nn
 
-from ._registry import did_you_mean
-from .config import LoadedConfig
-from .errors import ConfigError
+from .._registry import did_you_mean
+from ..config import LoadedConfig
+from ..errors import ConfigError
 from .merge import MergeParams
 
 Source = int | str  # a layer's index in model.layers, or the name of a model input
