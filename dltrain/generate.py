@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
+from .train import checkpoint
 from .api import restore_network
 from .data.tokenize import encode_running, fixed_length, from_json
-from .distributed import resolve_device
+from .train.distributed import resolve_device
 from .errors import UserError
 
 
