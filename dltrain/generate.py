@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 
-from .train import checkpoint
 from .api import restore_network
 from .data.tokenize import encode_running, fixed_length, from_json
-from .train.distributed import resolve_device
 from .errors import UserError
+from .train import checkpoint
+from .train.distributed import resolve_device
 
 
 @dataclass

@@ -62,7 +62,7 @@ class LazyInputs:
         raise NotImplementedError
 
 
-Loader = Callable[[Any], RawData]
+Loader = Callable[[Any], Any]  # params -> RawData (arrays), or the strings a text source reads (`text.RawText`)
 
 
 def register_source(params: type[DataParams]) -> Callable[[Loader], Loader]:

@@ -255,7 +255,9 @@ def _language_model(
     """Windows of every split of running text, with the tokenizer fitted on the training part."""
     assert raw.running is not None
     train, val, test = running_splits(raw.running, params, validation_split)
-    tokenizer = tokenize.from_json(tokenizer_json) if tokenizer_json else make_tokenizer(params.tokenizer, [train], False)
+    tokenizer = (
+        tokenize.from_json(tokenizer_json) if tokenizer_json else make_tokenizer(params.tokenizer, [train], False)
+    )
     length, stride = params.sequence_length, params.stride or params.sequence_length
     parts: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
     for name, text in (("train", train), ("val", val), ("test", test)):
