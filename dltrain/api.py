@@ -192,8 +192,10 @@ def check_plot(path: Path) -> None:
         )
 
 
-def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: str = "auto") -> dict[str, Any]:
-    """Predictions for image files, .npy/.npz arrays or CSV rows, preprocessed exactly as in training."""
+def predict(
+    path: str | Path, inputs: list[str | Path], top_k: int = 5, device: str = "auto", texts: list[str] | None = None
+) -> dict[str, Any]:
+    """Predictions for image files, .npy/.npz arrays, CSV rows, .txt files or `texts`, preprocessed exactly as in training."""
     if top_k < 1:
         raise UserError(f"--top-k must be 1 or more; received {top_k}")
     saved = checkpoint.load(path)
@@ -201,12 +203,13 @@ def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: 
     network = restore_network(saved).to(target)
     rows = predict_files(
         network,
-        Preprocessing.from_state(saved.preprocessing),
+        Preprocessing.from_state(saved.preprocessing, saved.tokenizer),
         [Path(i) for i in inputs],
         saved.task,
         saved.class_names or [],
         top_k,
         target,
+        texts,
     )
     return {"predictions": rows}
 

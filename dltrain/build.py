@@ -74,7 +74,7 @@ def build_trainer(
     """
     ctx = ctx or Context(resolve_device(loaded.config.fit.device))
     seed_everything(loaded.config.seed or 0)
-    prep = Preprocessing.from_state(saved.preprocessing) if saved is not None else None
+    prep = Preprocessing.from_state(saved.preprocessing, saved.tokenizer) if saved is not None else None
     with weights_from_checkpoint() if saved is not None else nullcontext():
         data, built = prepare(loaded, prep)
     if training:

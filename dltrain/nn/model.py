@@ -186,7 +186,8 @@ def build_model(
             )
         )
         shapes[node.index] = built.shape
-    _check_output(loaded, spec.task, output, shapes[output], target_width)
+    per_token = (data_shape[0],) if config.data.per_token else ()  # a language model: [T, V]
+    _check_output(loaded, spec.task, output, shapes[output], target_width, per_token)
     masks, notes = graph.mask_flow(wiring, builts)
     layers = modules if wiring.is_chain and not masks else graph.graph_module(wiring, modules, masks)
     return BuiltModel(
@@ -253,9 +254,20 @@ def _build_layer(
         raise loaded.error(("model", "layers", index), f"{layer_type} (layer {index}) {exc}{takes}") from None
 
 
-def _check_output(loaded: LoadedConfig, task: str, index: int, shape: Shape, width: int) -> None:
+def _check_output(
+    loaded: LoadedConfig, task: str, index: int, shape: Shape, width: int, per_token: Shape = ()
+) -> None:
     last = ("model", "layers", index)
     layer_type = loaded.config.model.layers[index].type
+    if per_token:
+        if tuple(shape) != (*per_token, width):
+            raise loaded.error(
+                last,
+                f"{layer_type} (layer {last[2]}) outputs {list(shape)}; a language model needs the next-token "
+                f"scores at every position, [{per_token[0]}, {width}] (sequence_length, vocabulary): keep the "
+                f"sequence axis (return_sequences) and end with Dense(units: {width})",
+            )
+        return
     if len(shape) != 1:
         raise loaded.error(
             last,

@@ -67,7 +67,7 @@ def load_checkpoint(path: Path, device: str) -> ServedModel:
     saved = checkpoint.load(path)
     target = resolve_device(device)
     network = restore_network(saved).to(target)
-    prep = Preprocessing.from_state(saved.preprocessing)
+    prep = Preprocessing.from_state(saved.preprocessing, saved.tokenizer)
     task = saved.task
 
     def scores(x: np.ndarray) -> np.ndarray:
