@@ -154,6 +154,19 @@ class _FeedForward(nn.Module):
         return self.output(x)
 
 
+class _CrossAttention(nn.Module):
+    """A decoder block's attention to the encoder's output, with its residual, dropout and normalization."""
+
+    def __init__(self, attention: Attention, norm: nn.LayerNorm, dropout: float, normalize_first: bool) -> None:
+        super().__init__()
+        self.attention, self.norm, self.drop = attention, norm, nn.Dropout(dropout)
+        self.normalize_first = normalize_first
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, allowed: Optional[torch.Tensor]) -> torch.Tensor:
+        x = x + self.drop(self.attention(self.norm(x) if self.normalize_first else x, context, allowed))
+        return x if self.normalize_first else self.norm(x)
+
+
 class Block(nn.Module):
     """One KerasHub Transformer block: attention (causal in a decoder), cross-attention when given one, feed-forward.
 
@@ -163,15 +176,14 @@ class Block(nn.Module):
 
     def __init__(self, p: TransformerParams, dim: int, causal: bool, context_dim: Optional[int]) -> None:
         super().__init__()
-        heads, eps = p.num_heads, p.layer_norm_epsilon
+        heads, eps, key_dim = p.num_heads, p.layer_norm_epsilon, dim // p.num_heads
         self.normalize_first = p.normalize_first
-        self.attention = Attention(dim, dim, heads, dim // heads, dim // heads, True, p.dropout, causal)
+        self.attention = Attention(dim, dim, heads, key_dim, key_dim, True, p.dropout, causal)
         self.attention_norm = nn.LayerNorm(dim, eps=eps)
-        self.cross: Optional[Attention] = None
-        self.cross_norm: Optional[nn.LayerNorm] = None
+        self.cross = nn.ModuleList()  # empty, or the attention to an encoder's output
         if context_dim is not None:
-            self.cross = Attention(dim, context_dim, heads, dim // heads, dim // heads, True, p.dropout, False)
-            self.cross_norm = nn.LayerNorm(dim, eps=eps)
+            attention = Attention(dim, context_dim, heads, key_dim, key_dim, True, p.dropout, False)
+            self.cross.append(_CrossAttention(attention, nn.LayerNorm(dim, eps=eps), p.dropout, p.normalize_first))
         self.feed_forward = _FeedForward(dim, p.ff_dim, p.activation)
         self.feed_forward_norm = nn.LayerNorm(dim, eps=eps)
         self.drop = nn.Dropout(p.dropout)
@@ -186,10 +198,9 @@ class Block(nn.Module):
         first = self.normalize_first
         x = x + self.drop(self.attention(self.attention_norm(x) if first else x, None, allowed))
         x = x if first else self.attention_norm(x)
-        cross, cross_norm = self.cross, self.cross_norm
-        if cross is not None and cross_norm is not None and context is not None:
-            x = x + self.drop(cross(cross_norm(x) if first else x, context, context_allowed))
-            x = x if first else cross_norm(x)
+        if context is not None:
+            for cross in self.cross:
+                x = cross(x, context, context_allowed)
         x = x + self.drop(self.feed_forward(self.feed_forward_norm(x) if first else x))
         return x if first else self.feed_forward_norm(x)
 

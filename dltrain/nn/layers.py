@@ -501,7 +501,7 @@ def gru(p: GRUParams, shape: Shape) -> Built:
 
 class _Embedding(nn.Embedding):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.long())
+        return F.embedding(x.long(), self.weight)  # not super().forward(): TorchScript cannot call it
 
 
 def vocabulary(input_dim: int | None) -> int:
