@@ -214,12 +214,21 @@ def predict(
     return {"predictions": rows}
 
 
+def vocabulary_size(saved: Checkpoint) -> int | None:
+    """A text model's vocabulary (the default `input_dim` of its embeddings): its stored tokenizer's."""
+    if saved.tokenizer is None:
+        return None
+    from .data.tokenize import from_json
+
+    return int(from_json(saved.tokenizer).get_vocab_size())
+
+
 def restore_network(saved: Checkpoint) -> torch.nn.Module:
     """The trained network from a loaded checkpoint alone: no data is read (for predict)."""
     loaded = _stored_config(saved)
     checkpoint.check_consistent(saved)
     with weights_from_checkpoint():
-        built = build_model(loaded, tuple(saved.input_shape), saved.target_width)
+        built = build_model(loaded, tuple(saved.input_shape), saved.target_width, vocabulary_size(saved))
     built.network.load_state_dict(saved.weights_for(built.network))
     return built.network.eval()
 

@@ -42,7 +42,7 @@ def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) ->
     notes = transfer.normalization_default(loaded)
     data = load_data(loaded.config.data, task, config.fit.validation_split, preprocessing, config.fit.validation_mode)
     notes += transfer.image_defaults(loaded, data.input_shape)
-    built = build_model(loaded, data.input_shape, data.target_width, getattr(data, "vocab_size", None))
+    built = build_model(loaded, data.input_shape, data.target_width, data.vocab_size)
     built.notes += notes + transfer.plan_notes(built.network)
     return data, built
 
