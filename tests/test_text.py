@@ -21,6 +21,7 @@ from dltrain.data.text import windows
 from dltrain.data.tokenize import fit_tokenizer, from_json
 from dltrain.errors import DataError
 from dltrain.schema.data import TextCsvParams, TextFileParams, TextFolderParams, TokenizerParams
+from dltrain.train import checkpoint
 
 GOOD = ["great", "lovely", "superb", "fine", "happy", "bright", "warm", "kind"]
 BAD = ["awful", "dreadful", "poor", "sad", "grim", "cold", "rude", "dull"]
@@ -252,3 +253,28 @@ def test_generate_refuses_a_classifier(cli, tmp_path: Path) -> None:
     result = cli("generate", "run", "--prompt", "hello")
     assert result.exit_code == 2 and "text classifier" in result.output
     assert api.predict("run", [], texts=["great"])["predictions"][0]["prediction"] in ("positive", "negative")
+
+
+def test_padding_changes_no_prediction_of_a_trained_transformer(cli, tmp_path: Path) -> None:
+    data = {"source": "text_csv", "path": str(write_csv(tmp_path / "s.csv", sentiment_rows(60))),
+            "tokenizer": {"max_length": 24}}  # fmt: skip
+    config = classifier_config(data, epochs=2)
+    config["model"]["layers"] = [
+        {"type": "PositionalEmbedding", "output_dim": 16},
+        {"type": "TransformerEncoder", "num_heads": 2, "ff_dim": 32},
+        {"type": "GlobalAveragePooling1D"},
+        {"type": "Dense", "units": "auto", "activation": "softmax"},
+    ]
+    assert cli("fit", write_config(tmp_path, config), "--run-dir", "run").exit_code == 0
+    saved = checkpoint.load("run")
+    network, tokenizer = api.restore_network(saved), from_json(saved.tokenizer)
+    tokenizer.no_padding()
+    ids = tokenizer.encode("a superb film with a lovely cast", add_special_tokens=False).ids
+    padded = [torch.tensor([ids + [0] * (length - len(ids))]) for length in (len(ids), 12, 24)]
+    with torch.inference_mode():
+        outputs = [network(x) for x in padded]
+    for other in outputs[1:]:
+        torch.testing.assert_close(other, outputs[0], rtol=0, atol=1e-6)
+    predicted = api.predict("run", [], texts=["a superb film with a lovely cast"])["predictions"][0]
+    best = outputs[0].softmax(-1).max().item()
+    assert dict(predicted["top_k"])[predicted["prediction"]] == pytest.approx(best, abs=1e-5)
