@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import torch
-from conftest import write_config
+from conftest import REPO, write_config
 from test_resume import _assert_same_run
 
 from dltrain import api
@@ -21,6 +23,7 @@ from dltrain.data.text import windows
 from dltrain.data.tokenize import fit_tokenizer, from_json
 from dltrain.errors import DataError
 from dltrain.schema.data import TextCsvParams, TextFileParams, TextFolderParams, TokenizerParams
+from dltrain.serve.process import running_server
 from dltrain.train import checkpoint
 
 GOOD = ["great", "lovely", "superb", "fine", "happy", "bright", "warm", "kind"]
@@ -163,6 +166,14 @@ def test_text_csv_trains_predicts_text_and_exports_with_its_tokenizer(cli, tmp_p
     session = onnxruntime.InferenceSession(str(tmp_path / "run" / "best.onnx"), providers=["CPUExecutionProvider"])
     probabilities = session.run(None, {"input": ids})[0][0]
     assert probabilities[0] == pytest.approx(dict(rows[1]["top_k"])["negative"], abs=1e-5)
+
+    # the torch-free ONNX server reads text instances with the tokenizer beside the export
+    env = {"PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    with running_server(tmp_path / "run" / "best.onnx", log=tmp_path / "server.log", env=env) as server:
+        served = httpx.post(server.url + "/predict", json={"instances": ["awful and dull plot"]}).json()
+        assert httpx.get(server.url + "/metadata").json()["input"]["kind"] == "text"
+    assert served["predictions"][0]["prediction"] == "negative"
+    assert served["predictions"][0]["top_k"][0][1] == pytest.approx(rows[1]["top_k"][0][1], abs=1e-5)
 
 
 def test_text_folder_reads_its_own_splits(cli, tmp_path: Path) -> None:

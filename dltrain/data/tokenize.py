@@ -18,19 +18,18 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import DataError
+from ..inference import encode_texts as encode_texts  # the torch-free half (the ONNX server's too)
+from ..inference import tokenizer_from_json
 from ..schema.data import TokenizerParams
 
 PAD, UNK = "[PAD]", "[UNK]"
 SPECIAL = [PAD, UNK]  # ids 0 and 1, in this order
-TEXT_EXTRA = "pip install 'dltrain[text]'"
 
 
 def _tokenizers() -> Any:
-    try:
-        import tokenizers
-    except ImportError:
-        raise DataError(f"text data needs the 'tokenizers' package (not installed here): {TEXT_EXTRA}") from None
-    return tokenizers
+    from ..inference import tokenizers_package
+
+    return tokenizers_package()
 
 
 def _model_and_trainer(p: TokenizerParams) -> tuple[Any, Any, Any, Any]:
@@ -66,6 +65,9 @@ def fit_tokenizer(p: TokenizerParams, texts: Iterable[str]) -> Any:
     return tokenizer
 
 
+from_json = tokenizer_from_json  # the tokenizer a checkpoint stores, from its JSON text
+
+
 def load_tokenizer_file(path: Path) -> Any:
     """`data.tokenizer.path`: a tokenizer.json used as it is; its padding token must be id 0."""
     if not path.is_file():
@@ -85,11 +87,6 @@ def load_tokenizer_file(path: Path) -> Any:
     return tokenizer
 
 
-def from_json(text: str) -> Any:
-    """The tokenizer stored in a checkpoint (its JSON text)."""
-    return _tokenizers().Tokenizer.from_str(text)
-
-
 def set_length(tokenizer: Any, length: int) -> None:
     """Every encoding `length` ids: truncated, and padded with id 0 at the end."""
     tokenizer.enable_truncation(max_length=length)
@@ -100,12 +97,6 @@ def fixed_length(tokenizer: Any) -> int | None:
     """The length every encoding is padded to (classification), None for running text."""
     padding = tokenizer.padding
     return int(padding["length"]) if padding and padding.get("length") else None
-
-
-def encode_texts(tokenizer: Any, texts: list[str]) -> np.ndarray:
-    """(N, T) int64 ids of texts, at the tokenizer's fixed length."""
-    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
-    return np.array([e.ids for e in encodings], dtype=np.int64).reshape(len(texts), -1)
 
 
 def encode_running(tokenizer: Any, text: str) -> np.ndarray:
