@@ -289,3 +289,19 @@ def test_padding_changes_no_prediction_of_a_trained_transformer(cli, tmp_path: P
     predicted = api.predict("run", [], texts=["a superb film with a lovely cast"])["predictions"][0]
     best = outputs[0].softmax(-1).max().item()
     assert dict(predicted["top_k"])[predicted["prediction"]] == pytest.approx(best, abs=1e-5)
+
+
+def test_a_tokenizer_json_is_used_as_it_is(tmp_path: Path) -> None:
+    rows = sentiment_rows(40)
+    fitted = fit_tokenizer(TokenizerParams(type="wordpiece", vocab_size=120), [text for text, _ in rows])
+    fitted.save(str(tmp_path / "tokenizer.json"))
+    path = write_csv(tmp_path / "s.csv", rows)
+    params = TextCsvParams(
+        source="text_csv", path=path, tokenizer={"path": tmp_path / "tokenizer.json", "max_length": 9}
+    )
+    data = load_data(params, "classification", 0.2)
+    assert data.vocab_size == fitted.get_vocab_size() and data.train.x.shape[1] == 9
+    assert from_json(data.preprocessing.tokenizer).get_vocab() == fitted.get_vocab()
+    (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
+    message = _load_error(TextCsvParams(source="text_csv", path=path, tokenizer={"path": tmp_path / "bad.json"}))
+    assert "bad.json' is not a readable tokenizer.json" in message
