@@ -93,9 +93,9 @@ def text_csv(p: TextCsvParams) -> RawText:
             )
         columns.append(header.index(name))
     raw = RawText()
-    line = 1
+    next_line = 2 + sum(cell.count("\n") for cell in rows[0])
     for row in rows[1:]:
-        line += 1 + sum(cell.count("\n") for cell in row[:-1])  # a quoted cell may span lines
+        line, next_line = next_line, next_line + 1 + sum(cell.count("\n") for cell in row)  # quoted cells span lines
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
