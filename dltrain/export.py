@@ -133,10 +133,11 @@ EXPORTERS.register("torchscript", summary="TorchScript (torch.jit.script); load 
 class Deployable(nn.Module):
     """The network with its split-off output activation put back: inputs → what `predict` gives."""
 
-    def __init__(self, network: Network, out_shape: tuple[int, ...]) -> None:
+    def __init__(self, network: Network, out_shape: int | tuple[int, ...]) -> None:
         super().__init__()
         self.network = network
-        self.activation = activation(network.output_activation or "linear", tuple(out_shape))
+        shape = (out_shape,) if isinstance(out_shape, int) else tuple(out_shape)  # [classes], or an LM's [T, V]
+        self.activation = activation(network.output_activation or "linear", shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activation(self.network(x))
