@@ -5,9 +5,9 @@
 - `stdlib_docstrings` classification: TF-IDF (words and word pairs) + scikit-learn's
   LogisticRegression, fitted on the training split the preset trains on (validation
   texts left out, as the preset does not train on them), scored on the same test split.
-- `stdlib_char_lm` language model: the unigram entropy of the tokens of the test part
+- `stdlib_char_gpt` language model: the unigram entropy of the tokens of the validation and test parts
   (each token's frequency in the training part, add-one smoothed), in bits per token;
-  the preset's test loss (nats per token) is converted to bits.
+  the preset's losses (nats per token) are converted to bits.
 
 Each preset is trained with `dltrain fit` (in a temporary folder, or `--runs`) and its
 `metrics.json` read; the numbers are printed as one JSON object.
@@ -57,17 +57,20 @@ def tfidf_baseline(preset: str) -> float:
     return float(np.mean(model.predict(vectorizer.transform(test.texts)) == np.array(test.labels)))
 
 
-def unigram_bits(preset: str, tokenizer_json: str) -> float:
-    """Bits per token of the test part under the training part's token frequencies (add-one smoothed)."""
+def unigram_bits(preset: str, tokenizer_json: str) -> tuple[float, float]:
+    """Bits per token of the (validation, test) parts under the training part's token frequencies (add-one smoothed)."""
     config = load_config(PRESETS / f"{preset}.yaml").config
     raw = stdlib_source(config.data)
-    train, _, test = running_splits(raw.running or "", config.data, config.fit.validation_split)
+    train, val, test = running_splits(raw.running or "", config.data, config.fit.validation_split)
     tokenizer = from_json(tokenizer_json)
     vocab = tokenizer.get_vocab_size()
     counts = np.bincount(encode_running(tokenizer, train), minlength=vocab) + 1.0
     probabilities = counts / counts.sum()
-    test_ids = encode_running(tokenizer, test)
-    return float(-np.log2(probabilities[test_ids]).mean())
+
+    def bits(text: str) -> float:
+        return float(-np.log2(probabilities[encode_running(tokenizer, text)]).mean())
+
+    return bits(val or ""), bits(test)
 
 
 def main() -> None:
@@ -86,8 +89,10 @@ def main() -> None:
             "tfidf_logreg_test_accuracy": round(tfidf_baseline("stdlib_docstrings_transformer"), 4),
             "lm_test_bits_per_token": round(lm["test"]["loss"] / math.log(2), 4),
             "lm_val_bits_per_token": round(lm["val"]["loss"] / math.log(2), 4),
-            "unigram_test_bits_per_token": round(unigram_bits("stdlib_char_gpt", saved["tokenizer"]), 4),
         }
+        unigram_val, unigram_test = unigram_bits("stdlib_char_gpt", saved["tokenizer"])
+        report["unigram_val_bits_per_token"] = round(unigram_val, 4)
+        report["unigram_test_bits_per_token"] = round(unigram_test, 4)
     print(json.dumps(report, indent=2))
 
 
