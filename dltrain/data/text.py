@@ -26,6 +26,7 @@ from .._registry import did_you_mean
 from ..errors import DataError
 from ..schema.data import (
     ClassifiedTextParams,
+    RunningTextParams,
     TextCsvParams,
     TextFileParams,
     TextFolderParams,
@@ -250,7 +251,7 @@ def windows(ids: np.ndarray, length: int, stride: int) -> tuple[np.ndarray, np.n
 
 
 def _language_model(
-    raw: RawText, params: Any, validation_split: float, tokenizer_json: str | None
+    raw: RawText, params: RunningTextParams, validation_split: float, tokenizer_json: str | None
 ) -> tuple[RawData, Any]:
     """Windows of every split of running text, with the tokenizer fitted on the training part."""
     assert raw.running is not None
@@ -277,7 +278,11 @@ def _language_model(
 
 
 def _classification(
-    raw: RawText, params: Any, validation_split: float, mode: ValidationMode, tokenizer_json: str | None
+    raw: RawText,
+    params: ClassifiedTextParams,
+    validation_split: float,
+    mode: ValidationMode,
+    tokenizer_json: str | None,
 ) -> tuple[RawData, Any]:
     """Ids `[max_length]` of every split's texts, with the tokenizer fitted on the training texts."""
     train, val, test = classified_splits(raw, params, validation_split, mode)
@@ -318,7 +323,7 @@ def assemble_text(
 ) -> DataBundle:
     """Split the texts, fit the tokenizer on the training split, turn text into ids, then the shared path."""
     stored = preprocessing.tokenizer if preprocessing is not None else None
-    if params.per_token:
+    if isinstance(params, RunningTextParams):
         if raw.running is None:
             raise DataError("a language model needs running text (data.source: text_file)")
         if task != "classification":
@@ -327,8 +332,10 @@ def assemble_text(
                 f"compile.loss: sparse_categorical_crossentropy (received a {task} loss)"
             )
         rawdata, tokenizer = _language_model(raw, params, validation_split, stored)
-    else:
+    elif isinstance(params, ClassifiedTextParams):
         rawdata, tokenizer = _classification(raw, params, validation_split, validation_mode, stored)
+    else:
+        raise TypeError(f"{type(params).__name__} is neither running text nor classified texts")
     bundle = assemble(rawdata, params, task, 0.0, preprocessing, validation_mode)
     bundle.preprocessing.tokenizer = tokenizer.to_str()
     vocab = int(tokenizer.get_vocab_size())

@@ -234,7 +234,8 @@ class TokenizerParams(Params):
         "byte-pair encoding (GPT-2's); wordpiece: BERT's subwords.",
     )
     path: Path | None = Field(
-        None, description="A tokenizer.json to use as it is (nothing is fitted; the other keys but max_length are ignored)."
+        None,
+        description="A tokenizer.json to use as it is (nothing is fitted; the other keys but max_length are ignored).",
     )
     vocab_size: Annotated[int, Field(ge=3)] = Field(
         10000, description="The most tokens the vocabulary holds, [PAD] (id 0) and [UNK] (id 1) included."
@@ -284,18 +285,23 @@ class TextFolderParams(ClassifiedTextParams):
     path: Path = Field(description="The folder holding <class>/*.txt (or train/<class>/, val/, test/).")
 
 
-@source
-class TextFileParams(TextParams):
-    """Running text for a language model: windows of `sequence_length` tokens, each predicting the next."""
+class RunningTextParams(TextParams):
+    """Keys of the language-model sources: running text cut into windows, a next-token target at every position."""
 
-    source: Literal["text_file"]
     per_token: ClassVar[bool] = True
-    path: Path | Annotated[list[Path], Field(min_length=1)] = Field(
-        description="One file, a list of files, or a folder (its .txt files, sorted)."
-    )
     sequence_length: Annotated[int, Field(ge=2)] = Field(64, description="Tokens in each input window [T].")
     stride: PositiveInt | None = Field(
         None, description="Tokens between the starts of two windows (default: sequence_length, no overlap)."
+    )
+
+
+@source
+class TextFileParams(RunningTextParams):
+    """Running text for a language model: windows of `sequence_length` tokens, each predicting the next."""
+
+    source: Literal["text_file"]
+    path: Path | Annotated[list[Path], Field(min_length=1)] = Field(
+        description="One file, a list of files, or a folder (its .txt files, sorted)."
     )
 
 
@@ -312,16 +318,11 @@ class StdlibDocstringsParams(ClassifiedTextParams):
 
 
 @source
-class StdlibSourceParams(TextParams):
+class StdlibSourceParams(RunningTextParams):
     """The source code of Python standard-library modules, as running text for a language model (offline)."""
 
     source: Literal["stdlib_source"]
-    per_token: ClassVar[bool] = True
     modules: Annotated[list[str], Field(min_length=1)] = Field(
         ["json", "email"], description="Modules or packages whose .py files are read, in sorted order."
     )
     max_chars: PositiveInt = Field(400_000, description="At most this many characters are read.")
-    sequence_length: Annotated[int, Field(ge=2)] = Field(64, description="Tokens in each input window [T].")
-    stride: PositiveInt | None = Field(
-        None, description="Tokens between the starts of two windows (default: sequence_length, no overlap)."
-    )
