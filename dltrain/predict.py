@@ -8,6 +8,7 @@ included), then the final activation.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -185,11 +186,10 @@ def predict_files(
     texts: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Predictions for every sample of every input file, then for every text of `texts`, in order."""
-    found = [read_input(Path(path), prep) for path in inputs]
-    if texts:
-        found.append(Samples(text_samples(texts, prep), list(texts)))
     predictions: list[dict[str, Any]] = []
-    for samples in found:
+    read = (read_input(Path(path), prep) for path in inputs)  # one file at a time, as it is predicted
+    extra = [Samples(text_samples(texts, prep), list(texts))] if texts else []
+    for samples in itertools.chain(read, extra):
         rows = describe_rows(predict_scores(network, prep, samples.x, task, device), task, class_names, top_k)
         predictions += [{"input": name, **row} for name, row in zip(samples.names, rows)]
     return predictions
