@@ -116,6 +116,8 @@ class LoaderBatches:
     def __init__(
         self, split: Any, order: TensorBatches, device: torch.device, workers: int, augment: Transform | None = None
     ) -> None:
+        split = split.on_device(device)  # on CUDA: file bytes, decoded on the GPU (`images.gpu_decoding`)
+        self.split = split
         self.order = order
         self.prep: Preprocessing = split.prep
         self.device = device
@@ -128,6 +130,7 @@ class LoaderBatches:
             num_workers=workers,
             pin_memory=device.type == "cuda",
             persistent_workers=workers > 0,
+            **({"collate_fn": split.collate} if split.collate is not None else {}),
         )
 
     def __len__(self) -> int:
@@ -136,7 +139,7 @@ class LoaderBatches:
     def epoch(self, epoch: int) -> Iterator[Batch]:
         self.sampler.epoch = epoch
         for x, y in self.loader:
-            x = self.prep.apply(x.to(self.device, non_blocking=True).float())
+            x = self.prep.apply(self.split.decode(x, self.device).float())
             if self.augment is not None:
                 x = self.augment(x)
             yield x, y.to(self.device, non_blocking=True)
