@@ -1,7 +1,7 @@
 """Attention and positions: `PositionalEmbedding`, `MultiHeadAttention`, `TransformerEncoder`, `TransformerDecoder`.
 
 Every attention runs through `F.scaled_dot_product_attention`, so a GPU picks its flash
-or memory-efficient kernel. A padding mask arrives as `mask=` (`[B, T]`, True at real
+kernel (causal, no padding mask) or its memory-efficient one (with a mask). A padding mask arrives as `mask=` (`[B, T]`, True at real
 tokens; the model builder routes it, see `Built`), a cross-attention's context as
 `context=` with its mask as `context_mask=`. Padded keys are never attended to, so the
 outputs at real positions do not depend on how much padding follows them.
