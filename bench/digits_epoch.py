@@ -32,7 +32,11 @@ def plain_epoch(
     generator: torch.Generator,
     accuracy: bool = False,
 ) -> float:
-    """The hand-written loop dltrain must match (optionally counting correct predictions too)."""
+    """The hand-written loop dltrain must match (optionally counting correct predictions too).
+
+    Outputs `(B, C)` with targets `(B,)`, or a language model's `(B, T, V)` with `(B, T)`: the
+    token axis is flattened into the batch, as nanoGPT does.
+    """
     loss_fn = torch.nn.CrossEntropyLoss()
     network.train()
     total = torch.zeros((), device=x.device)
@@ -41,13 +45,13 @@ def plain_epoch(
     for start in range(0, len(x), batch_size):
         index = order[start : start + batch_size]
         outputs = network(x[index])
-        loss = loss_fn(outputs, y[index])
+        loss = loss_fn(outputs.flatten(0, -2), y[index].flatten())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += loss.detach() * len(index)
         if accuracy:
-            correct += (outputs.argmax(dim=1) == y[index]).sum()
+            correct += (outputs.argmax(dim=-1) == y[index]).sum()
     correct.item()
     return total.item() / len(x)
 

@@ -193,8 +193,10 @@ def check_plot(path: Path) -> None:
         )
 
 
-def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: str = "auto") -> dict[str, Any]:
-    """Predictions for image files, .npy/.npz arrays or CSV rows, preprocessed exactly as in training."""
+def predict(
+    path: str | Path, inputs: list[str | Path], top_k: int = 5, device: str = "auto", texts: list[str] | None = None
+) -> dict[str, Any]:
+    """Predictions for image files, .npy/.npz arrays, CSV rows, .txt files or `texts`, preprocessed exactly as in training."""
     if top_k < 1:
         raise UserError(f"--top-k must be 1 or more; received {top_k}")
     saved = checkpoint.load(path)
@@ -202,14 +204,24 @@ def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: 
     network = restore_network(saved).to(target)
     rows = predict_files(
         network,
-        Preprocessing.from_state(saved.preprocessing),
+        Preprocessing.from_state(saved.preprocessing, saved.tokenizer),
         [Path(i) for i in inputs],
         saved.task,
         saved.class_names or [],
         top_k,
         target,
+        texts,
     )
     return {"predictions": rows}
+
+
+def vocabulary_size(saved: Checkpoint) -> int | None:
+    """A text model's vocabulary (the default `input_dim` of its embeddings): its stored tokenizer's."""
+    if saved.tokenizer is None:
+        return None
+    from .data.tokenize import from_json
+
+    return int(from_json(saved.tokenizer).get_vocab_size())
 
 
 def restore_network(saved: Checkpoint) -> torch.nn.Module:
@@ -217,7 +229,7 @@ def restore_network(saved: Checkpoint) -> torch.nn.Module:
     loaded = _stored_config(saved)
     checkpoint.check_consistent(saved)
     with weights_from_checkpoint():
-        built = build_model(loaded, tuple(saved.input_shape), saved.target_width)
+        built = build_model(loaded, tuple(saved.input_shape), saved.target_width, vocabulary_size(saved))
     built.network.load_state_dict(saved.weights_for(built.network))
     return built.network.eval()
 

@@ -42,7 +42,7 @@ def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) ->
     notes = transfer.normalization_default(loaded)
     data = load_data(loaded.config.data, task, config.fit.validation_split, preprocessing, config.fit.validation_mode)
     notes += transfer.image_defaults(loaded, data.input_shape)
-    built = build_model(loaded, data.input_shape, data.target_width)
+    built = build_model(loaded, data.input_shape, data.target_width, data.vocab_size)
     built.notes += notes + transfer.plan_notes(built.network)
     return data, built
 
@@ -74,7 +74,7 @@ def build_trainer(
     """
     ctx = ctx or Context(resolve_device(loaded.config.fit.device))
     seed_everything(loaded.config.seed or 0)
-    prep = Preprocessing.from_state(saved.preprocessing) if saved is not None else None
+    prep = Preprocessing.from_state(saved.preprocessing, saved.tokenizer) if saved is not None else None
     with weights_from_checkpoint() if saved is not None else nullcontext():
         data, built = prepare(loaded, prep)
     if training:

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ._version import __version__
-from .errors import DltrainError, Interrupted, ReportedElsewhere, terminated_as_interrupt
+from .errors import DltrainError, Interrupted, ReportedElsewhere, UserError, terminated_as_interrupt
 from .tables import add_row, data_table
 
 app = typer.Typer(
@@ -174,7 +174,12 @@ def evaluate(
 @handles_errors
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint (.pt) or a run directory (uses best.pt).")],
-    inputs: Annotated[list[Path], typer.Argument(help="Image files, .npy/.npz arrays or a .csv of rows.")],
+    inputs: Annotated[
+        Optional[list[Path]], typer.Argument(help="Image files, .npy/.npz arrays, a .csv of rows or .txt texts.")
+    ] = None,
+    text: Annotated[
+        Optional[list[str]], typer.Option("--text", help="A text to classify (repeatable), for text models.")
+    ] = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Classes to list per input, most probable first.")] = 5,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     as_json: JsonOption = False,
@@ -183,11 +188,35 @@ def predict(
     from . import api
     from .display import predictions_table
 
-    report = api.predict(checkpoint, list(inputs), top_k, device)
+    if not inputs and not text:
+        raise UserError("give input files, or --text \"a sentence\" for a text model")
+    report = api.predict(checkpoint, list(inputs or []), top_k, device, list(text or []))
     if as_json:
         print(json.dumps(report))
         return
     out_console.print(predictions_table(report["predictions"]))
+
+
+@app.command()
+@handles_errors
+def generate(
+    checkpoint: Annotated[Path, typer.Argument(help="A language model's checkpoint (.pt) or run directory.")],
+    prompt: Annotated[str, typer.Option("--prompt", help="The text to continue.")],
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Tokens to generate.")] = 200,
+    temperature: Annotated[float, typer.Option("--temperature", help="0: always the likeliest token.")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", help="Draw among the K likeliest tokens.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="The same seed gives the same text.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Continue a prompt with a trained language model (text_file data)."""
+    from .generate import generate as run
+
+    made = run(checkpoint, prompt, max_tokens, temperature, top_k, seed, device)
+    if as_json:
+        print(json.dumps({"prompt": made.prompt, "text": made.text, "tokens": made.tokens}))
+        return
+    print(made.prompt + made.text)
 
 
 @app.command()

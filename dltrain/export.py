@@ -133,10 +133,11 @@ EXPORTERS.register("torchscript", summary="TorchScript (torch.jit.script); load 
 class Deployable(nn.Module):
     """The network with its split-off output activation put back: inputs → what `predict` gives."""
 
-    def __init__(self, network: Network, width: int) -> None:
+    def __init__(self, network: Network, out_shape: int | tuple[int, ...]) -> None:
         super().__init__()
         self.network = network
-        self.activation = activation(network.output_activation or "linear", (width,))
+        shape = (out_shape,) if isinstance(out_shape, int) else tuple(out_shape)  # [classes], or an LM's [T, V]
+        self.activation = activation(network.output_activation or "linear", shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activation(self.network(x))
@@ -164,12 +165,15 @@ def export(checkpoint: str | Path, fmt: str, output: str | Path | None = None) -
     if target.resolve() == source.resolve():
         raise UserError(f"-o '{target}' is the checkpoint itself; choose another file name")
     check_output_file(target, "-o")
-    width = trainer.built.summary[-1].output_shape[0]
-    module = Deployable(trainer.network, width).eval()
+    out_shape = trainer.built.summary[-1].output_shape  # [classes], or a language model's [T, vocabulary]
+    module = Deployable(trainer.network, out_shape).eval()
     sample = check_batch(trainer.data)
     diff = write_checked(name, module, module, sample, target)
     meta = target.with_name(target.name + ".json")
-    info = metadata(trainer.data, trainer.network, name, target, width, diff, len(sample))
+    info = metadata(trainer.data, trainer.network, name, target, out_shape, diff, sample)
+    tokenizer = trainer.data.preprocessing.tokenizer
+    if tokenizer is not None:  # text: the export reads ids; this file makes them from text, as training did
+        write_text_atomic(target.with_name(info["tokenizer"]), tokenizer)
     write_text_atomic(meta, json.dumps(info, indent=2) + "\n")
     return ExportResult(target, meta, diff, len(sample))
 
@@ -211,13 +215,14 @@ def _require(name: str, exporter: Exporter) -> None:
 
 
 def check_batch(data: DataBundle) -> torch.Tensor:
-    """A real batch, already preprocessed: the first test samples (at least two rows).
+    """A real batch, already preprocessed: the first test samples (at least two rows); token ids stay int64.
 
     Two rows at least, because an exporter that sees a batch of one may fix the batch
     size to one; the check then also runs one row alone, which proves it was not fixed.
     """
     split = data.test or data.val or data.train
-    x = first_inputs(split, CHECK_SAMPLES).float()
+    x = first_inputs(split, CHECK_SAMPLES)
+    x = x if data.vocab_size is not None else x.float()
     return x if len(x) > 1 else torch.cat([x, x])
 
 
@@ -266,23 +271,37 @@ def check_export(exporter: Exporter, path: Path, module: nn.Module, sample: torc
 
 
 def metadata(
-    data: DataBundle, network: Network, fmt: str, target: Path, width: int, diff: float, samples: int
+    data: DataBundle,
+    network: Network,
+    fmt: str,
+    target: Path,
+    out_shape: tuple[int, ...],
+    diff: float,
+    sample: torch.Tensor,
 ) -> dict[str, Any]:
     """The JSON beside the export: how to turn raw inputs into its input, and read its output."""
     kind = OUTPUT_KINDS[data.task][bool(network.output_activation)]
     adapter = network.adapter.describe() if network.adapter is not None else None
+    dtype = str(sample.dtype).removeprefix("torch.")
+    text = {"tokenizer": target.name + ".tokenizer.json"} if data.preprocessing.tokenizer is not None else {}
     return {
         "format": fmt,
         "file": target.name,
         "dltrain_version": __version__,
         "task": data.task,
-        "input": {"name": INPUT_NAME, "shape": [None, *data.input_shape], "dtype": "float32"},
+        "input": {"name": INPUT_NAME, "shape": [None, *data.input_shape], "dtype": dtype},
+        **text,
         "preprocessing": preprocessing_steps(data.preprocessing),
         "raw_input": raw_input(data.preprocessing),
         "in_graph": adapter,
-        "output": {"name": OUTPUT_NAME, "shape": [None, width], "kind": kind, "activation": network.output_activation},
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": [None, *out_shape],
+            "kind": kind,
+            "activation": network.output_activation,
+        },
         "class_names": data.class_names,
-        "check": {"samples": samples, "max_abs_diff": diff, "atol": ATOL, "rtol": RTOL},
+        "check": {"samples": len(sample), "max_abs_diff": diff, "atol": ATOL, "rtol": RTOL},
     }
 
 
@@ -325,9 +344,21 @@ def table_steps(table: dict[str, Any] | None) -> list[dict[str, Any]]:
     return []
 
 
+def text_steps(tokenizer: str | None) -> list[dict[str, Any]]:
+    """How text becomes the model's int64 ids: the tokenizer file beside the export."""
+    if tokenizer is None:
+        return []
+    what = (
+        "ids = tokenizers.Tokenizer.from_file(<the file named by 'tokenizer'>).encode(text, add_special_tokens=False).ids; "
+        "the file truncates and pads (id 0) to the input's length for a classifier; for a language model "
+        "feed the last input-length ids"
+    )
+    return [{"op": "tokenize", "what": what}]
+
+
 def preprocessing_steps(prep: Preprocessing) -> list[dict[str, Any]]:
     """`Preprocessing.apply` as data, in its order: what to do to raw inputs before the model."""
-    steps: list[dict[str, Any]] = table_steps(prep.table)
+    steps: list[dict[str, Any]] = table_steps(prep.table) + text_steps(prep.tokenizer)
     if prep.channels_last:
         steps.append({"op": "transpose", "axes": [0, 3, 1, 2], "what": "x = x.transpose(0, 3, 1, 2)"})
     if prep.flatten:

@@ -15,6 +15,7 @@ import numpy as np
 from .errors import DataError
 
 PIL_MODES = {1: "L", 3: "RGB"}
+TEXT_EXTRA = "pip install 'dltrain[text]'"
 
 
 def decode_image(source: str | Path | IO[bytes], channels: int, size: tuple[int, int]) -> np.ndarray:
@@ -52,6 +53,26 @@ def encode_table(x: np.ndarray, state: dict[str, Any]) -> np.ndarray:
         else:
             parts.append(x[:, i : i + 1].astype(np.float32))
     return np.concatenate(parts, axis=1)
+
+
+def tokenizers_package() -> Any:
+    """Hugging Face `tokenizers` (an optional extra), or a DataError saying how to install it."""
+    try:
+        import tokenizers
+    except ImportError:
+        raise DataError(f"text models need the 'tokenizers' package (not installed here): {TEXT_EXTRA}") from None
+    return tokenizers
+
+
+def tokenizer_from_json(text: str) -> Any:
+    """A fitted tokenizer from its JSON text (as a checkpoint stores it, or the file beside an export)."""
+    return tokenizers_package().Tokenizer.from_str(text)
+
+
+def encode_texts(tokenizer: Any, texts: list[str]) -> np.ndarray:
+    """(N, T) int64 ids of texts, truncated and padded (id 0) to the tokenizer's fixed length."""
+    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+    return np.array([e.ids for e in encodings], dtype=np.int64).reshape(len(texts), -1)
 
 
 def _one_hot(cells: np.ndarray, categories: list[str]) -> np.ndarray:
@@ -120,6 +141,7 @@ def apply_steps(x: np.ndarray, steps: list[dict[str, Any]]) -> np.ndarray:
 
 
 STEPS = {
+    "tokenize": lambda x, step: x,  # text instances are tokenized when read (`serve.spec`)
     "flatten": lambda x, step: x.reshape(len(x), -1),
     "divide": lambda x, step: x / np.float32(step["value"]),
     "standardize": lambda x, step: (

@@ -8,6 +8,7 @@ included), then the final activation.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +20,7 @@ from .data import Preprocessing
 from .data.images import IMAGE_SUFFIXES, read_image
 from .data.tabular import numeric_rows, read_features, with_table
 from .data.timeseries import read_series, windows
+from .data.tokenize import encode_texts, fixed_length, from_json
 from .errors import DataError
 from .inference import describe_rows, image_values
 
@@ -113,6 +115,23 @@ def read_csv(path: Path, prep: Preprocessing) -> Samples:
     return _as_samples(numeric_rows(path).astype(np.float32), path, prep)
 
 
+def text_samples(texts: list[str], prep: Preprocessing) -> torch.Tensor:
+    """(N, T) int64 ids of raw texts, tokenized, truncated and padded as the training texts were."""
+    if prep.tokenizer is None:
+        raise DataError("this model was not trained on text; give it the kind of files it was trained on")
+    tokenizer = from_json(prep.tokenizer)
+    if fixed_length(tokenizer) is None:
+        raise DataError("this model is a language model: continue text with `dltrain generate CHECKPOINT --prompt ...`")
+    return torch.from_numpy(encode_texts(tokenizer, texts))
+
+
+def read_text_file(path: Path, prep: Preprocessing) -> Samples:
+    """A .txt file is one text (as `text_folder` reads its files)."""
+    from .data.text import read_utf8
+
+    return Samples(text_samples([read_utf8(path)], prep), [path.name])
+
+
 def read_parquet_rows(path: Path, prep: Preprocessing) -> Samples:
     """Rows of a Parquet file, by column name: encoded as the `parquet` (or `csv`) source did."""
     from .data.parquet import read_features as parquet_features
@@ -127,6 +146,7 @@ def read_parquet_rows(path: Path, prep: Preprocessing) -> Samples:
 
 
 READERS: dict[str, Reader] = {
+    ".txt": read_text_file,
     **{suffix: read_image_file for suffix in IMAGE_SUFFIXES},
     ".npy": read_npy,
     ".npz": read_npz,
@@ -141,7 +161,7 @@ def read_input(path: Path, prep: Preprocessing) -> Samples:
     if reader is None:
         raise DataError(
             f"'{path}': unknown input type '{path.suffix}'. Give image files "
-            f"({', '.join(IMAGE_SUFFIXES)}), .npy/.npz arrays or a .csv with a header row"
+            f"({', '.join(IMAGE_SUFFIXES)}), .npy/.npz arrays, a .csv with a header row or .txt texts"
         )
     if not path.is_file():
         raise DataError(f"no file at '{path}'")
@@ -178,11 +198,13 @@ def predict_files(
     class_names: list[str],
     top_k: int,
     device: torch.device,
+    texts: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Predictions for every sample of every input file, in order."""
+    """Predictions for every sample of every input file, then for every text of `texts`, in order."""
     predictions: list[dict[str, Any]] = []
-    for path in inputs:
-        samples = read_input(Path(path), prep)
+    read = (read_input(Path(path), prep) for path in inputs)  # one file at a time, as it is predicted
+    extra = [Samples(text_samples(texts, prep), list(texts))] if texts else []
+    for samples in itertools.chain(read, extra):
         rows = describe_rows(predict_scores(network, prep, samples.x, task, device), task, class_names, top_k)
         predictions += [{"input": name, **row} for name, row in zip(samples.names, rows)]
     return predictions

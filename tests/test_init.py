@@ -12,7 +12,7 @@ from dltrain.config import load_config
 from dltrain.presets import presets
 
 # Sources whose data is made on the spot (embedded or generated): no file to bring, no download.
-OFFLINE_SOURCES = {"digits", "synthetic"}
+OFFLINE_SOURCES = {"digits", "synthetic", "stdlib_docstrings", "stdlib_source"}
 
 
 def needs_outside_files(path: Path) -> bool:

@@ -129,7 +129,10 @@ LAYER_CASES: dict[str, tuple[dict[str, Any], list[int], list[int]]] = {
     "LSTM": ({"units": 4, "bidirectional": True}, [6, 2], [8]),
     "GRU": ({"units": 3}, [6, 2], [3]),
     "Embedding": ({"input_dim": 20, "output_dim": 4}, [6], [6, 4]),
+    "PositionalEmbedding": ({"input_dim": 20, "output_dim": 4, "kind": "sinusoidal"}, [6], [6, 4]),
+    "MultiHeadAttention": ({"num_heads": 2, "key_dim": 3, "causal": True}, [5, 4], [5, 4]),
     "TransformerEncoder": ({"num_heads": 2, "ff_dim": 8}, [5, 4], [5, 4]),
+    "TransformerDecoder": ({"num_heads": 2, "ff_dim": 8, "num_layers": 2}, [5, 4], [5, 4]),
     "VGG16": ({"weights": None}, [3, 32, 48], [512, 1, 1]),
     "Backbone": ({"name": "resnet18", "weights": None}, [3, 64, 64], [512, 2, 2]),
 }
@@ -147,7 +150,7 @@ def test_layer_declared_shape_matches_forward(name: str) -> None:
     entry = LAYERS.get(name)
     built = entry.obj(entry.params.model_validate({"type": name, **params}), tuple(in_shape))
     assert list(built.shape) == out_shape
-    x = torch.randint(0, 20, (2, *in_shape)).float() if name == "Embedding" else torch.randn(2, *in_shape)
+    x = torch.randint(0, 20, (2, *in_shape)) if name.endswith("Embedding") else torch.randn(2, *in_shape)
     built.module.eval()
     assert list(built.module(x).shape) == [2, *out_shape]
 

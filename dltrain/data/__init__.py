@@ -19,6 +19,10 @@ def load_data(
 ) -> DataBundle:
     """Read the configured source (a `DataParams` model) and make its splits; `preprocessing` reuses stored statistics."""
     raw = SOURCES.get(params.source).obj(params)
+    if not hasattr(raw, "x_train"):  # a text source: strings, tokenized after the split
+        from .text import assemble_text
+
+        return assemble_text(raw, params, task, validation_split, preprocessing, validation_mode)
     return assemble(raw, params, task, validation_split, preprocessing, validation_mode)
 
 

@@ -15,7 +15,7 @@ import torch
 
 from .._registry import tag_value
 from ..errors import DataError
-from ..schema.data import SOURCES, DataParams
+from ..schema.data import SOURCES, DataParams, TextParams
 from ..schema.losses import Task
 from .splits import ValidationMode, random_split, validation_indices
 
@@ -72,7 +72,7 @@ class LazyInputs:
         return fit_preprocessing(params, torch.ones(1), value_range)
 
 
-Loader = Callable[[Any], RawData]
+Loader = Callable[[Any], Any]  # params -> RawData (arrays), or the strings a text source reads (`text.RawText`)
 
 
 def register_source(params: type[DataParams]) -> Callable[[Loader], Loader]:
@@ -106,6 +106,7 @@ class Preprocessing:
     value_range: float | None = None  # the inputs' known maximum, to read new files (predict) the same way
     table: dict[str, Any] | None = None  # a FeatureEncoder's fitted state (tabular data)
     raw_shape: list[int] | None = None  # one sample as the source reads it, before `apply`
+    tokenizer: str | None = None  # the fitted tokenizer's JSON text (stored as `Checkpoint.tokenizer`, not in `state`)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -131,8 +132,8 @@ class Preprocessing:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "Preprocessing":
-        return cls(**state)
+    def from_state(cls, state: dict[str, Any], tokenizer: str | None = None) -> "Preprocessing":
+        return cls(**state, tokenizer=tokenizer)
 
 
 @dataclass
@@ -147,6 +148,12 @@ class DataBundle:
     num_classes: int | None
     class_names: list[str] | None
     preprocessing: Preprocessing
+    vocab_size: int | None = None  # text: the tokenizer's vocabulary (the default `input_dim` of an Embedding)
+
+    @property
+    def per_token(self) -> bool:
+        """A language model's targets: one class (the next token) per input position, `[N, T]`."""
+        return self.task == "classification" and self.train.y.ndim == 2
 
     def split(self, name: str) -> Split:
         chosen = {"train": self.train, "val": self.val, "test": self.test}[name]
@@ -161,7 +168,7 @@ class DataBundle:
     def confusion_classes(self) -> int:
         """Rows of a confusion matrix: the classes, 2 for one binary output, 0 when there is none."""
         if self.task == "classification":
-            return self.num_classes or 0
+            return 0 if self.per_token else self.num_classes or 0  # no vocabulary-sized matrix
         return 2 if self.task == "binary" and self.target_width == 1 else 0
 
     @property
@@ -172,12 +179,12 @@ class DataBundle:
         return self.train.y.shape[1]
 
 
-def _targets(y: np.ndarray, task: Task, where: str) -> torch.Tensor:
-    """Targets shaped for the loss: class indices, or float columns `(N, k)`."""
+def _targets(y: np.ndarray, task: Task, where: str, per_token: bool = False) -> torch.Tensor:
+    """Targets shaped for the loss: class indices (`(N,)`, or `(N, T)` per token), or float columns `(N, k)`."""
     if task == "classification":
-        if y.ndim == 2 and y.shape[1] > 1:  # one-hot, as Keras's categorical labels
+        if y.ndim == 2 and y.shape[1] > 1 and not per_token:  # one-hot, as Keras's categorical labels
             y = y.argmax(axis=1)
-        y = y.reshape(-1)
+        y = y if per_token else y.reshape(-1)
         if not np.issubdtype(y.dtype, np.integer):
             if not np.all(np.mod(y, 1) == 0):
                 raise DataError(f"{where}: class labels must be integers (or one-hot rows); received {y.dtype} values")
@@ -352,12 +359,13 @@ def assemble(
         prep = preprocessing or lazy.fit_preprocessing(params, raw.value_range)
         make: Callable[[Any, Any, str], Any] = lambda x, y, where: x.split(_targets(np.asarray(y), task, where), prep)  # noqa: E731
     else:
-        xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+        dtype = np.int64 if isinstance(params, TextParams) else np.float32  # token ids stay integers
+        xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=dtype))
         prep = preprocessing or fit_preprocessing(params, xt, raw.value_range)
 
         def make(x: np.ndarray, y: np.ndarray, where: str) -> Split:
-            tensor = xt if x is x_train else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            return Split(prep.apply(tensor).contiguous(), _targets(np.asarray(y), task, where))
+            tensor = xt if x is x_train else torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))
+            return Split(prep.apply(tensor).contiguous(), _targets(np.asarray(y), task, where, params.per_token))
 
     prep.value_range, prep.table, prep.raw_shape = raw.value_range, table, list(x_train.shape[1:])
     train = make(x_train, y_train, "training targets")

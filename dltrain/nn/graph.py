@@ -14,7 +14,9 @@ back here), as are unknown names and layers whose output reaches no model output
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
+from typing import Any
 
 import torch.fx as fx
 from torch import nn
@@ -22,6 +24,7 @@ from torch import nn
 from .._registry import did_you_mean
 from ..config import LoadedConfig
 from ..errors import ConfigError
+from ..schema.layers import ContextParams
 from .merge import MergeParams
 
 Source = int | str  # a layer's index in model.layers, or the name of a model input
@@ -84,7 +87,7 @@ def plan(loaded: LoadedConfig) -> Plan:
     nodes = []
     for index, params in enumerate(layers):
         sources, found = _sources(loaded, index, named, inputs)
-        problems += found
+        problems += found or _arity(loaded, index, len(sources))
         label = params.name or f"{params.type.split(':')[-1].lower()}_{index}"
         nodes.append(Node(index, label, tuple(sources), isinstance(params, MergeParams)))
     outputs, found = _outputs(loaded, named)
@@ -141,6 +144,20 @@ def _sources(
                 f"{did_you_mean(ref, earlier)} Known here: {', '.join(earlier)}",
             ).problems
     return sources, problems
+
+
+def _arity(loaded: LoadedConfig, index: int, count: int) -> list:
+    """Problems when a layer is given more inputs than it takes (merges take any number, checked when built)."""
+    params = loaded.config.model.layers[index]
+    most = 1_000 if isinstance(params, MergeParams) else 2 if isinstance(params, ContextParams) else 1
+    if count <= most:
+        return []
+    takes = "[query, context]" if most == 2 else "one input"
+    return loaded.error(
+        ("model", "layers", index, "inputs"),
+        f"{params.type} (layer {index}) takes {takes}; it was given {count}. Combine them first with a merge layer "
+        f"(Add, Concatenate, ...)",
+    ).problems
 
 
 def _later_message(loaded: LoadedConfig, what: str, ref: str, target: int, index: int, named: dict[str, int]) -> str:
@@ -224,19 +241,74 @@ def _check_reach(loaded: LoadedConfig, plan: Plan) -> None:
         raise ConfigError(problems, loaded.source)
 
 
-def graph_module(plan: Plan, modules: list[nn.Module]) -> fx.GraphModule:
-    """The layers wired as `plan` says, as generated code (submodules named "0", "1", ... as in a Sequential)."""
+@dataclass(frozen=True)
+class Masks:
+    """Which padding masks a layer is handed: each is the source of the token ids it is derived from (`ids != 0`)."""
+
+    mask: Source | None = None
+    context_mask: Source | None = None
+
+
+def graph_module(plan: Plan, modules: list[nn.Module], masks: dict[int, Masks] | None = None) -> fx.GraphModule:
+    """The layers wired as `plan` says, as generated code (submodules named "0", "1", ... as in a Sequential).
+
+    A layer's second input (cross-attention) is passed as `context=`; the padding masks in
+    `masks` as `mask=` and `context_mask=`, each computed once from its ids.
+    """
     root = nn.Module()
     for index, module in enumerate(modules):
         root.add_module(str(index), module)
     graph = fx.Graph()
     values: dict[Source, fx.Node] = {name: graph.placeholder(name) for name in plan.inputs}
+    padding: dict[Source, fx.Node] = {}
+
+    def mask_of(ids: Source | None) -> fx.Node | None:
+        if ids is not None and ids not in padding:
+            padding[ids] = graph.call_function(operator.ne, (values[ids], 0))  # (B, T): True at real tokens
+        return None if ids is None else padding[ids]
+
     for node in plan.nodes:
         args = [values[s] for s in node.sources]
-        values[node.index] = graph.call_module(str(node.index), (args,) if node.merge else (args[0],))
+        kwargs: dict[str, fx.node.Argument] = {}
+        if not node.merge and len(args) == 2:
+            kwargs["context"] = args.pop()
+        given = (masks or {}).get(node.index, Masks())
+        for key, ids in (("mask", given.mask), ("context_mask", given.context_mask)):
+            found = mask_of(ids)
+            if found is not None:
+                kwargs[key] = found
+        values[node.index] = graph.call_module(str(node.index), (args,) if node.merge else (args[0],), kwargs)
     outs = [values[i] for i in plan.outputs]
     graph.output(outs[0] if len(outs) == 1 else tuple(outs))
     return fx.GraphModule(root, graph, class_name="Graph")
+
+
+def mask_flow(plan: Plan, built: list[Any]) -> tuple[dict[int, Masks], list[str]]:
+    """Which layers are handed which padding masks (from each layer's `Built` flags), and notes where a mask stops.
+
+    A mask starts at a layer that makes one (an embedding with `mask_zero`), travels
+    through layers that keep the time steps (and the first masked input of a merge, or
+    the query of an attention), and is handed to every layer on its way that takes one.
+    """
+    carried: dict[Source, Source] = {}  # a value -> the ids its padding mask is derived from
+    handed: dict[int, Masks] = {}
+    notes: list[str] = []
+    for node, layer in zip(plan.nodes, built):
+        incoming = [carried.get(s) for s in node.sources]
+        context = not node.merge and len(incoming) == 2
+        if layer.takes_mask and any(m is not None for m in incoming):
+            handed[node.index] = Masks(incoming[0], incoming[1] if context else None)
+        passed = incoming[0] if context else next((m for m in incoming if m is not None), None)
+        if layer.makes_mask:
+            carried[node.index] = node.sources[0]
+        elif layer.keeps_mask and passed is not None:
+            carried[node.index] = passed
+        elif passed is not None and not layer.takes_mask:
+            notes.append(
+                f"the padding mask stops at {node.name} (layer {node.index}), which does not keep the time steps: "
+                f"from there on, padding takes part in the computation"
+            )
+    return handed, notes
 
 
 def single_output(loaded: LoadedConfig, plan: Plan) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,6 @@ from ..schema.layers import (
     ReshapeParams,
     SimpleRNNParams,
     SingleBiasParams,
-    TransformerEncoderParams,
 )
 from .activations import activation, initialize
 
@@ -59,11 +58,20 @@ class ShapeError(LayerError):
 
 @dataclass
 class Built:
-    """A built layer: the module, its output shape, and the weights it penalizes."""
+    """A built layer: the module, its output shape, the weights it penalizes, and what it does with a padding mask.
+
+    The model builder routes the mask (`[B, T]`, True at real tokens) by these flags, so
+    no config wires it: `makes_mask` derives it from the layer's input ids (id 0 is
+    padding), `takes_mask` gets it as `mask=` (and a context's as `context_mask=`), and
+    `keeps_mask` hands it on to the next layer because the output keeps the time steps.
+    """
 
     module: nn.Module
     shape: Shape
     penalties: list[tuple[torch.Tensor, float, float]] = field(default_factory=list)
+    makes_mask: bool = False
+    takes_mask: bool = False
+    keeps_mask: bool = False
 
 
 Builder = Callable[[Any, Any], Built]  # (params, input shape); merge layers take a list of shapes
@@ -185,13 +193,14 @@ def _conv_out(size: int, kernel: int, stride: int) -> int:
 @register_layer(DenseParams)
 def dense(p: DenseParams, shape: Shape) -> Built:
     """Fully connected layer on the last axis (as Keras: `[T, F]` stays a sequence)."""
-    out = (*shape[:-1], p.units)
+    if p.units == "auto":  # the model builder puts the target width in its place
+        raise LayerError("has units: auto, which only a model (knowing its targets) can resolve")
+    units = p.units
+    out = (*shape[:-1], units)
     act = _activation_or_none(p.activation, out)
-    linear = (
-        nn.Linear(shape[-1], p.units, bias=p.use_bias) if act is None else _Dense(shape[-1], p.units, p.use_bias, act)
-    )
+    linear = nn.Linear(shape[-1], units, bias=p.use_bias) if act is None else _Dense(shape[-1], units, p.use_bias, act)
     _init_kernel(p, linear.weight, linear.bias)
-    return Built(linear, out, _penalties(p, linear.weight))
+    return Built(linear, out, _penalties(p, linear.weight), keeps_mask=True)
 
 
 @register_layer(FlattenParams)
@@ -229,13 +238,13 @@ def reshape(p: ReshapeParams, shape: Shape) -> Built:
 @register_layer(DropoutParams)
 def dropout(p: DropoutParams, shape: Shape) -> Built:
     """Zero a fraction `rate` of the inputs during training."""
-    return Built(nn.Dropout(p.rate), shape)
+    return Built(nn.Dropout(p.rate), shape, keeps_mask=True)
 
 
 @register_layer(ActivationParams)
 def activation_layer(p: ActivationParams, shape: Shape) -> Built:
     """Apply an activation function."""
-    return Built(activation(p.activation, shape), shape)
+    return Built(activation(p.activation, shape), shape, keeps_mask=True)
 
 
 class _ChannelsLast(nn.Module):
@@ -259,7 +268,7 @@ def batch_normalization(p: BatchNormalizationParams, shape: Shape) -> Built:
     if len(shape) == 3:
         return Built(nn.BatchNorm2d(shape[0], eps=eps, momentum=momentum), shape)
     if len(shape) == 2:
-        return Built(_ChannelsLast(nn.BatchNorm1d(shape[1], eps=eps, momentum=momentum)), shape)
+        return Built(_ChannelsLast(nn.BatchNorm1d(shape[1], eps=eps, momentum=momentum)), shape, keeps_mask=True)
     if len(shape) == 1:
         return Built(nn.BatchNorm1d(shape[0], eps=eps, momentum=momentum), shape)
     raise ShapeError(f"expects [F], [T, F] or [C, H, W], received {list(shape)}")
@@ -268,7 +277,7 @@ def batch_normalization(p: BatchNormalizationParams, shape: Shape) -> Built:
 @register_layer(LayerNormalizationParams)
 def layer_normalization(p: LayerNormalizationParams, shape: Shape) -> Built:
     """Normalize over the last axis of each sample."""
-    return Built(nn.LayerNorm(shape[-1], eps=p.epsilon), shape)
+    return Built(nn.LayerNorm(shape[-1], eps=p.epsilon), shape, keeps_mask=True)
 
 
 # --- convolutions and pooling ---------------------------------------------------------
@@ -378,11 +387,21 @@ def global_average_pooling2d(p: GlobalAveragePooling2DParams, shape: Shape) -> B
     return Built(_MeanOver((2, 3)), (shape[0],))
 
 
+class _MaskedMean(nn.Module):
+    """Mean over time `(B, T, F) -> (B, F)`; with a padding mask, over the real steps only (as Keras's)."""
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if mask is None:
+            return x.mean(dim=1)
+        weights = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
 @register_layer(GlobalAveragePooling1DParams)
 def global_average_pooling1d(p: GlobalAveragePooling1DParams, shape: Shape) -> Built:
-    """Mean over time: `[T, F]` → `[F]`."""
+    """Mean over time: `[T, F]` → `[F]`; with a padding mask, over the real steps only."""
     _expect_rank(shape, 2, "[T, F]", _SEQUENCE_HINT)
-    return Built(_MeanOver((1,)), (shape[1],))
+    return Built(_MaskedMean(), (shape[1],), takes_mask=True)
 
 
 # --- recurrent layers -----------------------------------------------------------------
@@ -392,7 +411,8 @@ class _Recurrent(nn.Module):
     """A batch-first RNN that returns the whole sequence or the last output only.
 
     With `bidirectional`, the last output is Keras's: the forward direction's final
-    step joined with the backward direction's final step (which is time 0).
+    step joined with the backward direction's final step (which is time 0). With a
+    padding mask (one direction), the last output is the one at the last real token.
     """
 
     def __init__(self, rnn: nn.RNNBase, return_sequences: bool) -> None:
@@ -400,11 +420,14 @@ class _Recurrent(nn.Module):
         self.rnn = rnn
         self.return_sequences = return_sequences
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         out, _ = self.rnn(x)  # (B, T, H * directions)
         if self.return_sequences:
             return out
         if not self.rnn.bidirectional:
+            if mask is not None:  # the last real step (padding comes after the tokens)
+                last = mask.sum(dim=1).clamp(min=1) - 1  # (B,)
+                return out[torch.arange(out.shape[0], device=out.device), last]
             return out[:, -1]
         hidden = self.rnn.hidden_size
         return torch.cat([out[:, -1, :hidden], out[:, 0, hidden:]], dim=-1)
@@ -431,7 +454,14 @@ def _recurrent(p: RecurrentParams, shape: Shape, rnn_cls: Callable[..., nn.RNNBa
         _drop_recurrent_bias(rnn)
     width = p.units * (2 if p.bidirectional else 1)
     out = (steps, width) if p.return_sequences else (width,)
-    return Built(_Recurrent(rnn, p.return_sequences), out, _penalties(p, *kernels))
+    one_way = not p.bidirectional  # a forward pass never sees the padding after a real step; a backward one does
+    return Built(
+        _Recurrent(rnn, p.return_sequences),
+        out,
+        _penalties(p, *kernels),
+        takes_mask=one_way and not p.return_sequences,
+        keeps_mask=one_way and p.return_sequences,
+    )
 
 
 def _drop_recurrent_bias(rnn: nn.RNNBase) -> None:
@@ -466,30 +496,25 @@ def gru(p: GRUParams, shape: Shape) -> Built:
     return _recurrent(p, shape, nn.GRU)
 
 
-# --- embeddings and attention ---------------------------------------------------------
+# --- embeddings (attention and positions: dltrain.nn.attention) ------------------------
 
 
 class _Embedding(nn.Embedding):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.long())
+        return F.embedding(x.long(), self.weight)  # not super().forward(): TorchScript cannot call it
+
+
+def vocabulary(input_dim: int | None) -> int:
+    """An embedding's vocabulary size: the model builder fills in the tokenizer's when the config leaves it out."""
+    if input_dim is None:
+        raise LayerError("needs input_dim (the vocabulary size): this data has no tokenizer to take it from")
+    return input_dim
 
 
 @register_layer(EmbeddingParams)
 def embedding(p: EmbeddingParams, shape: Shape) -> Built:
     """Integer token ids `[T]` → vectors `[T, output_dim]`."""
     _expect_rank(shape, 1, "[T] (token ids)", "Give it a sequence of integer ids.")
-    module = _Embedding(p.input_dim, p.output_dim)
+    module = _Embedding(vocabulary(p.input_dim), p.output_dim)
     initialize(module.weight, p.embeddings_initializer)
-    return Built(module, (shape[0], p.output_dim))
-
-
-@register_layer(TransformerEncoderParams)
-def transformer_encoder(p: TransformerEncoderParams, shape: Shape) -> Built:
-    """Self-attention encoder blocks over `[T, F]` (F must divide by `num_heads`)."""
-    _expect_rank(shape, 2, "[T, F]", _SEQUENCE_HINT)
-    if shape[1] % p.num_heads:
-        raise ShapeError(f"the feature size {shape[1]} must be divisible by num_heads={p.num_heads}")
-    block = nn.TransformerEncoderLayer(
-        shape[1], p.num_heads, p.ff_dim, p.dropout, activation=p.activation, batch_first=True
-    )
-    return Built(nn.TransformerEncoder(block, p.num_layers, enable_nested_tensor=False), shape)
+    return Built(module, (shape[0], p.output_dim), makes_mask=p.mask_zero)

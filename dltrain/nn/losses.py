@@ -41,8 +41,18 @@ class _SmoothedBCE(nn.Module):
         return self.bce(logits, target)
 
 
+class _CrossEntropy(nn.CrossEntropyLoss):
+    """Cross-entropy over the last axis: `[B, C]` logits with `[B]` classes, or a language model's
+    `[B, T, V]` logits with `[B, T]` next tokens (PyTorch wants the classes on axis 1)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if logits.dim() == 3 and target.dim() == 2:
+            logits = logits.transpose(1, 2)  # (B, T, V) -> (B, V, T)
+        return super().forward(logits, target)
+
+
 def _cross_entropy(p: CategoricalParams | SparseCategoricalParams) -> nn.Module:
-    return nn.CrossEntropyLoss(label_smoothing=p.label_smoothing)
+    return _CrossEntropy(label_smoothing=p.label_smoothing)
 
 
 LOSSES.implement("categorical_crossentropy")(LossSpec("classification", _cross_entropy, "softmax"))

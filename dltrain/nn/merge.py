@@ -89,25 +89,25 @@ def _same_shapes(shapes: list[Shape]) -> Shape:
 @register_layer(AddParams)
 def add(p: AddParams, shapes: list[Shape]) -> Built:
     """Sum of the inputs (a residual connection); equal shapes."""
-    return Built(_Elementwise("add"), _same_shapes(shapes))
+    return Built(_Elementwise("add"), _same_shapes(shapes), keeps_mask=True)
 
 
 @register_layer(MultiplyParams)
 def multiply(p: MultiplyParams, shapes: list[Shape]) -> Built:
     """Element-wise product of the inputs; equal shapes."""
-    return Built(_Elementwise("multiply"), _same_shapes(shapes))
+    return Built(_Elementwise("multiply"), _same_shapes(shapes), keeps_mask=True)
 
 
 @register_layer(AverageParams)
 def average(p: AverageParams, shapes: list[Shape]) -> Built:
     """Element-wise mean of the inputs; equal shapes."""
-    return Built(_Elementwise("average"), _same_shapes(shapes))
+    return Built(_Elementwise("average"), _same_shapes(shapes), keeps_mask=True)
 
 
 @register_layer(MaximumParams)
 def maximum(p: MaximumParams, shapes: list[Shape]) -> Built:
     """Element-wise maximum of the inputs; equal shapes."""
-    return Built(_Elementwise("maximum"), _same_shapes(shapes))
+    return Built(_Elementwise("maximum"), _same_shapes(shapes), keeps_mask=True)
 
 
 @register_layer(SubtractParams)
@@ -115,7 +115,7 @@ def subtract(p: SubtractParams, shapes: list[Shape]) -> Built:
     """The first input minus the second; equal shapes."""
     if len(shapes) != 2:
         raise ShapeError(f"takes exactly 2 inputs (first minus second); it was given {len(shapes)}")
-    return Built(_Subtract(), _same_shapes(shapes))
+    return Built(_Subtract(), _same_shapes(shapes), keeps_mask=True)
 
 
 @register_layer(ConcatenateParams)
@@ -134,4 +134,4 @@ def concatenate(p: ConcatenateParams, shapes: list[Shape]) -> Built:
         raise ShapeError(f"needs inputs that agree on every axis but {axis}; received {_shown(shapes)}")
     out = list(shapes[0])
     out[axis] = sum(s[axis] for s in shapes)
-    return Built(_Concatenate(axis + 1), tuple(out))
+    return Built(_Concatenate(axis + 1), tuple(out), keeps_mask=rank == 2 and axis == 1)  # [T, F]: joined features

@@ -72,15 +72,15 @@ class Accuracy(Metric):
     """Fraction of correct predictions (per label for binary cross-entropy)."""
 
     tasks = ("classification", "binary")
-    sums = ("correct",)
+    sums = ("correct", "labels")  # labels: one per sample, per output (binary) or per token (a language model)
     greater_is_better = True
 
     def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["correct"] += (predicted_labels(self.task, outputs) == targets).sum()
+        sums["labels"] += targets.numel()
 
     def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
-        per_sample = 1 if self.task == "classification" else self.width
-        return sums["correct"].item() / max(count * per_sample, 1)
+        return sums["correct"].item() / max(sums["labels"].item(), 1)
 
 
 @register_metric(MaeParams)

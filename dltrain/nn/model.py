@@ -125,8 +125,13 @@ def _check_task(loaded: LoadedConfig, final: tuple[int, str] | None, absorbs: st
     return None
 
 
-def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> BuiltModel:
-    """Build the network for inputs of `data_shape` and targets `target_width` wide."""
+def build_model(
+    loaded: LoadedConfig, data_shape: Shape, target_width: int, vocab_size: int | None = None
+) -> BuiltModel:
+    """Build the network for inputs of `data_shape` and targets `target_width` wide.
+
+    `vocab_size` (text data: the tokenizer's) is the default `input_dim` of the embeddings.
+    """
     config = loaded.config
     spec = loss_spec(config.compile.loss)
     _check_metrics(loaded, spec.task)
@@ -154,7 +159,9 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
     modules: list[nn.Module] = []
     penalties: list[tuple[torch.Tensor, float, float]] = []
     summary: list[LayerSummary] = []
+    builts: list[Built] = []
     for node, params in zip(wiring.nodes, config.model.layers):
+        params = _from_data(params, target_width, vocab_size)
         if split_off and node.index == output:
             params = params.model_copy(update={"activation": "linear"})
         if len(node.sources) == 1 and params.type in LAYERS:  # built-in single-input layers: sized on meta first
@@ -163,6 +170,7 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
         if not params.trainable:
             built.module.requires_grad_(False)
         modules.append(built.module)
+        builts.append(built)
         penalties += [p for p in built.penalties if p[0].requires_grad]
         count = sum(p.numel() for p in built.module.parameters())
         trainable = sum(p.numel() for p in built.module.parameters() if p.requires_grad)
@@ -178,11 +186,23 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
             )
         )
         shapes[node.index] = built.shape
-    _check_output(loaded, spec.task, output, shapes[output], target_width)
-    layers = modules if wiring.is_chain else graph.graph_module(wiring, modules)
+    per_token = (data_shape[0],) if config.data.per_token else ()  # a language model: [T, V]
+    _check_output(loaded, spec.task, output, shapes[output], target_width, per_token)
+    masks, notes = graph.mask_flow(wiring, builts)
+    layers = modules if wiring.is_chain and not masks else graph.graph_module(wiring, modules, masks)
     return BuiltModel(
-        Network(layers, split_off, penalties, adapter), summary, tuple(data_shape), wired=not wiring.is_chain
+        Network(layers, split_off, penalties, adapter), summary, tuple(data_shape), notes, wired=not wiring.is_chain
     )
+
+
+def _from_data(params: Any, target_width: int, vocab_size: int | None) -> Any:
+    """`params` with what the data decides filled in: `units: auto` and an embedding's vocabulary (`input_dim`)."""
+    update: dict[str, int] = {}
+    if getattr(params, "units", None) == "auto":
+        update["units"] = target_width
+    if "input_dim" in type(params).model_fields and params.input_dim is None and vocab_size is not None:
+        update["input_dim"] = vocab_size
+    return params.model_copy(update=update) if update else params
 
 
 def _input_adapter(loaded: LoadedConfig, shape: Shape) -> InputAdapter | None:
@@ -226,7 +246,7 @@ def _build_layer(
         found = None if layer_type in LAYERS else custom.resolve(layer_type, "layer", LayerParams)
         if found is not None:
             return custom.build_layer(found, params, given[0])
-        return LAYERS.get(layer_type).obj(params, given if node.merge else given[0])
+        return LAYERS.get(layer_type).obj(params, given if node.merge or len(given) > 1 else given[0])
     except LayerError as exc:
         takes = ""
         if not wiring.is_chain:
@@ -234,9 +254,20 @@ def _build_layer(
         raise loaded.error(("model", "layers", index), f"{layer_type} (layer {index}) {exc}{takes}") from None
 
 
-def _check_output(loaded: LoadedConfig, task: str, index: int, shape: Shape, width: int) -> None:
+def _check_output(
+    loaded: LoadedConfig, task: str, index: int, shape: Shape, width: int, per_token: Shape = ()
+) -> None:
     last = ("model", "layers", index)
     layer_type = loaded.config.model.layers[index].type
+    if per_token:
+        if tuple(shape) != (*per_token, width):
+            raise loaded.error(
+                last,
+                f"{layer_type} (layer {last[2]}) outputs {list(shape)}; a language model needs the next-token "
+                f"scores at every position, [{per_token[0]}, {width}] (sequence_length, vocabulary): keep the "
+                f"sequence axis (return_sequences) and end with Dense(units: {width})",
+            )
+        return
     if len(shape) != 1:
         raise loaded.error(
             last,

@@ -7,7 +7,7 @@ source is loaded: naming `digits` never imports torchvision.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ByteSize, Field, NonNegativeInt, PositiveInt, model_validator
 
@@ -28,6 +28,8 @@ SOURCES: Registry[Any] = Registry(
         "dltrain.data.timeseries",
         "dltrain.data.images",
         "dltrain.data.vision",
+        "dltrain.data.text",
+        "dltrain.data.stdlib",
     ),
 )
 source = SOURCES.describes(tag="source")
@@ -80,6 +82,8 @@ class DataParams(Params):
         "false keeps them as they are (default: refuse samples that look channels-last).",
     )
     augment: AugmentParams | None = Field(None, description="Random transforms of training images.")
+
+    per_token: ClassVar[bool] = False  # targets per input token (a language model's [T] next tokens)
 
     @property
     def resize_to(self) -> tuple[int, int] | None:
@@ -306,3 +310,108 @@ class Cifar10Params(TorchvisionParams):
 
     source: Literal["cifar10"]
 
+
+# --- text (loaded in dltrain.data.text and dltrain.data.stdlib) --------------------------
+
+
+class TokenizerParams(Params):
+    """`data.tokenizer`: how text becomes token ids (Hugging Face `tokenizers`), fitted on the training split."""
+
+    type: Literal["word", "char", "bpe", "wordpiece"] = Field(
+        "word",
+        description="word: whole words and punctuation; char: single characters; bpe: byte-level "
+        "byte-pair encoding (GPT-2's); wordpiece: BERT's subwords.",
+    )
+    path: Path | None = Field(
+        None,
+        description="A tokenizer.json to use as it is (nothing is fitted; the other keys but max_length are ignored).",
+    )
+    vocab_size: Annotated[int, Field(ge=3)] = Field(
+        10000, description="The most tokens the vocabulary holds, [PAD] (id 0) and [UNK] (id 1) included."
+    )
+    min_frequency: PositiveInt = Field(1, description="A token seen fewer times than this in training is left out.")
+    lowercase: bool = Field(False, description="Lowercase text before splitting it.")
+    max_length: PositiveInt = Field(
+        128, description="Tokens per text (classification): longer texts are truncated, shorter ones padded with 0."
+    )
+    truncation: bool = Field(
+        True, description="Cut texts longer than max_length; false makes such a text an error naming it."
+    )
+    padding: Literal["max_length", "longest"] = Field(
+        "max_length",
+        description="max_length: every text is max_length ids; longest: as long as the longest "
+        "training text (at most max_length).",
+    )
+
+
+class TextParams(DataParams):
+    """Keys every text source shares."""
+
+    tokenizer: TokenizerParams = Field(
+        default_factory=TokenizerParams, description="How text becomes token ids (padding id 0)."
+    )
+
+
+class ClassifiedTextParams(TextParams):
+    """Keys of the text-classification sources."""
+
+
+@source
+class TextCsvParams(ClassifiedTextParams):
+    """Texts and their classes from a CSV file: one `text` column, one `target` column."""
+
+    source: Literal["text_csv"]
+    path: Path = Field(description=PATH)
+    text: str = Field("text", description="The column holding the text.")
+    target: str = Field("label", description="The column holding the class (a name or a number).")
+
+
+@source
+class TextFolderParams(ClassifiedTextParams):
+    """`.txt` files in one subfolder per class (Keras's `text_dataset_from_directory`); optional train/ val/ test/."""
+
+    source: Literal["text_folder"]
+    path: Path = Field(description="The folder holding <class>/*.txt (or train/<class>/, val/, test/).")
+
+
+class RunningTextParams(TextParams):
+    """Keys of the language-model sources: running text cut into windows, a next-token target at every position."""
+
+    per_token: ClassVar[bool] = True
+    sequence_length: Annotated[int, Field(ge=2)] = Field(64, description="Tokens in each input window [T].")
+    stride: PositiveInt | None = Field(
+        None, description="Tokens between the starts of two windows (default: sequence_length, no overlap)."
+    )
+
+
+@source
+class TextFileParams(RunningTextParams):
+    """Running text for a language model: windows of `sequence_length` tokens, each predicting the next."""
+
+    source: Literal["text_file"]
+    path: Path | Annotated[list[Path], Field(min_length=1)] = Field(
+        description="One file, a list of files, or a folder (its .txt files, sorted)."
+    )
+
+
+@source
+class StdlibDocstringsParams(ClassifiedTextParams):
+    """Docstrings of Python's standard library, each labelled with the package it comes from (offline)."""
+
+    source: Literal["stdlib_docstrings"]
+    packages: Annotated[list[str], Field(min_length=2)] = Field(
+        ["asyncio", "email", "importlib", "logging", "unittest", "xml"],
+        description="The stdlib packages to tell apart: one class each.",
+    )
+    min_chars: PositiveInt = Field(40, description="Shorter docstrings are left out.")
+
+
+@source
+class StdlibSourceParams(RunningTextParams):
+    """The source code of Python standard-library modules, as running text for a language model (offline)."""
+
+    source: Literal["stdlib_source"]
+    modules: Annotated[list[str], Field(min_length=1)] = Field(
+        ["json", "email"], description="Modules or packages whose .py files are read, in sorted order."
+    )
+    max_chars: PositiveInt = Field(400_000, description="At most this many characters are read.")

@@ -14,7 +14,7 @@ from .._params import Params
 from .._registry import Registry
 
 LAYERS: Registry[Any] = Registry(
-    "layer", implemented_in=("dltrain.nn.layers", "dltrain.nn.backbones", "dltrain.nn.merge")
+    "layer", implemented_in=("dltrain.nn.layers", "dltrain.nn.attention", "dltrain.nn.backbones", "dltrain.nn.merge")
 )
 layer = LAYERS.describes()
 
@@ -79,7 +79,10 @@ class DenseParams(KernelParams):
     """Fully connected layer on the last axis (as Keras: `[T, F]` stays a sequence)."""
 
     type: Literal["Dense"]
-    units: PositiveInt = Field(description="Output features.")
+    units: PositiveInt | Literal["auto"] = Field(
+        description="Output features; auto: the model's target width (the number of classes, or the vocabulary "
+        "size of a language model)."
+    )
     activation: ActivationName = _activation()
 
 
@@ -212,7 +215,7 @@ class GlobalAveragePooling2DParams(LayerParams):
 
 @layer
 class GlobalAveragePooling1DParams(LayerParams):
-    """Mean over time: `[T, F]` → `[F]`."""
+    """Mean over time: `[T, F]` → `[F]`; with a padding mask, over the real steps only."""
 
     type: Literal["GlobalAveragePooling1D"]
 
@@ -265,26 +268,104 @@ class GRUParams(RecurrentParams):
 # --- embeddings and attention ---------------------------------------------------------
 
 
+_MASK_ZERO = (
+    "Treat id 0 as padding: the model derives a padding mask from the ids (id == 0) and hands it to every "
+    "later layer that takes one (attention, TransformerEncoder/Decoder, GlobalAveragePooling1D), so padding "
+    "changes no prediction."
+)
+_INPUT_DIM = (
+    "Vocabulary size: ids run from 0 to input_dim - 1. Default: the tokenizer's vocabulary size (text data); "
+    "required otherwise."
+)
+
+
 @layer
 class EmbeddingParams(LayerParams):
     """Integer token ids `[T]` → vectors `[T, output_dim]`."""
 
     type: Literal["Embedding"]
-    input_dim: PositiveInt = Field(description="Vocabulary size: ids run from 0 to input_dim - 1.")
+    input_dim: PositiveInt | None = Field(None, description=_INPUT_DIM)
     output_dim: PositiveInt = Field(description="Length of each token's vector.")
+    mask_zero: bool = Field(False, description=_MASK_ZERO)
     embeddings_initializer: InitializerName = Field("random_uniform", description="How the vectors start.")
 
 
 @layer
-class TransformerEncoderParams(LayerParams):
-    """Self-attention encoder blocks over `[T, F]` (F must divide by `num_heads`)."""
+class PositionalEmbeddingParams(LayerParams):
+    """Token ids `[T]` → token vector + position vector `[T, output_dim]`; masks padding (id 0) by default."""
+
+    type: Literal["PositionalEmbedding"]
+    input_dim: PositiveInt | None = Field(None, description=_INPUT_DIM)
+    output_dim: PositiveInt = Field(description="Length of each token's (and position's) vector.")
+    max_length: PositiveInt | None = Field(
+        None,
+        description="The longest sequence it takes (positions 0 to max_length - 1). Default: the input's length T.",
+    )
+    kind: Literal["learned", "sinusoidal"] = Field(
+        "learned",
+        description="learned: a trained vector per position (KerasHub's PositionEmbedding); sinusoidal: the fixed "
+        "sine/cosine table of 'Attention Is All You Need' (no parameters).",
+    )
+    mask_zero: bool = Field(True, description=_MASK_ZERO + " On by default here (Embedding's default is off).")
+    embeddings_initializer: InitializerName = Field(
+        "glorot_uniform", description="How the token and learned position vectors start."
+    )
+
+
+class ContextParams(LayerParams):
+    """A layer that takes one input, or two (`inputs: [query, context]`): the second is what it attends to."""
+
+
+_DROPOUT = "Dropout rate on the attention weights and each block's outputs (training only)."
+
+
+@layer
+class MultiHeadAttentionParams(ContextParams):
+    """Multi-head attention over `[T, F]` → `[T, F]`: self-attention, or cross-attention with `inputs: [query, context]`."""
+
+    type: Literal["MultiHeadAttention"]
+    num_heads: PositiveInt = Field(description="Attention heads.")
+    key_dim: PositiveInt = Field(description="Size of each head's query and key vectors.")
+    value_dim: PositiveInt | None = Field(None, description="Size of each head's value vectors. Default: key_dim.")
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0, description="Dropout rate on the attention weights.")] = 0.0
+    use_bias: bool = Field(True, description="Add a learned bias to the query, key, value and output projections.")
+    causal: bool = Field(
+        False, description="Each position attends only to itself and earlier positions (a language model's decoder)."
+    )
+
+
+class TransformerParams(LayerParams):
+    """Keys of the Transformer blocks (KerasHub's `TransformerEncoder`/`TransformerDecoder`, stacked)."""
+
+    num_heads: PositiveInt = Field(description="Attention heads (must divide the feature size F; key_dim = F / heads).")
+    ff_dim: PositiveInt = Field(
+        description="Hidden size of each block's feed-forward network (KerasHub's intermediate_dim)."
+    )
+    num_layers: PositiveInt = Field(1, description="Blocks stacked.")
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0, description=_DROPOUT)] = 0.1
+    activation: Literal["relu", "gelu"] = Field("relu", description="Activation of the feed-forward network.")
+    layer_norm_epsilon: Annotated[
+        float, Field(gt=0.0, description="Added to the variance in each LayerNormalization.")
+    ] = 1e-5
+    normalize_first: bool = Field(
+        False,
+        description="Normalize before attention and feed-forward (pre-LN, as GPT-2) instead of after (post-LN, the "
+        "original Transformer's and KerasHub's default).",
+    )
+
+
+@layer
+class TransformerEncoderParams(TransformerParams):
+    """Self-attention encoder blocks over `[T, F]` (F must divide by `num_heads`); add positions before it."""
 
     type: Literal["TransformerEncoder"]
-    num_heads: PositiveInt = Field(description="Attention heads (must divide the feature size F).")
-    ff_dim: PositiveInt = Field(description="Hidden size of each block's feed-forward network.")
-    num_layers: PositiveInt = Field(1, description="Encoder blocks stacked.")
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0, description="Dropout rate inside each block.")] = 0.1
-    activation: Literal["relu", "gelu"] = Field("relu", description="Activation of the feed-forward network.")
+
+
+@layer
+class TransformerDecoderParams(TransformerParams, ContextParams):
+    """Causal self-attention blocks over `[T, F]`; with `inputs: [sequence, encoder_output]` each block also attends to the encoder."""
+
+    type: Literal["TransformerDecoder"]
 
 
 # --- merge layers (built in dltrain.nn.merge) -------------------------------------------------

@@ -67,7 +67,7 @@ def load_checkpoint(path: Path, device: str) -> ServedModel:
     saved = checkpoint.load(path)
     target = resolve_device(device)
     network = restore_network(saved).to(target)
-    prep = Preprocessing.from_state(saved.preprocessing)
+    prep = Preprocessing.from_state(saved.preprocessing, saved.tokenizer)
     task = saved.task
 
     def scores(x: np.ndarray) -> np.ndarray:
@@ -86,7 +86,7 @@ def load_checkpoint(path: Path, device: str) -> ServedModel:
         "torch",
         task,
         saved.class_names or [],
-        InputSpec.from_state(prep.state()),
+        InputSpec.from_state(prep.state(), prep.tokenizer),
         int(saved.target_width),
         scores,
         info,
@@ -109,9 +109,11 @@ def load_onnx(path: Path, device: str) -> ServedModel:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         raw, steps, output = meta["raw_input"], meta["preprocessing"], meta["output"]
         task, input_name = meta["task"], meta["input"]["name"]
-    except (ValueError, KeyError, TypeError) as exc:
+        dtype = np.dtype(meta["input"].get("dtype", "float32"))
+        tokenizer = (path.with_name(meta["tokenizer"]).read_text(encoding="utf-8")) if meta.get("tokenizer") else None
+    except (ValueError, KeyError, TypeError, OSError) as exc:
         raise UserError(
-            f"'{meta_path}' is not the JSON `dltrain export` writes ({type(exc).__name__}: {exc}); "
+            f"'{meta_path}' (or the tokenizer beside it) is not the JSON `dltrain export` writes ({type(exc).__name__}: {exc}); "
             f"export the checkpoint again"
         ) from None
     unknown = [s.get("op") for s in steps if s.get("op") not in STEPS]
@@ -131,7 +133,7 @@ def load_onnx(path: Path, device: str) -> ServedModel:
     logits = output.get("kind") == "logits"
 
     def scores(x: np.ndarray) -> np.ndarray:
-        out = session.run(None, {input_name: np.ascontiguousarray(apply_steps(x, steps), dtype=np.float32)})[0]
+        out = session.run(None, {input_name: np.ascontiguousarray(apply_steps(x, steps), dtype=dtype)})[0]
         return probabilities(out, task) if logits else out
 
     info = {
@@ -143,7 +145,7 @@ def load_onnx(path: Path, device: str) -> ServedModel:
     }
     width = int(output["shape"][-1])
     return ServedModel(
-        path.name, "onnxruntime", task, meta.get("class_names") or [], InputSpec.from_state(raw), width, scores, info
+        path.name, "onnxruntime", task, meta.get("class_names") or [], InputSpec.from_state(raw, tokenizer), width, scores, info
     )
 
 
@@ -166,7 +168,7 @@ def load_model(path: str | Path, device: str = "auto") -> ServedModel:
 def self_check(model: ServedModel) -> None:
     """Run two zero samples end to end: outputs of the promised width, finite, and a name per class."""
     try:
-        out = np.asarray(model.scores(np.zeros((2, *model.spec.shape), dtype=np.float32)))
+        out = np.asarray(model.scores(np.zeros((2, *model.spec.shape), dtype=model.spec.dtype)))
     except Exception as exc:  # whatever the runtime raises, the model cannot serve
         raise UserError(
             f"'{model.name}' failed its self-check: running it on a zero input raised "

@@ -4,14 +4,15 @@ The spec comes from what training stored (the checkpoint's preprocessing state, 
 `raw_input` of an export's JSON): the raw sample shape, the value range, the table
 encoding. Each kind of input (`INSTANCE_KINDS`) says which JSON forms it accepts and
 turns one instance into a raw sample, the same array `predict` reads from a file.
-Every kind accepts plain numbers in the raw sample's shape; a text kind registers here
-when text models exist. Torch-free: the ONNX server uses it.
+Every kind accepts plain numbers in the raw sample's shape; a text model's instances are
+strings, tokenized by the model's own tokenizer. Torch-free: the ONNX server uses it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import math
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import DataError
-from ..inference import decode_image, encode_table, image_values
+from ..inference import decode_image, encode_table, encode_texts, image_values, tokenizer_from_json
 
 
 class InstanceError(ValueError):
@@ -39,15 +40,23 @@ class InputSpec:
     shape: tuple[int, ...]
     value_range: float | None = None
     table: dict[str, Any] | None = None
+    tokenizer: str | None = None  # a text model's tokenizer (its JSON text)
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "InputSpec":
+    def from_state(cls, state: dict[str, Any], tokenizer: str | None = None) -> "InputSpec":
         """From `Preprocessing.state()` or an export's `raw_input` (both hold shape, value_range, table)."""
         shape = state.get("raw_shape", state.get("shape")) or []
-        return cls(tuple(int(n) for n in shape), state.get("value_range"), state.get("table"))
+        return cls(tuple(int(n) for n in shape), state.get("value_range"), state.get("table"), tokenizer)
+
+    @property
+    def dtype(self) -> type:
+        """What one raw sample holds: int64 token ids (text), else float32."""
+        return np.int64 if self.tokenizer is not None else np.float32
 
     @property
     def kind(self) -> str:
+        if self.tokenizer is not None:
+            return "text"
         if self.table and "categories" in self.table:
             return "table"
         if self.table and "columns" in self.table:
@@ -295,7 +304,28 @@ def _series_schema(spec: InputSpec) -> dict[str, Any]:
     )
 
 
+# --- text: strings, tokenized as training did, or ids -----------------------------------------------
+
+
+_tokenizer = functools.lru_cache(maxsize=4)(tokenizer_from_json)  # one per served model, built once
+
+
+def read_text_instance(instance: Any, spec: InputSpec) -> np.ndarray:
+    if not isinstance(instance, str):
+        return read_numbers(instance, spec).astype(np.int64)
+    return encode_texts(_tokenizer(spec.tokenizer or ""), [instance])[0]
+
+
+def _text_summary(spec: InputSpec) -> str:
+    return f"texts (strings), tokenized as the training texts were; or {spec.shape[0]} token ids"
+
+
+def _text_schema(spec: InputSpec) -> dict[str, Any]:
+    return _any_of(spec, {"type": "string", "title": "text"})
+
+
 INSTANCE_KINDS: dict[str, InstanceKind] = {
+    "text": InstanceKind(read_text_instance, _text_summary, _text_schema),
     "array": InstanceKind(read_numbers, lambda spec: _numbers_text(spec), lambda spec: _any_of(spec)),
     "image": InstanceKind(read_image_instance, _image_summary, _image_schema),
     "table": InstanceKind(read_table_instance, _table_summary, _table_schema),

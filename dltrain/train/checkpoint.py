@@ -80,6 +80,7 @@ class Checkpoint:
     checksum: str | None = None  # of `model` (format 1 files have none)
     version: str = __version__
     imports: list[dict[str, Any]] | None = None  # what the config names by import path: path, package, version
+    tokenizer: str | None = None  # text models: the fitted tokenizer's JSON text (Hugging Face `tokenizers`)
     path: Path | None = None  # where it was loaded from (not stored)
     legacy_names: bool = False  # format 1: nested layer names (not stored)
 
@@ -182,6 +183,7 @@ _SCHEMA: dict[str, tuple[Callable[[Any], bool], bool]] = {  # key: (check, requi
     "config_sources": (lambda v: isinstance(v, list) and all(_is_source(s) for s in v), False),
     "checksum": (_optional(lambda v: isinstance(v, str)), False),
     "version": (lambda v: isinstance(v, str), False),
+    "tokenizer": (_optional(lambda v: isinstance(v, str)), False),
     "imports": (
         _optional(
             lambda v: isinstance(v, list) and all(isinstance(i, dict) and isinstance(i.get("path"), str) for i in v)

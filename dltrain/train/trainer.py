@@ -391,6 +391,7 @@ class Trainer:
             class_names=self.data.class_names,
             output_activation=self.network.output_activation,
             preprocessing=self.data.preprocessing.state(),
+            tokenizer=self.data.preprocessing.tokenizer,
             epoch=self.epoch,
             history=[dict(row) for row in self.history],
             best=self.best,
