@@ -202,6 +202,7 @@ def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: 
     rows = predict_files(
         network,
         Preprocessing.from_state(saved.preprocessing),
+        saved.plan(),
         [Path(i) for i in inputs],
         saved.task,
         saved.class_names or [],
@@ -216,7 +217,7 @@ def restore_network(saved: Checkpoint) -> torch.nn.Module:
     loaded = _stored_config(saved)
     checkpoint.check_consistent(saved)
     with weights_from_checkpoint():
-        built = build_model(loaded, tuple(saved.input_shape), saved.target_width)
+        built = build_model(loaded, tuple(saved.input_shape), saved.target_width, saved.plan())
     built.network.load_state_dict(saved.weights_for(built.network))
     return built.network.eval()
 

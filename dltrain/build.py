@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .config import LoadedConfig
-from .data import DataBundle, Preprocessing, load_data
+from .data import DataBundle, Preprocessing, assemble, read_source
+from .data.plan import plan_inputs, with_raw_shape
 from .nn.backbones import weights_from_checkpoint
 from .nn.budget import training_problem
 from .nn.losses import loss_spec
@@ -36,14 +37,17 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) -> tuple[DataBundle, BuiltModel]:
-    """Load the data and build the model for a validated config (the input plan's defaults applied)."""
+    """Load the data and build the model for a validated config, both as the input plan says."""
     config = loaded.config
     task = loss_spec(config.compile.loss).task
-    notes = transfer.normalization_default(loaded)
-    data = load_data(loaded.config.data, task, config.fit.validation_split, preprocessing, config.fit.validation_mode)
-    notes += transfer.image_defaults(loaded, data.input_shape)
-    built = build_model(loaded, data.input_shape, data.target_width)
-    built.notes += notes + transfer.plan_notes(built.network)
+    raw = read_source(config.data)
+    plan = plan_inputs(loaded, tuple(raw.x_train.shape[1:]))
+    data = assemble(
+        raw, loaded.config.data, task, config.fit.validation_split, preprocessing, config.fit.validation_mode
+    )
+    data.plan = with_raw_shape(plan, data.preprocessing.raw_shape)
+    built = build_model(loaded, data.input_shape, data.target_width, data.plan)
+    built.notes += plan.notes + transfer.plan_notes(built.network)
     return data, built
 
 

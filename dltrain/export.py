@@ -37,6 +37,7 @@ from .data.batches import first_inputs
 from .errors import RunError, UserError
 from .nn.activations import activation
 from .nn.model import Network
+from .schema.inputs import InputPlan
 
 # Exported and PyTorch outputs must agree elementwise: |export - torch| <= ATOL + RTOL * |torch|
 # (numpy.allclose). Measured differences are ~1e-7 (float32 rounding in a different kernel
@@ -278,7 +279,8 @@ def metadata(
         "task": data.task,
         "input": {"name": INPUT_NAME, "shape": [None, *data.input_shape], "dtype": "float32"},
         "preprocessing": preprocessing_steps(data.preprocessing),
-        "raw_input": raw_input(data.preprocessing),
+        "raw_input": raw_input(data.preprocessing, data.plan),
+        "input_plan": data.plan.state() if data.plan is not None else None,
         "in_graph": adapter,
         "output": {"name": OUTPUT_NAME, "shape": [None, width], "kind": kind, "activation": network.output_activation},
         "class_names": data.class_names,
@@ -286,9 +288,11 @@ def metadata(
     }
 
 
-def raw_input(prep: Preprocessing) -> dict[str, Any]:
-    """What one raw sample is before the steps: its shape, value range, table encoding (for `serve`)."""
-    return {"shape": prep.raw_shape, "value_range": prep.value_range, "table": prep.table}
+def raw_input(prep: Preprocessing, plan: InputPlan | None = None) -> dict[str, Any]:
+    """What one raw sample is before the steps: its shape, value range, table encoding, and how the
+    input plan reads it (for `serve`)."""
+    kind = plan.kind if plan is not None else None
+    return {"shape": prep.raw_shape, "value_range": prep.value_range, "table": prep.table, "kind": kind}
 
 
 # What the output holds, by task and by whether the final activation is in the graph.

@@ -1,9 +1,10 @@
 """`dltrain predict`: a trained model on new files, through the preprocessing stored at training time.
 
 Each input kind has a reader (by file suffix) that turns a file into samples in the
-source's raw units (what the data source would have produced); from there the path is
-the training path: the stored `Preprocessing`, then the network (its input adapter
-included), then the final activation.
+source's raw units (what the data source would have produced); a CSV is read the way
+the run's input plan says its source read rows (a table, a time series, or numbers).
+From there the path is the training path: the stored `Preprocessing`, then the network
+(its input adapter included), then the final activation.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .data.tabular import numeric_rows, read_features, read_table
 from .data.timeseries import read_series, windows
 from .errors import DataError
 from .inference import describe_rows, image_values
+from .schema.inputs import InputPlan
 
 CHUNK = 1024  # samples per forward pass
 
@@ -33,7 +35,7 @@ class Samples:
     names: list[str | int]
 
 
-Reader = Callable[[Path, Preprocessing], Samples]
+Reader = Callable[[Path, Preprocessing, InputPlan], Samples]
 
 
 def _shape_text(shape: list[int] | None) -> str:
@@ -56,7 +58,7 @@ def _as_samples(array: np.ndarray, path: Path, prep: Preprocessing) -> Samples:
     )
 
 
-def read_image_file(path: Path, prep: Preprocessing) -> Samples:
+def read_image_file(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     """An image decoded to the model's `[C, H, W]`, in the training data's value range."""
     shape = prep.raw_shape or []
     if prep.channels_last and len(shape) == 3:  # the source read [H, W, C]
@@ -72,7 +74,7 @@ def read_image_file(path: Path, prep: Preprocessing) -> Samples:
     return Samples(x[None], [path.name])
 
 
-def read_npy(path: Path, prep: Preprocessing) -> Samples:
+def read_npy(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -83,7 +85,7 @@ def read_npy(path: Path, prep: Preprocessing) -> Samples:
 NPZ_KEYS = ("x", "x_test", "x_train")
 
 
-def read_npz(path: Path, prep: Preprocessing) -> Samples:
+def read_npz(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     """The archive's only array, else its `x` (or `x_test`, `x_train`)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -97,16 +99,17 @@ def read_npz(path: Path, prep: Preprocessing) -> Samples:
     return _as_samples(array, path, prep)
 
 
-def read_csv(path: Path, prep: Preprocessing) -> Samples:
-    """Rows of a CSV: encoded as the `csv` source did, windowed as `timeseries_csv` did, else numbers by position.
+def read_csv(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
+    """Rows of a CSV, as the plan's source read them: a table (named feature columns, categories
+    one-hot), a time series (one sample per full window, named by its last row), else numbers by position.
 
     Only the last kind may come without a header row (its columns have no names to match).
     """
     state = prep.table or {}
-    if "categories" in state:  # tabular: named feature columns, categories one-hot
+    if plan.kind == "table":
         x = torch.from_numpy(read_features(path, state))
         return Samples(x, list(range(len(x))))
-    if "columns" in state:  # a time series: one sample per full window, named by its last row
+    if plan.kind == "series":
         x = torch.from_numpy(windows(read_series(read_table(path), state["columns"]), state["window"]))
         return Samples(x, list(range(state["window"] - 1, state["window"] - 1 + len(x))))
     return _as_samples(numeric_rows(path).astype(np.float32), path, prep)
@@ -120,7 +123,7 @@ READERS: dict[str, Reader] = {
 }
 
 
-def read_input(path: Path, prep: Preprocessing) -> Samples:
+def read_input(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     """The samples in one input file, by its suffix."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
@@ -130,7 +133,7 @@ def read_input(path: Path, prep: Preprocessing) -> Samples:
         )
     if not path.is_file():
         raise DataError(f"no file at '{path}'")
-    return reader(path, prep)
+    return reader(path, prep, plan)
 
 
 def scores(outputs: torch.Tensor, task: str) -> np.ndarray:
@@ -158,6 +161,7 @@ def predict_scores(
 def predict_files(
     network: torch.nn.Module,
     prep: Preprocessing,
+    plan: InputPlan,
     inputs: list[Path],
     task: str,
     class_names: list[str],
@@ -167,7 +171,7 @@ def predict_files(
     """Predictions for every sample of every input file, in order."""
     predictions: list[dict[str, Any]] = []
     for path in inputs:
-        samples = read_input(Path(path), prep)
+        samples = read_input(Path(path), prep, plan)
         rows = describe_rows(predict_scores(network, prep, samples.x, task, device), task, class_names, top_k)
         predictions += [{"input": name, **row} for name, row in zip(samples.names, rows)]
     return predictions

@@ -7,7 +7,12 @@ from typing import Any
 from ..schema.config import ValidationMode
 from ..schema.data import SOURCES, DataParams
 from ..schema.losses import Task
-from .base import DataBundle, Preprocessing, Split, assemble
+from .base import DataBundle, Preprocessing, RawData, Split, assemble
+
+
+def read_source(params: Any) -> RawData:
+    """The configured source's arrays, as it reads them (before splits and preprocessing)."""
+    return SOURCES.get(params.source).obj(params)
 
 
 def load_data(
@@ -18,8 +23,8 @@ def load_data(
     validation_mode: ValidationMode = "auto",
 ) -> DataBundle:
     """Read the configured source (a `DataParams` model) and make its splits; `preprocessing` reuses stored statistics."""
-    raw = SOURCES.get(params.source).obj(params)
+    raw = read_source(params)
     return assemble(raw, params, task, validation_split, preprocessing, validation_mode)
 
 
-__all__ = ["SOURCES", "DataBundle", "DataParams", "Preprocessing", "Split", "load_data"]
+__all__ = ["SOURCES", "DataBundle", "DataParams", "Preprocessing", "RawData", "Split", "load_data", "read_source"]

@@ -16,6 +16,7 @@ import torch
 from .._registry import tag_value
 from ..errors import DataError
 from ..schema.data import SOURCES, DataParams
+from ..schema.inputs import InputPlan
 from ..schema.losses import Task
 from .splits import ValidationMode, random_split, validation_indices
 
@@ -137,6 +138,7 @@ class DataBundle:
     num_classes: int | None
     class_names: list[str] | None
     preprocessing: Preprocessing
+    plan: InputPlan | None = None  # how the samples became model inputs (`dltrain.data.plan`)
 
     def split(self, name: str) -> Split:
         chosen = {"train": self.train, "val": self.val, "test": self.test}[name]

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..config import Config, LoadedConfig
 from ..errors import ConfigError
+from ..schema.inputs import InputPlan
 from ..schema.layers import LayerParams
 from . import custom, graph
 from .activations import apply_output_activation
@@ -125,8 +126,10 @@ def _check_task(loaded: LoadedConfig, final: tuple[int, str] | None, absorbs: st
     return None
 
 
-def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> BuiltModel:
-    """Build the network for inputs of `data_shape` and targets `target_width` wide."""
+def build_model(
+    loaded: LoadedConfig, data_shape: Shape, target_width: int, plan: InputPlan | None = None
+) -> BuiltModel:
+    """Build the network for inputs of `data_shape` and targets `target_width` wide (the adapter as `plan` says)."""
     config = loaded.config
     spec = loss_spec(config.compile.loss)
     _check_metrics(loaded, spec.task)
@@ -148,7 +151,7 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
     wiring = graph.plan(loaded)
     output = graph.single_output(loaded, wiring)
     split_off = _check_task(loaded, _final_activation(config, output), spec.absorbs)
-    adapter = _input_adapter(loaded, tuple(data_shape))
+    adapter = _input_adapter(loaded, tuple(data_shape), plan or _config_plan(loaded))
 
     shapes: dict[graph.Source, Shape] = {next(iter(wiring.inputs)): adapter.out_shape if adapter else tuple(data_shape)}
     modules: list[nn.Module] = []
@@ -185,20 +188,25 @@ def build_model(loaded: LoadedConfig, data_shape: Shape, target_width: int) -> B
     )
 
 
-def _input_adapter(loaded: LoadedConfig, shape: Shape) -> InputAdapter | None:
-    """The on-device channel/resize/ImageNet step the data keys ask for, if any."""
-    data = loaded.config.data
-    imagenet = data.normalize == "imagenet"
-    if data.channels is None and data.resize is None and not imagenet:
+def _config_plan(loaded: LoadedConfig) -> InputPlan:
+    """The adapter part of an input plan, read from a config whose defaults are already applied (tests, tools)."""
+    return InputPlan.from_config({"data": loaded.config.data.model_dump()}, None)
+
+
+def _input_adapter(loaded: LoadedConfig, shape: Shape, plan: InputPlan) -> InputAdapter | None:
+    """The on-device channel/resize/ImageNet step the input plan holds, if any."""
+    if not plan.adapts:
         return None
-    key = "channels" if data.channels is not None else "resize" if data.resize is not None else "normalize"
+    imagenet = plan.imagenet
+    key = "channels" if plan.channels is not None else "resize" if plan.resize is not None else "normalize"
     if len(shape) != 3:
         raise loaded.error(("data", key), f"'{key}' applies to images [C, H, W]; this data's samples are {list(shape)}")
-    if shape[0] not in (1, 3) and data.channels is not None:
+    if shape[0] not in (1, 3) and plan.channels is not None:
         raise loaded.error(
             ("data", "channels"), f"channels converts between 1 and 3 channels; the images have {shape[0]}"
         )
-    adapter = InputAdapter(shape, data.channels, data.resize_to, imagenet)
+    resize = (plan.resize[0], plan.resize[1]) if plan.resize is not None else None
+    adapter = InputAdapter(shape, plan.channels, resize, imagenet)
     if imagenet and adapter.out_shape[0] != 3:
         raise loaded.error(("data", "normalize"), "normalize: imagenet needs 3-channel images; add `channels: 3`")
     return None if adapter.is_identity else adapter

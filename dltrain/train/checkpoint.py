@@ -34,6 +34,7 @@ from .._files import atomic_path
 from .._version import __version__
 from ..errors import CheckpointError
 from ..schema import custom
+from ..schema.inputs import InputPlan
 
 FORMAT = "dltrain-checkpoint-2"
 FORMAT_1 = "dltrain-checkpoint-1"  # before checksums and flat layer names: still loaded
@@ -78,6 +79,7 @@ class Checkpoint:
     checksum: str | None = None  # of `model` (format 1 files have none)
     version: str = __version__
     imports: list[dict[str, Any]] | None = None  # what the config names by import path: path, package, version
+    input_plan: dict[str, Any] | None = None  # `InputPlan.state()`: how samples become model inputs
     path: Path | None = None  # where it was loaded from (not stored)
     legacy_names: bool = False  # format 1: nested layer names (not stored)
 
@@ -109,6 +111,12 @@ class Checkpoint:
         if values.get("frozen") is not None:
             values["frozen"] = FrozenRef(**values["frozen"])
         return cls(**values, path=file, legacy_names=fmt == FORMAT_1)
+
+    def plan(self) -> InputPlan:
+        """How this model's inputs are read (a checkpoint written before plans were stored: from its config)."""
+        if self.input_plan is not None:
+            return InputPlan.from_state(self.input_plan)
+        return InputPlan.from_config(self.config, self.preprocessing.get("raw_shape"))
 
     def full_state(self) -> State:
         """The whole model state: this file's tensors over the frozen file's (verified)."""
@@ -185,6 +193,7 @@ _SCHEMA: dict[str, tuple[Callable[[Any], bool], bool]] = {  # key: (check, requi
         ),
         False,
     ),
+    "input_plan": (_optional(lambda v: isinstance(v, dict) and isinstance(v.get("source"), str)), False),
 }
 
 

@@ -17,18 +17,19 @@ import torch
 from torch import nn
 
 from ..data import Split
-from ..data.augment import build_augment
 from ..data.batches import first_inputs, input_batches
 from ..nn.backbones import BackboneModule
 from ..nn.model import Network
 from ..reporting import Reporter
+from ..schema.inputs import InputPlan
 
 # Above this, the cache would crowd out the device (e.g. VGG16 at 224x224 keeps 98 KiB a sample).
 CACHE_LIMIT_BYTES = 4 * 2**30
 
 
-def cacheable(network: Network, data_config: Any) -> BackboneModule | None:
-    """The leading backbone, when its outputs may be computed once for the whole run."""
+def cacheable(network: Network, plan: InputPlan | None) -> BackboneModule | None:
+    """The leading backbone, when its outputs may be computed once for the whole run (the input plan
+    says whether training batches are randomly augmented, which changes every epoch's inputs)."""
     layers = network.layers
     if not isinstance(layers, nn.Sequential):  # a graph: its backbone may not lead every branch
         return None
@@ -37,9 +38,7 @@ def cacheable(network: Network, data_config: Any) -> BackboneModule | None:
         return None
     if not first.is_frozen or first.unfreeze_at_epoch is not None:
         return None
-    if (
-        build_augment(getattr(data_config, "augment", None)) is not None
-    ):  # random augmentation changes every epoch's inputs
+    if plan is None or plan.augment:
         return None
     return first
 
@@ -51,10 +50,10 @@ def _features(prefix: nn.Module, split: Any, batch_size: int, device: torch.devi
 
 
 def cache_features(
-    network: Network, splits: dict[str, Split], data_config: Any, batch_size: int, reporter: Reporter
+    network: Network, splits: dict[str, Split], plan: InputPlan | None, batch_size: int, reporter: Reporter
 ) -> tuple[nn.Module, dict[str, Split]]:
     """What the trainer calls on a batch and the splits it batches: the head and cached features when possible."""
-    backbone = cacheable(network, data_config)
+    backbone = cacheable(network, plan)
     if backbone is None:
         return network, splits
     adapter = network.adapter

@@ -118,9 +118,7 @@ class Trainer:
         self.reporter.fit_start(self.built, run.path if run else None, self.ctx.describe(), self.epoch, fit.epochs)
         for note in self.built.notes:
             self.reporter.message(note)
-        self.forward, self.splits = cache_features(
-            self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter
-        )
+        self.forward, self.splits = cache_features(self.network, self.splits, self.data.plan, EVAL_BATCH, self.reporter)
         batches = make_batches(
             self.splits["train"],
             fit.batch_size,
@@ -353,6 +351,7 @@ class Trainer:
             class_names=self.data.class_names,
             output_activation=self.network.output_activation,
             preprocessing=self.data.preprocessing.state(),
+            input_plan=self.data.plan.state() if self.data.plan is not None else None,
             epoch=self.epoch,
             history=[dict(row) for row in self.history],
             best=self.best,
