@@ -83,3 +83,15 @@ def test_the_plan_is_read_without_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_old_backbone_form_is_read_with_a_note(tmp_path: Path) -> None:
+    """`name: resnet18` (before `name` named graph nodes) still builds resnet18, and `check`/`fit` say so."""
+    old = {**BACKBONE, "model": {"layers": [{"type": "Backbone", "name": "resnet18", "weights": None}]}}
+    old["model"]["layers"] += BACKBONE["model"]["layers"][1:]
+    trainer = build_trainer(load_config(write_config(tmp_path, old)))
+    notes = [n for n in trainer.built.notes if "the old form" in n]
+    assert len(notes) == 1 and "config.yaml:" in notes[0] and "`arch: resnet18`" in notes[0], trainer.built.notes
+    assert trainer.config.model.layers[0].arch == "resnet18"
+    new = build_trainer(load_config(write_config(tmp_path, BACKBONE)))
+    assert not [n for n in new.built.notes if "the old form" in n]

@@ -184,8 +184,27 @@ def build_model(
     _check_output(loaded, spec.task, output, shapes[output], target_width)
     layers = modules if wiring.is_chain else graph.graph_module(wiring, modules)
     return BuiltModel(
-        Network(layers, split_off, penalties, adapter), summary, tuple(data_shape), wired=not wiring.is_chain
+        Network(layers, split_off, penalties, adapter),
+        summary,
+        tuple(data_shape),
+        notes=_old_form_notes(loaded),
+        wired=not wiring.is_chain,
     )
+
+
+def _old_form_notes(loaded: LoadedConfig) -> list[str]:
+    """A note for each `Backbone` still written the old way, `name: resnet18` (read as `arch: resnet18`)."""
+    notes = []
+    for index, params in enumerate(loaded.config.model.layers):
+        path = ("model", "layers", index)
+        if params.type != "Backbone" or (*path, "arch") in loaded.origins or (*path, "name") not in loaded.origins:
+            continue
+        notes.append(
+            f"{loaded.where((*path, 'name'))}: model.layers.{index}: `name: {params.name}` read as "
+            f"`arch: {params.arch}` (the old form); write `arch: {params.arch}`, since `name` now names "
+            f"the layer's node in a graph"
+        )
+    return notes
 
 
 def _config_plan(loaded: LoadedConfig) -> InputPlan:
