@@ -17,6 +17,7 @@ from .build import build_trainer
 from .config import LoadedConfig, compose, from_resolved, load_config, with_seed
 from .data import Preprocessing
 from .errors import CheckpointError, ConfigError, RunError, UserError
+from .multi import output_confusions
 from .nn.backbones import weights_from_checkpoint
 from .nn.metrics import METRICS, build_metrics, class_scores
 from .nn.model import BuiltModel, build_model
@@ -169,6 +170,8 @@ def evaluate(
     report = trainer.evaluate(trainer.splits[split], confusion=True)  # the copy on the trainer's device
     report["split"] = split
     report["samples"] = len(chosen)
+    if trainer.heads is not None:  # several outputs: a confusion matrix per classifying output
+        report.update(output_confusions(trainer, trainer.splits[split]))
     if "confusion_matrix" in report:
         report["per_class"] = per_class_scores(report["confusion_matrix"], trainer.data.class_names or [])
         if plot is not None:

@@ -17,11 +17,13 @@ import torch
 
 from .config import LoadedConfig
 from .data import DataBundle, Preprocessing, assemble, read_source
+from .data.named import preprocessing_from_state
 from .data.plan import plan_inputs, with_raw_shape
 from .nn.backbones import weights_from_checkpoint
 from .nn.budget import training_problem
 from .nn.losses import loss_spec
 from .nn.model import BuiltModel, build_model
+from .nn.outputs import is_multi
 from .reporting import Reporter
 from .train import transfer
 from .train.checkpoint import Checkpoint
@@ -39,6 +41,10 @@ def seed_everything(seed: int) -> None:
 def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) -> tuple[DataBundle, BuiltModel]:
     """Load the data and build the model for a validated config, both as the input plan says."""
     config = loaded.config
+    if is_multi(config):  # named inputs or several outputs: `dltrain.multi`
+        from .multi import prepare_multi
+
+        return prepare_multi(loaded, preprocessing)
     task = loss_spec(config.compile.loss).task
     raw = read_source(config.data)
     plan = plan_inputs(loaded, tuple(raw.x_train.shape[1:]))
@@ -78,7 +84,7 @@ def build_trainer(
     """
     ctx = ctx or Context(resolve_device(loaded.config.fit.device))
     seed_everything(loaded.config.seed or 0)
-    prep = Preprocessing.from_state(saved.preprocessing) if saved is not None else None
+    prep = preprocessing_from_state(saved.preprocessing) if saved is not None else None
     with weights_from_checkpoint() if saved is not None else nullcontext():
         data, built = prepare(loaded, prep)
     if training:

@@ -58,6 +58,7 @@ LAYERS: dict[str, set[str]] = {
         "",
         "_docs",
         "graph_plot",
+        "multi",
     },
     "cli": {"cli", "__main__"},
 }

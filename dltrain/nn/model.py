@@ -117,7 +117,7 @@ def _check_task(loaded: LoadedConfig, final: tuple[int, str] | None, absorbs: st
     if name == absorbs:
         return name
     if name != "linear":
-        loss = loaded.config.compile.loss.type
+        loss = getattr(loaded.config.compile.loss, "type", "")
         raise loaded.error(
             ("model", "layers", index, "activation"),
             f"a final '{name}' does not fit the loss '{loss}', which expects logits: "
@@ -293,7 +293,7 @@ def _check_metrics(loaded: LoadedConfig, task: str) -> None:
             err = loaded.error(
                 ("compile", "metrics", index),
                 f"metric '{metric.type}' does not apply to a {task} loss "
-                f"('{loaded.config.compile.loss.type}'); it needs: {', '.join(allowed)}",
+                f"('{getattr(loaded.config.compile.loss, 'type', '')}'); it needs: {', '.join(allowed)}",
             )
             problems += err.problems
     if problems:

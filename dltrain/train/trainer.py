@@ -26,6 +26,7 @@ from ..nn.losses import loss_spec
 from ..nn.metrics import Tracker, build_metrics, predicted_labels
 from ..nn.model import BuiltModel
 from ..nn.optim import build_optimizer
+from ..nn.outputs import build_heads, is_multi
 from ..nn.schedules import LearningRate
 from ..reporting import Reporter
 from . import checkpoint
@@ -67,12 +68,15 @@ class Trainer:
             for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
             if split is not None
         }
-        self.loss_fn = loss_spec(config.compile.loss).make(config.compile.loss)
+        self.heads = build_heads(loaded, {n: h.width for n, h in data.heads.items()}) if is_multi(config) else None  # type: ignore[attr-defined]
+        self.loss_fn = self.heads.loss if self.heads else loss_spec(config.compile.loss).make(config.compile.loss)
         groups = param_groups(self.network, config.compile.optimizer.lr)
         self.optimizer = build_optimizer(groups, config.compile.optimizer)
         self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]  # clipped together
-        self.metrics = build_metrics(config.compile.metrics, data.task, data.target_width)
-        self.tracker = Tracker(self.metrics, ctx.device)
+        self.metrics: dict[str, Any] = (
+            self.heads.columns if self.heads else build_metrics(config.compile.metrics, data.task, data.target_width)  # type: ignore[arg-type]  # a list unless is_multi
+        )
+        self.tracker = self.new_tracker()
         self.epoch = 0  # epochs completed
         self.partial_step = 0  # steps of epoch `epoch + 1` done when a Ctrl-C or SIGTERM stopped it
         self.history: list[dict[str, Any]] = []
@@ -98,6 +102,10 @@ class Trainer:
         self.workers: int | None = (
             config.fit.num_workers if config.fit.num_workers is not None else getattr(config.data, "num_workers", None)
         )
+
+    def new_tracker(self) -> Any:
+        """An empty tracker of the loss and metrics (per output, for a model with several)."""
+        return self.heads.tracker(self.ctx.device) if self.heads else Tracker(self.metrics, self.ctx.device)
 
     def row_keys(self) -> list[str]:
         """The columns of an epoch's row that a callback may monitor."""
@@ -283,7 +291,7 @@ class Trainer:
         if isinstance(split, Split):  # in-memory data must be where the model is (a no-op when it is)
             split = split.to(self.ctx.device)
         self.network.eval()
-        tracker = Tracker(self.metrics, self.ctx.device)
+        tracker = self.new_tracker()
         classes = self.data.confusion_classes
         matrix = torch.zeros(classes * classes, dtype=torch.int64, device=self.ctx.device) if classes else None
         batches = make_batches(
