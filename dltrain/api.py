@@ -171,7 +171,9 @@ def evaluate(
     report["split"] = split
     report["samples"] = len(chosen)
     if trainer.heads is not None:  # several outputs: a confusion matrix per classifying output
-        report.update(output_confusions(trainer, trainer.splits[split]))
+        found = output_confusions(trainer, trainer.splits[split])
+        report["confusion_matrices"] = {name: matrix for name, (matrix, _) in found.items()}
+        report["per_class"] = {name: per_class_scores(matrix, names) for name, (matrix, names) in found.items()}
     if "confusion_matrix" in report:
         report["per_class"] = per_class_scores(report["confusion_matrix"], trainer.data.class_names or [])
         if plot is not None:

@@ -40,9 +40,9 @@ def prepare_multi(loaded: LoadedConfig, preprocessing: Any = None) -> tuple[Name
     return data, built
 
 
-def output_confusions(trainer: Any, split: Any) -> dict[str, Any]:
-    """`evaluate`'s per-output report for a model with several outputs: a confusion matrix (and
-    per-class scores) for each classification or single binary output."""
+def output_confusions(trainer: Any, split: Any) -> dict[str, tuple[list[list[int]], list[str]]]:
+    """`evaluate`'s confusion matrices for a model with several outputs, by output: one for each
+    classification or single binary output, with its class names."""
     import torch
 
     from .data.batches import make_batches
@@ -67,11 +67,6 @@ def output_confusions(trainer: Any, split: Any) -> dict[str, Any]:
                 predicted = predicted_labels(task, outputs[name]).long().reshape(-1)
                 truth = y[name].reshape(-1) if task == "classification" else (y[name] > 0.5).long().reshape(-1)
                 matrices[name] += torch.bincount(truth * n + predicted, minlength=n * n)
-    from .api import per_class_scores
-
-    report: dict[str, Any] = {"confusion_matrices": {}, "per_class": {}}
-    for name, n in sizes.items():
-        matrix = matrices[name].view(n, n).cpu().tolist()
-        report["confusion_matrices"][name] = matrix
-        report["per_class"][name] = per_class_scores(matrix, heads[name].class_names or [])
-    return report
+    return {
+        name: (matrices[name].view(n, n).cpu().tolist(), heads[name].class_names or []) for name, n in sizes.items()
+    }
