@@ -17,7 +17,7 @@ from .build import build_trainer
 from .config import LoadedConfig, compose, from_resolved, load_config, with_seed
 from .data import Preprocessing
 from .errors import CheckpointError, ConfigError, RunError, UserError
-from .multi import output_confusions
+from .multi import output_confusions, predict_named
 from .nn.backbones import weights_from_checkpoint
 from .nn.metrics import METRICS, build_metrics, class_scores
 from .nn.model import BuiltModel, build_model
@@ -203,6 +203,8 @@ def predict(path: str | Path, inputs: list[str | Path], top_k: int = 5, device: 
         raise UserError(f"--top-k must be 1 or more; received {top_k}")
     saved = checkpoint.load(path)
     target = resolve_device(device)
+    if saved.outputs is not None:  # named inputs or several outputs: one group of columns per output
+        return {"predictions": predict_named(saved, [Path(i) for i in inputs], top_k, target)}
     network = restore_network(saved).to(target)
     rows = predict_files(
         network,

@@ -16,6 +16,7 @@ from sklearn.datasets import load_digits
 from dltrain import api
 from dltrain.build import prepare
 from dltrain.config import load_config
+from dltrain.data.named import _digit_features
 
 
 def two_by_two(**fit: Any) -> dict[str, Any]:
@@ -186,3 +187,25 @@ def test_presets_train_to_their_stated_accuracy(preset: str, tmp_path: Path) -> 
     results = api.fit(CONFIGS / f"{preset}.yaml", ["fit.device=cpu"], run_dir=str(tmp_path / "run")).results
     for column, floor in PRESET_FLOORS[preset].items():
         assert results["test"][column] >= floor, (column, results["test"])
+
+
+def test_predict_gives_one_group_per_output(cli, tmp_path: Path) -> None:
+    assert cli("fit", write_config(tmp_path, two_by_two(epochs=3)), "--run-dir", tmp_path / "run").exit_code == 0
+    digits = load_digits()
+    x = digits.data[:20].astype(np.float32)
+    features = _digit_features(x)  # the four numbers the `features` view gives
+    np.savez(tmp_path / "new.npz", image=x.reshape(-1, 1, 8, 8), x_extra=features)
+    result = cli("predict", tmp_path / "run", tmp_path / "new.npz", "--json")
+    assert result.exit_code == 0, result.output
+    predictions = json.loads(result.stdout)["predictions"]
+    assert [p["input"] for p in predictions] == list(range(20))
+    assert set(predictions[0]["outputs"]) == {"digit", "even"} and "top_k" in predictions[0]["outputs"]["digit"]
+    correct = sum(p["prediction"]["digit"] == str(t) for p, t in zip(predictions, digits.target[:20]))
+    parity = sum(
+        p["prediction"]["even"] == ("even" if t % 2 == 0 else "odd") for p, t in zip(predictions, digits.target[:20])
+    )
+    assert correct >= 15 and parity >= 14
+
+    np.savez(tmp_path / "half.npz", image=x.reshape(-1, 1, 8, 8))
+    missing = cli("predict", tmp_path / "run", tmp_path / "half.npz")
+    assert missing.exit_code == 2 and "no array for input 'extra'" in missing.output

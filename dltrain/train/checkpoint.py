@@ -80,6 +80,7 @@ class Checkpoint:
     version: str = __version__
     imports: list[dict[str, Any]] | None = None  # what the config names by import path: path, package, version
     input_plan: dict[str, Any] | None = None  # `InputPlan.state()`: how samples become model inputs
+    outputs: list[dict[str, Any]] | None = None  # several outputs: each one's name, task, classes, width
     path: Path | None = None  # where it was loaded from (not stored)
     legacy_names: bool = False  # format 1: nested layer names (not stored)
 
@@ -194,6 +195,7 @@ _SCHEMA: dict[str, tuple[Callable[[Any], bool], bool]] = {  # key: (check, requi
         False,
     ),
     "input_plan": (_optional(lambda v: isinstance(v, dict) and isinstance(v.get("source"), str)), False),
+    "outputs": (_optional(lambda v: isinstance(v, list) and all(isinstance(o, dict) for o in v)), False),
 }
 
 

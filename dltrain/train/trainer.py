@@ -11,6 +11,7 @@ import math
 import signal
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 from typing import Any, ContextManager
@@ -360,6 +361,7 @@ class Trainer:
             output_activation=self.network.output_activation,
             preprocessing=self.data.preprocessing.state(),
             input_plan=self.data.plan.state() if self.data.plan is not None else None,
+            outputs=[asdict(head) for head in self.data.heads.values()] if self.heads else None,  # type: ignore[attr-defined]
             epoch=self.epoch,
             history=[dict(row) for row in self.history],
             best=self.best,
