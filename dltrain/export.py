@@ -165,6 +165,10 @@ def export(checkpoint: str | Path, fmt: str, output: str | Path | None = None) -
     if target.resolve() == source.resolve():
         raise UserError(f"-o '{target}' is the checkpoint itself; choose another file name")
     check_output_file(target, "-o")
+    if trainer.heads is not None:  # named inputs or several outputs: ONNX with the config's names
+        from .export_named import export_named
+
+        return export_named(trainer, name, target)
     width = trainer.built.summary[-1].output_shape[0]
     module = Deployable(trainer.network, width).eval()
     sample = check_batch(trainer.data)

@@ -59,6 +59,7 @@ LAYERS: dict[str, set[str]] = {
         "_docs",
         "graph_plot",
         "multi",
+        "export_named",
     },
     "cli": {"cli", "__main__"},
 }

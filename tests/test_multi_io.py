@@ -209,3 +209,22 @@ def test_predict_gives_one_group_per_output(cli, tmp_path: Path) -> None:
     np.savez(tmp_path / "half.npz", image=x.reshape(-1, 1, 8, 8))
     missing = cli("predict", tmp_path / "run", tmp_path / "half.npz")
     assert missing.exit_code == 2 and "no array for input 'extra'" in missing.output
+
+
+def test_onnx_export_has_the_configs_input_and_output_names_and_matches(cli, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    assert cli("fit", write_config(tmp_path, two_by_two(epochs=1)), "--run-dir", tmp_path / "run").exit_code == 0
+    result = cli("export", tmp_path / "run", "--format", "onnx", "-o", tmp_path / "model.onnx")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "model.onnx.json").read_text())
+    assert [i["name"] for i in meta["inputs"]] == ["image", "extra"] and meta["check"]["max_abs_diff"] < 1e-4
+    assert [(o["name"], o["kind"]) for o in meta["outputs"]] == [("digit", "probabilities"), ("even", "probability")]
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image", "extra"]
+    assert [o.name for o in session.get_outputs()] == ["digit", "even"]
+    digit, even = session.run(
+        None, {"image": np.zeros((3, 1, 8, 8), np.float32), "extra": np.zeros((3, 4), np.float32)}
+    )
+    assert digit.shape == (3, 10) and np.allclose(digit.sum(axis=1), 1, atol=1e-5) and even.shape == (3, 1)

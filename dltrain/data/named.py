@@ -43,6 +43,12 @@ class Named(dict):
     def to(self, device: torch.device, non_blocking: bool = False) -> "Named":
         return Named({name: value.to(device, non_blocking=non_blocking) for name, value in self.items()})
 
+    def cpu(self) -> "Named":
+        return Named({name: value.cpu() for name, value in self.items()})
+
+    def float(self) -> "Named":
+        return Named({name: value.float() for name, value in self.items()})
+
     def contiguous(self) -> "Named":
         return Named({name: value.contiguous() for name, value in self.items()})
 
