@@ -228,3 +228,44 @@ def test_onnx_export_has_the_configs_input_and_output_names_and_matches(cli, tmp
         None, {"image": np.zeros((3, 1, 8, 8), np.float32), "extra": np.zeros((3, 4), np.float32)}
     )
     assert digit.shape == (3, 10) and np.allclose(digit.sum(axis=1), 1, atol=1e-5) and even.shape == (3, 1)
+
+
+def test_csv_columns_by_input_and_targets_by_output(cli, tmp_path: Path) -> None:
+    from data_files import write_table
+
+    write_table(tmp_path / "flowers.csv")
+    config = {
+        "name": "table",
+        "seed": 0,
+        "data": {
+            "source": "csv",
+            "path": "flowers.csv",
+            "inputs": {"length": ["petal_length"], "width": ["petal_width"]},
+            "target": {"species": "species", "height": "height"},
+            "normalize": "standardize",
+        },
+        "model": {
+            "inputs": {"length": [1], "width": [1]},
+            "layers": [
+                {"name": "joined", "type": "Concatenate", "inputs": ["length", "width"]},
+                {"type": "Dense", "units": 16, "activation": "relu"},
+                {"name": "species", "type": "Dense", "units": 3, "activation": "softmax"},
+                {"name": "height", "type": "Dense", "units": 1, "inputs": "joined"},
+            ],
+            "outputs": ["species", "height"],
+        },
+        "compile": {
+            "optimizer": {"type": "adam", "lr": 0.05},
+            "loss": {"species": "categorical_crossentropy", "height": "mse"},
+            "loss_weights": {"height": 0.01},
+            "metrics": {"species": ["accuracy"], "height": ["mae"]},
+        },
+        "fit": {"epochs": 15, "batch_size": 32, "validation_split": 0.2, "device": "cpu"},
+    }
+    result = cli("fit", write_config(tmp_path, config), "--run-dir", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    last = rows(tmp_path / "run")[-1]
+    assert float(last["val_species_accuracy"]) >= 0.8 and "val_height_mae" in last
+    report = json.loads(cli("evaluate", tmp_path / "run", "--json").stdout)
+    assert list(report["per_class"]["species"]) == ["setosa", "versicolor", "virginica"]
+    assert "height" not in report["confusion_matrices"]  # a regression output has none

@@ -324,3 +324,34 @@ def assemble_named(
         heads=heads,
         input_shapes=shapes,
     )
+
+
+@named_source("csv")
+def _csv(params: Any, inputs: list[str], outputs: list[str]) -> NamedRaw:
+    """`inputs: {input: [numeric columns]}` and `target: {output: column}` (one of each may be plain)."""
+    from .tabular import read_table, target_values
+
+    table = read_table(params.path)
+    columns = params.inputs or ({inputs[0]: params.features} if len(inputs) == 1 and params.features else {})
+    targets = params.target if isinstance(params.target, dict) else {outputs[0]: params.target}
+    for key, names, given in (("inputs", inputs, columns), ("target", outputs, targets)):
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise DataError(
+                f"data.{key} names no column(s) for the model's {', '.join(missing)}; e.g. "
+                f"{key}: {{{missing[0]}: {'[column, ...]' if key == 'inputs' else 'column'}}}"
+            )
+    x = {
+        name: np.stack([table.numbers(c, f"inputs.{name}") for c in columns[name]], axis=1).astype(np.float32)
+        for name in inputs
+    }
+    y: Arrays = {}
+    class_names: dict[str, list[str] | None] = {}
+    for name in outputs:
+        values = target_values(table, targets[name])
+        if values.dtype.kind == "U":  # class names: indices, the names sorted
+            names = sorted(set(values.tolist()))
+            index = {n: i for i, n in enumerate(names)}
+            values, class_names[name] = np.array([index[v] for v in values], dtype=np.int64), names
+        y[name] = values
+    return NamedRaw(x, y, value_range=dict.fromkeys(inputs), class_names=class_names)

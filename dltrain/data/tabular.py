@@ -190,6 +190,11 @@ def target_values(table: Table, name: str) -> np.ndarray:
 @register_source(CsvParams)
 def csv_source(p: CsvParams) -> RawData:
     """Tabular rows from a CSV file: `target` column, numeric and categorical `features`."""
+    if not isinstance(p.target, str) or p.inputs is not None:
+        raise DataError(
+            "data.target by output and data.inputs by name are for a model with named inputs or several "
+            "outputs (model.inputs, model.outputs); this model has one of each: give one target column"
+        )
     table = read_table(p.path)
     table.index(p.target, "target")
     features = p.features or [name for name in table.header if name != p.target]

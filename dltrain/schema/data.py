@@ -169,9 +169,12 @@ class CsvParams(DataParams):
 
     source: Literal["csv"]
     path: Path = Field(description=PATH)
-    target: str = Field(description="The column to predict.")
+    target: str | dict[str, str] = Field(description="The column to predict; several outputs: {output: column}.")
     features: Annotated[list[str], Field(min_length=1)] | None = Field(
         None, description="The input columns (default: every other column)."
+    )
+    inputs: dict[str, Annotated[list[str], Field(min_length=1)]] | None = Field(
+        None, description="Several named model inputs: {input: [numeric columns]}."
     )
     categorical: list[str] = Field(
         [],
