@@ -59,7 +59,6 @@ LAYERS: dict[str, set[str]] = {
         "_docs",
         "graph_plot",
         "multi",
-        "export_named",
     },
     "cli": {"cli", "__main__"},
 }
