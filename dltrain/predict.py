@@ -18,7 +18,7 @@ import torch
 
 from .data import Preprocessing
 from .data.images import IMAGE_SUFFIXES, read_image
-from .data.tabular import numeric_rows, read_features, read_table
+from .data.tabular import numeric_rows, read_features, with_table
 from .data.timeseries import read_series, windows
 from .errors import DataError
 from .inference import describe_rows, image_values
@@ -109,10 +109,24 @@ def read_csv(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     if plan.kind == "table":
         x = torch.from_numpy(read_features(path, state))
         return Samples(x, list(range(len(x))))
-    if plan.kind == "series":
-        x = torch.from_numpy(windows(read_series(read_table(path), state["columns"]), state["window"]))
+    if plan.kind == "series":  # a time series: one sample per full window, named by its last row
+        series = with_table(path, lambda table: read_series(table, state["columns"]))
+        x = torch.from_numpy(windows(series, state["window"]))
         return Samples(x, list(range(state["window"] - 1, state["window"] - 1 + len(x))))
     return _as_samples(numeric_rows(path).astype(np.float32), path, prep)
+
+
+def read_parquet_rows(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
+    """Rows of a Parquet file, by column name: encoded as the `parquet` (or `csv`) source did."""
+    from .data.parquet import read_features as parquet_features
+
+    state = prep.table or {}
+    if "categories" not in state:
+        raise DataError(
+            f"'{path}': this model was not trained on table columns, so a Parquet file has nothing to give it"
+        )
+    x = torch.from_numpy(parquet_features(path, state))
+    return Samples(x, list(range(len(x))))
 
 
 READERS: dict[str, Reader] = {
@@ -120,6 +134,7 @@ READERS: dict[str, Reader] = {
     ".npy": read_npy,
     ".npz": read_npz,
     ".csv": read_csv,
+    ".parquet": read_parquet_rows,
 }
 
 

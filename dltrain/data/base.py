@@ -207,17 +207,17 @@ def _named_labels(raw: RawData, task: Task) -> RawData:
     """String class labels (`'cat'`, `'setosa'`) → class indices, the names sorted, over every split."""
     if raw.y_train.dtype.kind not in "USO":
         return raw
-    labels = [y for y in (raw.y_train, raw.y_val, raw.y_test) if y is not None]
-    names = sorted({str(v) for y in labels for v in y.reshape(-1)})
+    labels = [_strings(y) for y in (raw.y_train, raw.y_val, raw.y_test) if y is not None]
+    names = sorted({v for y in labels for v in set(y.tolist())})
     if task == "regression":
         raise DataError(
             f"the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
             f"use a classification loss (categorical_crossentropy) or a numeric target"
         )
-    index = {name: i for i, name in enumerate(names)}
+    sorted_names = np.asarray(names, dtype=str)
 
     def encode(y: np.ndarray) -> np.ndarray:
-        return np.array([index[str(v)] for v in y.reshape(-1)], dtype=np.int64)
+        return np.searchsorted(sorted_names, _strings(y)).astype(np.int64)
 
     return replace(
         raw,
@@ -226,6 +226,12 @@ def _named_labels(raw: RawData, task: Task) -> RawData:
         y_test=None if raw.y_test is None else encode(raw.y_test),
         class_names=names,
     )
+
+
+def _strings(y: np.ndarray) -> np.ndarray:
+    """(N,) str array of labels (no copy when they are strings already)."""
+    y = np.asarray(y).reshape(-1)
+    return y if y.dtype.kind == "U" else y.astype(str)
 
 
 def _binary_names(names: list[str] | None, outputs: int) -> list[str] | None:
