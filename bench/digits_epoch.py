@@ -58,7 +58,7 @@ def plain_epoch(
 
 def measure(device: str, epochs: int) -> dict[str, float]:
     loaded = load_config(CONFIG, [f"fit.device={device}"])
-    loaded.config.seed = 0
+    loaded.config = loaded.config.model_copy(update={"seed": 0})  # the config is frozen
     trainer = build_trainer(loaded)
     ctx = trainer.ctx
     batches = TensorBatches(trainer.splits["train"], loaded.config.fit.batch_size, True, 0)

@@ -29,7 +29,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_vgg16.yaml"
 def build(device: str, cache: bool) -> tuple[Trainer, Batches, float]:
     """A trainer set up as `fit` sets it up, and the seconds its cache took."""
     loaded = load_config(CONFIG, [f"fit.device={device}", f"model.layers[0].cache_features={str(cache).lower()}"])
-    loaded.config.seed = 0
+    loaded.config = loaded.config.model_copy(update={"seed": 0})  # the config is frozen
     trainer = build_trainer(loaded)
     ctx = trainer.ctx
     sync(ctx.device)

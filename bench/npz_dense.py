@@ -63,7 +63,7 @@ def dltrain_trainer(folder: Path, npz: Path, device: str, metrics: list[str]) ->
     path = folder / f"bench-{len(metrics)}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     loaded = load_config(path)
-    loaded.config.seed = 0
+    loaded.config = loaded.config.model_copy(update={"seed": 0})  # the config is frozen
     return build_trainer(loaded)
 
 

@@ -43,7 +43,7 @@ EVERYTHING = [
 
 def _trainer(device: str, overrides: list[str], reporter: Reporter) -> Trainer:
     loaded = load_config(CONFIG, [f"fit.device={device}", "fit.validation_split=0", *overrides])
-    loaded.config.seed = 0
+    loaded.config = loaded.config.model_copy(update={"seed": 0})  # the config is frozen
     return build_trainer(loaded, reporter=reporter)
 
 

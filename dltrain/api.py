@@ -18,6 +18,7 @@ from .config import LoadedConfig, compose, from_resolved, load_config, with_seed
 from .data import Preprocessing
 from .data.report import DataReport, data_report
 from .errors import CheckpointError, ConfigError, RunError, UserError
+from .multi import output_confusions, predict_named
 from .nn.backbones import weights_from_checkpoint
 from .nn.metrics import METRICS, build_metrics, class_scores
 from .nn.model import BuiltModel, build_model
@@ -170,6 +171,10 @@ def evaluate(
     report = trainer.evaluate(trainer.splits[split], confusion=True)  # the copy on the trainer's device
     report["split"] = split
     report["samples"] = len(chosen)
+    if trainer.heads is not None:  # several outputs: a confusion matrix per classifying output
+        found = output_confusions(trainer, trainer.splits[split])
+        report["confusion_matrices"] = {name: matrix for name, (matrix, _) in found.items()}
+        report["per_class"] = {name: per_class_scores(matrix, names) for name, (matrix, names) in found.items()}
     if "confusion_matrix" in report:
         report["per_class"] = per_class_scores(report["confusion_matrix"], trainer.data.class_names or [])
         if plot is not None:
@@ -201,10 +206,13 @@ def predict(
         raise UserError(f"--top-k must be 1 or more; received {top_k}")
     saved = checkpoint.load(path)
     target = resolve_device(device)
+    if saved.outputs is not None:  # named inputs or several outputs: one group of columns per output
+        return {"predictions": predict_named(saved, [Path(i) for i in inputs], top_k, target)}
     network = restore_network(saved).to(target)
     rows = predict_files(
         network,
         Preprocessing.from_state(saved.preprocessing, saved.tokenizer),
+        saved.plan(),
         [Path(i) for i in inputs],
         saved.task,
         saved.class_names or [],
@@ -229,7 +237,9 @@ def restore_network(saved: Checkpoint) -> torch.nn.Module:
     loaded = _stored_config(saved)
     checkpoint.check_consistent(saved)
     with weights_from_checkpoint():
-        built = build_model(loaded, tuple(saved.input_shape), saved.target_width, vocabulary_size(saved))
+        built = build_model(
+            loaded, tuple(saved.input_shape), saved.target_width, saved.plan(), vocabulary_size(saved)
+        )
     built.network.load_state_dict(saved.weights_for(built.network))
     return built.network.eval()
 

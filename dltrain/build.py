@@ -16,11 +16,14 @@ import numpy as np
 import torch
 
 from .config import LoadedConfig
-from .data import DataBundle, Preprocessing, load_data
+from .data import DataBundle, Preprocessing, assemble_any, is_text, read_source
+from .data.named import preprocessing_from_state
+from .data.plan import plan_inputs, with_raw_shape
 from .nn.backbones import weights_from_checkpoint
 from .nn.budget import training_problem
 from .nn.losses import loss_spec
 from .nn.model import BuiltModel, build_model
+from .nn.outputs import is_multi
 from .reporting import Reporter
 from .train import transfer
 from .train.checkpoint import Checkpoint
@@ -36,14 +39,24 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare(loaded: LoadedConfig, preprocessing: Preprocessing | None = None) -> tuple[DataBundle, BuiltModel]:
-    """Load the data and build the model for a validated config (the input plan's defaults applied)."""
+    """Load the data and build the model for a validated config, both as the input plan says."""
     config = loaded.config
+    if is_multi(config):  # named inputs or several outputs: `dltrain.multi`
+        from .multi import prepare_multi
+
+        return prepare_multi(loaded, preprocessing)
     task = loss_spec(config.compile.loss).task
-    notes = transfer.normalization_default(loaded)
-    data = load_data(loaded.config.data, task, config.fit.validation_split, preprocessing, config.fit.validation_mode)
-    notes += transfer.image_defaults(loaded, data.input_shape)
-    built = build_model(loaded, data.input_shape, data.target_width, data.vocab_size)
-    built.notes += notes + transfer.plan_notes(built.network)
+    raw = read_source(config.data)
+    text = is_text(raw)
+    plan = None if text else plan_inputs(loaded, tuple(raw.x_train.shape[1:]))
+    data = assemble_any(
+        raw, loaded.config.data, task, config.fit.validation_split, preprocessing, config.fit.validation_mode
+    )
+    if plan is None:  # text: the sample is known once tokenized
+        plan = plan_inputs(loaded, tuple(data.input_shape))
+    data.plan = with_raw_shape(plan, data.preprocessing.raw_shape)
+    built = build_model(loaded, data.input_shape, data.target_width, data.plan, data.vocab_size)
+    built.notes += plan.notes + transfer.plan_notes(built.network)
     return data, built
 
 
@@ -74,7 +87,7 @@ def build_trainer(
     """
     ctx = ctx or Context(resolve_device(loaded.config.fit.device))
     seed_everything(loaded.config.seed or 0)
-    prep = Preprocessing.from_state(saved.preprocessing, saved.tokenizer) if saved is not None else None
+    prep = preprocessing_from_state(saved.preprocessing, saved.tokenizer) if saved is not None else None
     with weights_from_checkpoint() if saved is not None else nullcontext():
         data, built = prepare(loaded, prep)
     if training:

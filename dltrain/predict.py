@@ -1,9 +1,10 @@
 """`dltrain predict`: a trained model on new files, through the preprocessing stored at training time.
 
 Each input kind has a reader (by file suffix) that turns a file into samples in the
-source's raw units (what the data source would have produced); from there the path is
-the training path: the stored `Preprocessing`, then the network (its input adapter
-included), then the final activation.
+source's raw units (what the data source would have produced); a CSV is read the way
+the run's input plan says its source read rows (a table, a time series, or numbers).
+From there the path is the training path: the stored `Preprocessing`, then the network
+(its input adapter included), then the final activation.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .data.timeseries import read_series, windows
 from .data.tokenize import encode_texts, fixed_length, from_json
 from .errors import DataError
 from .inference import describe_rows, image_values
+from .schema.inputs import InputPlan
 
 CHUNK = 1024  # samples per forward pass
 
@@ -35,7 +37,7 @@ class Samples:
     names: list[str | int]
 
 
-Reader = Callable[[Path, Preprocessing], Samples]
+Reader = Callable[[Path, Preprocessing, InputPlan], Samples]
 
 
 def _shape_text(shape: list[int] | None) -> str:
@@ -58,7 +60,7 @@ def _as_samples(array: np.ndarray, path: Path, prep: Preprocessing) -> Samples:
     )
 
 
-def read_image_file(path: Path, prep: Preprocessing) -> Samples:
+def read_image_file(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     """An image decoded to the model's `[C, H, W]`, in the training data's value range."""
     shape = prep.raw_shape or []
     if prep.channels_last and len(shape) == 3:  # the source read [H, W, C]
@@ -74,7 +76,7 @@ def read_image_file(path: Path, prep: Preprocessing) -> Samples:
     return Samples(x[None], [path.name])
 
 
-def read_npy(path: Path, prep: Preprocessing) -> Samples:
+def read_npy(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -85,7 +87,7 @@ def read_npy(path: Path, prep: Preprocessing) -> Samples:
 NPZ_KEYS = ("x", "x_test", "x_train")
 
 
-def read_npz(path: Path, prep: Preprocessing) -> Samples:
+def read_npz(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     """The archive's only array, else its `x` (or `x_test`, `x_train`)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -99,16 +101,17 @@ def read_npz(path: Path, prep: Preprocessing) -> Samples:
     return _as_samples(array, path, prep)
 
 
-def read_csv(path: Path, prep: Preprocessing) -> Samples:
-    """Rows of a CSV: encoded as the `csv` source did, windowed as `timeseries_csv` did, else numbers by position.
+def read_csv(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
+    """Rows of a CSV, as the plan's source read them: a table (named feature columns, categories
+    one-hot), a time series (one sample per full window, named by its last row), else numbers by position.
 
     Only the last kind may come without a header row (its columns have no names to match).
     """
     state = prep.table or {}
-    if "categories" in state:  # tabular: named feature columns, categories one-hot
+    if plan.kind == "table":
         x = torch.from_numpy(read_features(path, state))
         return Samples(x, list(range(len(x))))
-    if "columns" in state:  # a time series: one sample per full window, named by its last row
+    if plan.kind == "series":  # a time series: one sample per full window, named by its last row
         series = with_table(path, lambda table: read_series(table, state["columns"]))
         x = torch.from_numpy(windows(series, state["window"]))
         return Samples(x, list(range(state["window"] - 1, state["window"] - 1 + len(x))))
@@ -125,14 +128,14 @@ def text_samples(texts: list[str], prep: Preprocessing) -> torch.Tensor:
     return torch.from_numpy(encode_texts(tokenizer, texts))
 
 
-def read_text_file(path: Path, prep: Preprocessing) -> Samples:
+def read_text_file(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     """A .txt file is one text (as `text_folder` reads its files)."""
     from .data.text import read_utf8
 
     return Samples(text_samples([read_utf8(path)], prep), [path.name])
 
 
-def read_parquet_rows(path: Path, prep: Preprocessing) -> Samples:
+def read_parquet_rows(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     """Rows of a Parquet file, by column name: encoded as the `parquet` (or `csv`) source did."""
     from .data.parquet import read_features as parquet_features
 
@@ -155,7 +158,7 @@ READERS: dict[str, Reader] = {
 }
 
 
-def read_input(path: Path, prep: Preprocessing) -> Samples:
+def read_input(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     """The samples in one input file, by its suffix."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
@@ -165,7 +168,7 @@ def read_input(path: Path, prep: Preprocessing) -> Samples:
         )
     if not path.is_file():
         raise DataError(f"no file at '{path}'")
-    return reader(path, prep)
+    return reader(path, prep, plan)
 
 
 def scores(outputs: torch.Tensor, task: str) -> np.ndarray:
@@ -193,6 +196,7 @@ def predict_scores(
 def predict_files(
     network: torch.nn.Module,
     prep: Preprocessing,
+    plan: InputPlan,
     inputs: list[Path],
     task: str,
     class_names: list[str],
@@ -202,7 +206,7 @@ def predict_files(
 ) -> list[dict[str, Any]]:
     """Predictions for every sample of every input file, then for every text of `texts`, in order."""
     predictions: list[dict[str, Any]] = []
-    read = (read_input(Path(path), prep) for path in inputs)  # one file at a time, as it is predicted
+    read = (read_input(Path(path), prep, plan) for path in inputs)  # one file at a time, as it is predicted
     extra = [Samples(text_samples(texts, prep), list(texts))] if texts else []
     for samples in itertools.chain(read, extra):
         rows = describe_rows(predict_scores(network, prep, samples.x, task, device), task, class_names, top_k)

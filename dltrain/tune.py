@@ -139,7 +139,12 @@ def check_space(loaded: LoadedConfig, base: dict[str, Any], tune: TuneConfig) ->
 
 def row_columns(loaded: LoadedConfig) -> list[str]:
     """The epoch row's columns a trial can be judged by (val_* when the data has a validation set)."""
-    keys = ["loss", *(m.type for m in loaded.config.compile.metrics)]
+    metrics = loaded.config.compile.metrics
+    if isinstance(metrics, dict):  # several outputs: `<output>_loss`, `<output>_<metric>`
+        named = [f"{out}_{key}" for out, found in metrics.items() for key in ("loss", *(m.type for m in found))]
+    else:
+        named = [m.type for m in metrics]
+    keys = ["loss", *named]
     return keys + [f"val_{k}" for k in keys]
 
 

@@ -59,6 +59,7 @@ LAYERS: dict[str, set[str]] = {
         "_docs",
         "graph_plot",
         "generate",
+        "multi",
     },
     "cli": {"cli", "__main__"},
 }

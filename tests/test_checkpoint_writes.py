@@ -72,7 +72,7 @@ def test_an_empty_augment_keeps_features_cached(tmp_path: Path) -> None:
     for augment, cached in (({}, True), ({"random_flip": "horizontal"}, False)):
         data = {**CONFIG["data"], "augment": augment}
         trainer = build_trainer(load_config(write_config(tmp_path, {**CONFIG, "data": data})))
-        assert (cacheable(trainer.network, trainer.config.data) is not None) == cached, augment
+        assert (cacheable(trainer.network, trainer.data.plan) is not None) == cached, augment
 
 
 def test_early_stopping_keeps_only_what_trains_and_restores_the_whole_model(cli, tmp_path: Path) -> None:

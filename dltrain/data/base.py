@@ -16,6 +16,7 @@ import torch
 from .._registry import tag_value
 from ..errors import DataError
 from ..schema.data import SOURCES, DataParams, TextParams
+from ..schema.inputs import InputPlan
 from ..schema.losses import Task
 from .splits import ValidationMode, random_split, validation_indices
 
@@ -148,6 +149,7 @@ class DataBundle:
     num_classes: int | None
     class_names: list[str] | None
     preprocessing: Preprocessing
+    plan: InputPlan | None = None  # how the samples became model inputs (`dltrain.data.plan`)
     vocab_size: int | None = None  # text: the tokenizer's vocabulary (the default `input_dim` of an Embedding)
 
     @property

@@ -108,7 +108,7 @@ def parquet(p: ParquetParams) -> RawData:
     streamed = parquet_stream(p, files)
     if streamed is not None:
         return streamed
-    columns = None if p.features is None else {**dict.fromkeys(p.features, "features"), p.target: "target"}
+    columns = None if p.features is None else {**dict.fromkeys(p.features, "features"), str(p.target): "target"}
     data, counts = read_parquet(files, columns)
     name = str(files[0]) if len(files) == 1 else p.path
     return table_raw(arrow_table(data, name, _locator(files, counts)), p)
@@ -190,8 +190,11 @@ class ParquetShards:
 
 
 def parquet_stream(params: ParquetParams, files: list[Path]) -> RawData | None:
-    """`parquet` streamed, or None for the in-memory path."""
-    shards = streamed(params, lambda: ParquetShards([str(f) for f in files], params.target, params.features))
+    """`parquet` streamed, or None for the in-memory path (which also reads a target per named output)."""
+    target = params.target
+    if not isinstance(target, str):
+        return None
+    shards = streamed(params, lambda: ParquetShards([str(f) for f in files], target, params.features))
     if shards is False:
         return None
     assert isinstance(shards, ParquetShards)

@@ -375,6 +375,11 @@ def target_values(table: Table, name: str) -> np.ndarray:
 
 def table_raw(table: Table, p: ColumnsParams) -> RawData:
     """Inputs and targets of a table by the configured columns (`csv`, `parquet`, `hf`)."""
+    if not isinstance(p.target, str) or p.inputs is not None:
+        raise DataError(
+            "data.target by output and data.inputs by name are for a model with named inputs or several "
+            "outputs (model.inputs, model.outputs); this model has one of each: give one target column"
+        )
     table.index(p.target, "target")
     features = p.features or [name for name in table.header if name != p.target]
     if p.target in features:
@@ -398,7 +403,7 @@ def csv_source(p: CsvParams) -> RawData:
         encoder: Any = raw.encoder
         raw.x_val, raw.y_val = with_table(
             p.validation_path,
-            lambda table: _validation_rows(table, encoder, p.target, raw.y_train),
+            lambda table: _validation_rows(table, encoder, str(p.target), raw.y_train),  # one column: table_raw checked
             set(p.categorical),
         )
     return raw

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..config import Config, LoadedConfig
 from ..errors import ConfigError
+from ..schema.inputs import InputPlan
 from ..schema.layers import LayerParams
 from . import custom, graph
 from .activations import apply_output_activation
@@ -116,7 +117,7 @@ def _check_task(loaded: LoadedConfig, final: tuple[int, str] | None, absorbs: st
     if name == absorbs:
         return name
     if name != "linear":
-        loss = loaded.config.compile.loss.type
+        loss = getattr(loaded.config.compile.loss, "type", "")
         raise loaded.error(
             ("model", "layers", index, "activation"),
             f"a final '{name}' does not fit the loss '{loss}', which expects logits: "
@@ -126,9 +127,13 @@ def _check_task(loaded: LoadedConfig, final: tuple[int, str] | None, absorbs: st
 
 
 def build_model(
-    loaded: LoadedConfig, data_shape: Shape, target_width: int, vocab_size: int | None = None
+    loaded: LoadedConfig,
+    data_shape: Shape,
+    target_width: int,
+    plan: InputPlan | None = None,
+    vocab_size: int | None = None,
 ) -> BuiltModel:
-    """Build the network for inputs of `data_shape` and targets `target_width` wide.
+    """Build the network for inputs of `data_shape` and targets `target_width` wide (the adapter as `plan` says).
 
     `vocab_size` (text data: the tokenizer's) is the default `input_dim` of the embeddings.
     """
@@ -153,7 +158,7 @@ def build_model(
     wiring = graph.plan(loaded)
     output = graph.single_output(loaded, wiring)
     split_off = _check_task(loaded, _final_activation(config, output), spec.absorbs)
-    adapter = _input_adapter(loaded, tuple(data_shape))
+    adapter = _input_adapter(loaded, tuple(data_shape), plan or _config_plan(loaded))
 
     shapes: dict[graph.Source, Shape] = {next(iter(wiring.inputs)): adapter.out_shape if adapter else tuple(data_shape)}
     modules: list[nn.Module] = []
@@ -191,7 +196,11 @@ def build_model(
     masks, notes = graph.mask_flow(wiring, builts)
     layers = modules if wiring.is_chain and not masks else graph.graph_module(wiring, modules, masks)
     return BuiltModel(
-        Network(layers, split_off, penalties, adapter), summary, tuple(data_shape), notes, wired=not wiring.is_chain
+        Network(layers, split_off, penalties, adapter),
+        summary,
+        tuple(data_shape),
+        notes + _old_form_notes(loaded),
+        wired=not wiring.is_chain,
     )
 
 
@@ -205,20 +214,40 @@ def _from_data(params: Any, target_width: int, vocab_size: int | None) -> Any:
     return params.model_copy(update=update) if update else params
 
 
-def _input_adapter(loaded: LoadedConfig, shape: Shape) -> InputAdapter | None:
-    """The on-device channel/resize/ImageNet step the data keys ask for, if any."""
-    data = loaded.config.data
-    imagenet = data.normalize == "imagenet"
-    if data.channels is None and data.resize is None and not imagenet:
+def _old_form_notes(loaded: LoadedConfig) -> list[str]:
+    """A note for each `Backbone` still written the old way, `name: resnet18` (read as `arch: resnet18`)."""
+    notes = []
+    for index, params in enumerate(loaded.config.model.layers):
+        path = ("model", "layers", index)
+        if params.type != "Backbone" or (*path, "arch") in loaded.origins or (*path, "name") not in loaded.origins:
+            continue
+        notes.append(
+            f"{loaded.where((*path, 'name'))}: model.layers.{index}: `name: {params.name}` read as "
+            f"`arch: {params.arch}` (the old form); write `arch: {params.arch}`, since `name` now names "
+            f"the layer's node in a graph"
+        )
+    return notes
+
+
+def _config_plan(loaded: LoadedConfig) -> InputPlan:
+    """The adapter part of an input plan, read from a config whose defaults are already applied (tests, tools)."""
+    return InputPlan.from_config({"data": loaded.config.data.model_dump()}, None)
+
+
+def _input_adapter(loaded: LoadedConfig, shape: Shape, plan: InputPlan) -> InputAdapter | None:
+    """The on-device channel/resize/ImageNet step the input plan holds, if any."""
+    if not plan.adapts:
         return None
-    key = "channels" if data.channels is not None else "resize" if data.resize is not None else "normalize"
+    imagenet = plan.imagenet
+    key = "channels" if plan.channels is not None else "resize" if plan.resize is not None else "normalize"
     if len(shape) != 3:
         raise loaded.error(("data", key), f"'{key}' applies to images [C, H, W]; this data's samples are {list(shape)}")
-    if shape[0] not in (1, 3) and data.channels is not None:
+    if shape[0] not in (1, 3) and plan.channels is not None:
         raise loaded.error(
             ("data", "channels"), f"channels converts between 1 and 3 channels; the images have {shape[0]}"
         )
-    adapter = InputAdapter(shape, data.channels, data.resize_to, imagenet)
+    resize = (plan.resize[0], plan.resize[1]) if plan.resize is not None else None
+    adapter = InputAdapter(shape, plan.channels, resize, imagenet)
     if imagenet and adapter.out_shape[0] != 3:
         raise loaded.error(("data", "normalize"), "normalize: imagenet needs 3-channel images; add `channels: 3`")
     return None if adapter.is_identity else adapter
@@ -297,7 +326,7 @@ def _check_metrics(loaded: LoadedConfig, task: str) -> None:
             err = loaded.error(
                 ("compile", "metrics", index),
                 f"metric '{metric.type}' does not apply to a {task} loss "
-                f"('{loaded.config.compile.loss.type}'); it needs: {', '.join(allowed)}",
+                f"('{getattr(loaded.config.compile.loss, 'type', '')}'); it needs: {', '.join(allowed)}",
             )
             problems += err.problems
     if problems:

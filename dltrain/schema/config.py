@@ -77,12 +77,16 @@ class CompileConfig(Params):
     optimizer: OptimizerConfig = Field(
         "adam", validate_default=True, description="The optimizer: a name (adam) or {type: adam, lr: 0.001, ...}."
     )
-    loss: LossConfig = Field(
+    loss: LossConfig | dict[str, LossConfig] = Field(
         description="The loss: a name (categorical_crossentropy) or {type: ..., ...}; "
-        "it sets the task (classification, binary, regression)."
+        "it sets the task (classification, binary, regression). Several outputs: {output: loss}."
     )
-    metrics: list[MetricConfig] = Field(
-        [], description="Metrics reported each epoch (and with val_ for validation data)."
+    loss_weights: dict[str, Annotated[float, Field(ge=0.0)]] | None = Field(
+        None, description="Several outputs: each output's weight in the total `loss` (default 1 each)."
+    )
+    metrics: list[MetricConfig] | dict[str, list[MetricConfig]] = Field(
+        [],
+        description="Metrics reported each epoch (and with val_ for validation data). Several outputs: {output: [...]}.",
     )
     lr_schedule: ScheduleConfig | None = Field(None, description="How the lr changes during training.")
 

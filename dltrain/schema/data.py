@@ -100,6 +100,14 @@ class DigitsParams(DataParams):
     source: Literal["digits"]
     as_image: bool = Field(False, description="Give each digit as an image [1, 8, 8].")
     as_sequence: bool = Field(False, description="Give each digit as a sequence of 8 rows [8, 8].")
+    inputs: dict[str, Literal["image", "flat", "rows", "features"]] | None = Field(
+        None,
+        description="Several named model inputs, each a view of the digit: image [1, 8, 8], flat [64], rows [8, 8], "
+        "or features [4] (ink, and its share in the top, left and centre).",
+    )
+    targets: dict[str, Literal["digit", "even"]] | None = Field(
+        None, description="Several named outputs' targets: the digit (10 classes), or whether it is even (0/1)."
+    )
 
     @model_validator(mode="after")
     def _one_layout(self) -> "DigitsParams":
@@ -165,9 +173,12 @@ class SyntheticParams(DataParams):
 class ColumnsParams(DataParams):
     """Keys of the table sources (`csv`, `parquet`): the target column and the input columns."""
 
-    target: str = Field(description="The column to predict.")
+    target: str | dict[str, str] = Field(description="The column to predict; several outputs: {output: column}.")
     features: Annotated[list[str], Field(min_length=1)] | None = Field(
         None, description="The input columns (default: every other column)."
+    )
+    inputs: dict[str, Annotated[list[str], Field(min_length=1)]] | None = Field(
+        None, description="Several named model inputs: {input: [numeric columns]}."
     )
     categorical: list[str] = Field(
         [],

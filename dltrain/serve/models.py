@@ -86,7 +86,7 @@ def load_checkpoint(path: Path, device: str) -> ServedModel:
         "torch",
         task,
         saved.class_names or [],
-        InputSpec.from_state(prep.state(), prep.tokenizer),
+        InputSpec.from_state(prep.state(), prep.tokenizer, saved.plan().kind),
         int(saved.target_width),
         scores,
         info,

@@ -41,12 +41,19 @@ class InputSpec:
     value_range: float | None = None
     table: dict[str, Any] | None = None
     tokenizer: str | None = None  # a text model's tokenizer (its JSON text)
+    planned: str | None = None  # the input plan's sample kind (None: an export written before plans)
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], tokenizer: str | None = None) -> "InputSpec":
-        """From `Preprocessing.state()` or an export's `raw_input` (both hold shape, value_range, table)."""
+    def from_state(cls, state: dict[str, Any], tokenizer: str | None = None, kind: str | None = None) -> "InputSpec":
+        """From `Preprocessing.state()` and the input plan's kind, or an export's `raw_input` (its `kind` included)."""
         shape = state.get("raw_shape", state.get("shape")) or []
-        return cls(tuple(int(n) for n in shape), state.get("value_range"), state.get("table"), tokenizer)
+        return cls(
+            tuple(int(n) for n in shape),
+            state.get("value_range"),
+            state.get("table"),
+            tokenizer,
+            kind or state.get("kind"),
+        )
 
     @property
     def dtype(self) -> type:
@@ -57,7 +64,9 @@ class InputSpec:
     def kind(self) -> str:
         if self.tokenizer is not None:
             return "text"
-        if self.table and "categories" in self.table:
+        if self.planned is not None:
+            return self.planned
+        if self.table and "categories" in self.table:  # an export from before input plans
             return "table"
         if self.table and "columns" in self.table:
             return "series"

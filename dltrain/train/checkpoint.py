@@ -35,6 +35,7 @@ from .._files import atomic_path
 from .._version import __version__
 from ..errors import CheckpointError
 from ..schema import custom
+from ..schema.inputs import InputPlan
 
 FORMAT = "dltrain-checkpoint-2"
 FORMAT_1 = "dltrain-checkpoint-1"  # before checksums and flat layer names: still loaded
@@ -81,6 +82,8 @@ class Checkpoint:
     version: str = __version__
     imports: list[dict[str, Any]] | None = None  # what the config names by import path: path, package, version
     tokenizer: str | None = None  # text models: the fitted tokenizer's JSON text (Hugging Face `tokenizers`)
+    input_plan: dict[str, Any] | None = None  # `InputPlan.state()`: how samples become model inputs
+    outputs: list[dict[str, Any]] | None = None  # several outputs: each one's name, task, classes, width
     path: Path | None = None  # where it was loaded from (not stored)
     legacy_names: bool = False  # format 1: nested layer names (not stored)
 
@@ -112,6 +115,12 @@ class Checkpoint:
         if values.get("frozen") is not None:
             values["frozen"] = FrozenRef(**values["frozen"])
         return cls(**values, path=file, legacy_names=fmt == FORMAT_1)
+
+    def plan(self) -> InputPlan:
+        """How this model's inputs are read (a checkpoint written before plans were stored: from its config)."""
+        if self.input_plan is not None:
+            return InputPlan.from_state(self.input_plan)
+        return InputPlan.from_config(self.config, self.preprocessing.get("raw_shape"))
 
     def full_state(self) -> State:
         """The whole model state: this file's tensors over the frozen file's (verified)."""
@@ -190,6 +199,8 @@ _SCHEMA: dict[str, tuple[Callable[[Any], bool], bool]] = {  # key: (check, requi
         ),
         False,
     ),
+    "input_plan": (_optional(lambda v: isinstance(v, dict) and isinstance(v.get("source"), str)), False),
+    "outputs": (_optional(lambda v: isinstance(v, list) and all(isinstance(o, dict) for o in v)), False),
 }
 
 

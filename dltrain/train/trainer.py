@@ -11,6 +11,7 @@ import math
 import signal
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ContextManager
 
@@ -25,6 +26,7 @@ from ..nn.losses import loss_spec
 from ..nn.metrics import Tracker, build_metrics, predicted_labels
 from ..nn.model import BuiltModel
 from ..nn.optim import build_optimizer
+from ..nn.outputs import build_heads, is_multi
 from ..nn.schedules import LearningRate
 from ..reporting import Reporter
 from ..schema import custom
@@ -86,12 +88,15 @@ class Trainer:
             for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
             if split is not None
         }
-        self.loss_fn = loss_spec(config.compile.loss).make(config.compile.loss)
+        self.heads = build_heads(loaded, {n: h.width for n, h in data.heads.items()}) if is_multi(config) else None  # type: ignore[attr-defined]
+        self.loss_fn = self.heads.loss if self.heads else loss_spec(config.compile.loss).make(config.compile.loss)
         groups = param_groups(self.network, config.compile.optimizer.lr)
         self.optimizer = build_optimizer(groups, config.compile.optimizer, self.speed.optimizer_options())
         self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]  # clipped together
-        self.metrics = build_metrics(config.compile.metrics, data.task, data.target_width)
-        self.tracker = Tracker(self.metrics, ctx.device)
+        self.metrics: dict[str, Any] = (
+            self.heads.columns if self.heads else build_metrics(config.compile.metrics, data.task, data.target_width)  # type: ignore[arg-type]  # a list unless is_multi
+        )
+        self.tracker = self.new_tracker()
         self.epoch = 0  # epochs completed
         self.partial_step = 0  # steps of epoch `epoch + 1` done when a Ctrl-C or SIGTERM stopped it
         self.history: list[dict[str, Any]] = []
@@ -121,6 +126,10 @@ class Trainer:
         self.workers: int | None = (
             config.fit.num_workers if config.fit.num_workers is not None else getattr(config.data, "num_workers", None)
         )
+
+    def new_tracker(self) -> Any:
+        """An empty tracker of the loss and metrics (per output, for a model with several)."""
+        return self.heads.tracker(self.ctx.device) if self.heads else Tracker(self.metrics, self.ctx.device)
 
     def row_keys(self) -> list[str]:
         """The columns of an epoch's row that a callback may monitor."""
@@ -258,7 +267,7 @@ class Trainer:
         """
         fit = self.config.fit
         self.trained, self.splits = cache_features(
-            self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter
+            self.network, self.splits, self.data.plan, EVAL_BATCH, self.reporter
         )
         batches = make_batches(
             self.splits["train"],
@@ -320,7 +329,7 @@ class Trainer:
         if isinstance(split, Split):  # in-memory data must be where the model is (a no-op when it is)
             split = split.to(self.ctx.device)
         self.network.eval()
-        tracker = Tracker(self.metrics, self.ctx.device)
+        tracker = self.new_tracker()
         classes = self.data.confusion_classes
         matrix = torch.zeros(classes * classes, dtype=torch.int64, device=self.ctx.device) if classes else None
         batches = make_batches(
@@ -392,6 +401,8 @@ class Trainer:
             output_activation=self.network.output_activation,
             preprocessing=self.data.preprocessing.state(),
             tokenizer=self.data.preprocessing.tokenizer,
+            input_plan=self.data.plan.state() if self.data.plan is not None else None,
+            outputs=[asdict(head) for head in self.data.heads.values()] if self.heads else None,  # type: ignore[attr-defined]
             epoch=self.epoch,
             history=[dict(row) for row in self.history],
             best=self.best,

@@ -1,0 +1,160 @@
+"""Data and model for a model with named inputs or several outputs (`build.prepare` hands them here).
+
+The same phases as a plain model: the input plan, the data (named arrays), the
+model; the plain path is not touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .config import LoadedConfig
+from .data.named import NamedBundle, assemble_named, read_named
+from .data.plan import plan_inputs, with_raw_shape
+from .nn import graph
+from .nn.model import BuiltModel
+from .nn.outputs import build_multi_model, plan_outputs
+from .train import transfer
+
+
+def prepare_multi(loaded: LoadedConfig, preprocessing: Any = None) -> tuple[NamedBundle, BuiltModel]:
+    """Load the named arrays and build the `MultiNetwork` for a validated config."""
+    config = loaded.config
+    outputs = plan_outputs(loaded)
+    inputs = list(graph.plan(loaded).inputs)
+    raw = read_named(config.data, inputs, outputs.names)
+    first = raw.x_train[inputs[0]]
+    plan = plan_inputs(loaded, tuple(first.shape[1:]))
+    if plan.adapts:
+        raise loaded.error(
+            ("data",),
+            "channels, resize and normalize: imagenet apply to one image input; with named inputs, "
+            "give each input in the shape the model takes",
+        )
+    data = assemble_named(
+        raw, loaded.config.data, outputs.tasks, config.fit.validation_split, preprocessing, config.fit.validation_mode
+    )
+    data.plan = with_raw_shape(plan, list(first.shape[1:]))
+    built = build_multi_model(loaded, data.input_shapes, {n: h.width for n, h in data.heads.items()})
+    built.notes += plan.notes + transfer.plan_notes(built.network)
+    return data, built
+
+
+def output_confusions(trainer: Any, split: Any) -> dict[str, tuple[list[list[int]], list[str]]]:
+    """`evaluate`'s confusion matrices for a model with several outputs, by output: one for each
+    classification or single binary output, with its class names."""
+    import torch
+
+    from .data.batches import make_batches
+    from .nn.metrics import predicted_labels
+
+    heads = trainer.data.heads
+    sizes = {
+        name: head.width if head.task == "classification" else 2
+        for name, head in heads.items()
+        if head.task == "classification" or (head.task == "binary" and head.width == 1)
+    }
+    if not sizes:
+        return {}
+    device = trainer.ctx.device
+    matrices = {name: torch.zeros(n * n, dtype=torch.int64, device=device) for name, n in sizes.items()}
+    trainer.network.eval()
+    with torch.inference_mode():
+        for x, y in make_batches(split.to(device), 1024, False, 0, device, pad=False).epoch(0):
+            outputs = trainer.forward(x)
+            for name, n in sizes.items():
+                task = heads[name].task
+                predicted = predicted_labels(task, outputs[name]).long().reshape(-1)
+                truth = y[name].reshape(-1) if task == "classification" else (y[name] > 0.5).long().reshape(-1)
+                matrices[name] += torch.bincount(truth * n + predicted, minlength=n * n)
+    return {
+        name: (matrices[name].view(n, n).cpu().tolist(), heads[name].class_names or []) for name, n in sizes.items()
+    }
+
+
+def restore_multi(saved: Any) -> Any:
+    """The trained `MultiNetwork` from a checkpoint alone (no data read): shapes from its stored
+    preprocessing, output widths from its stored outputs."""
+    import torch
+
+    from .config import from_resolved
+    from .data.named import NamedPreprocessing
+    from .nn.backbones import weights_from_checkpoint
+
+    loaded = from_resolved(saved.config, None, source=saved.path.name if saved.path else "checkpoint")
+    prep = NamedPreprocessing.from_state(saved.preprocessing)
+    shapes = {name: tuple(p.apply(torch.zeros(1, *(p.raw_shape or []))).shape[1:]) for name, p in prep.inputs.items()}
+    widths = {head["name"]: int(head["width"]) for head in saved.outputs or []}
+    with weights_from_checkpoint():
+        built = build_multi_model(loaded, shapes, widths)
+    built.network.load_state_dict(saved.weights_for(built.network))
+    return built.network.eval(), prep
+
+
+def read_named_file(path: Any, names: list[str]) -> dict[str, np.ndarray]:
+    """An .npz of one array per model input, named `<input>`, `x_<input>` or `x_test_<input>`."""
+    from pathlib import Path
+
+    from .errors import DataError
+
+    path = Path(path)
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        raise DataError(
+            f"'{path}': a model with named inputs ({', '.join(names)}) reads .npz files holding one array "
+            f"per input (named {names[0]} or x_{names[0]})"
+        )
+    with np.load(path, allow_pickle=False) as archive:
+        found = {}
+        for name in names:
+            key = next((k for k in (name, f"x_{name}", f"x_test_{name}") if k in archive), None)
+            if key is None:
+                raise DataError(
+                    f"'{path}' has no array for input '{name}' (looked for {name}, x_{name}, x_test_{name}); "
+                    f"it holds {', '.join(archive.keys())}"
+                )
+            found[name] = np.asarray(archive[key], dtype=np.float32)
+    return found
+
+
+def predict_named(saved: Any, inputs: list[Any], top_k: int, device: Any) -> list[dict[str, Any]]:
+    """One row per sample: `prediction` by output, and each output's own row (top classes, probability)."""
+    import torch
+
+    from .data.named import Named
+    from .errors import DataError
+    from .inference import describe_rows
+    from .predict import scores
+
+    network, prep = restore_multi(saved)
+    network.to(device)
+    heads = {head["name"]: head for head in saved.outputs or []}
+    rows: list[dict[str, Any]] = []
+    for path in inputs:
+        arrays = read_named_file(path, network.input_names)
+        for name, array in arrays.items():
+            shape = tuple(prep.inputs[name].raw_shape or [])
+            if tuple(array.shape[1:]) != shape:
+                raise DataError(
+                    f"'{path}': input '{name}' holds {list(array.shape)}; expected [N, {', '.join(map(str, shape))}]"
+                )
+        x = prep.apply(Named({name: torch.from_numpy(a) for name, a in arrays.items()})).to(device)
+        with torch.inference_mode():
+            outputs = network(x)
+        described = {
+            name: describe_rows(
+                scores(outputs[name].cpu(), heads[name]["task"]),
+                heads[name]["task"],
+                heads[name]["class_names"] or [],
+                top_k,
+            )
+            for name in network.output_names
+        }
+        count = len(next(iter(arrays.values())))
+        for i in range(count):
+            per_output = {name: described[name][i] for name in network.output_names}
+            rows.append(
+                {"input": i, "prediction": {n: r["prediction"] for n, r in per_output.items()}, "outputs": per_output}
+            )
+    return rows
