@@ -20,15 +20,13 @@ import torch
 
 from dltrain.build import build_trainer
 from dltrain.config import load_config
-from dltrain.data.batches import TensorBatches
-from dltrain.reporting import Reporter
-from dltrain.train.feature_cache import cache_features
-from dltrain.train.trainer import EVAL_BATCH, Trainer
+from dltrain.data.batches import Batches
+from dltrain.train.trainer import Trainer
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_vgg16.yaml"
 
 
-def build(device: str, cache: bool) -> tuple[Trainer, TensorBatches, float]:
+def build(device: str, cache: bool) -> tuple[Trainer, Batches, float]:
     """A trainer set up as `fit` sets it up, and the seconds its cache took."""
     loaded = load_config(CONFIG, [f"fit.device={device}", f"model.layers[0].cache_features={str(cache).lower()}"])
     loaded.config.seed = 0
@@ -36,18 +34,10 @@ def build(device: str, cache: bool) -> tuple[Trainer, TensorBatches, float]:
     ctx = trainer.ctx
     sync(ctx.device)
     started = time.perf_counter()
-    trainer.forward, trainer.splits = cache_features(
-        trainer.network, trainer.splits, loaded.config.data, EVAL_BATCH, Reporter()
-    )
-    trainer.prepare_model()  # training calls `model`: the head alone when features are cached
+    batches = trainer.prepare_training()  # the step calls the head alone when features are cached
     sync(ctx.device)
     seconds = time.perf_counter() - started
-    fit = loaded.config.fit
-    return (
-        trainer,
-        TensorBatches(trainer.splits["train"], fit.batch_size, fit.shuffle, loaded.config.seed or 0),
-        seconds,
-    )
+    return trainer, batches, seconds
 
 
 def sync(device: torch.device) -> None:

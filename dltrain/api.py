@@ -16,6 +16,7 @@ from ._files import check_output_file
 from .build import build_trainer
 from .config import LoadedConfig, compose, from_resolved, load_config, with_seed
 from .data import Preprocessing
+from .data.report import DataReport, data_report
 from .errors import CheckpointError, ConfigError, RunError, UserError
 from .nn.backbones import weights_from_checkpoint
 from .nn.metrics import METRICS, build_metrics, class_scores
@@ -257,6 +258,15 @@ def annotated_config(config: str | Path, overrides: list[str] | None = None) -> 
 
 def check(config: str | Path, overrides: list[str] | None = None) -> tuple[LoadedConfig, BuiltModel]:
     """Everything `fit` builds before its first step (data, model, callbacks, device, precision); no training."""
+    loaded, built, _ = check_with_data(config, overrides)
+    return loaded, built
+
+
+def check_with_data(
+    config: str | Path, overrides: list[str] | None = None
+) -> tuple[LoadedConfig, BuiltModel, DataReport]:
+    """`check`, and the report of the data it loaded (rows, class balance, missing values, ranges per split)."""
     loaded = load_config(config, overrides)
     trainer = build_trainer(loaded, training=True)
-    return loaded, trainer.built
+    trainer.built.notes += trainer.speed.lines()  # on CUDA, what `fit` prints under the summary (none on the CPU)
+    return loaded, trainer.built, data_report(trainer.data)

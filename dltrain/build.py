@@ -80,6 +80,8 @@ def build_trainer(
     if training:
         check_memory(loaded, data, built)
     trainer = Trainer(loaded, data, built, ctx, reporter)
+    if training and trainer.speed.graphs.refusal:
+        raise loaded.error(("fit", "cuda_graphs"), trainer.speed.graphs.refusal)
     if saved is not None:
         trainer.load_state(saved, resume=resume)
     return trainer

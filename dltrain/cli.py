@@ -239,16 +239,16 @@ def check(
         typer.Option("--plot", help="Also draw the model (layers, inputs, shapes, params) into this image file."),
     ] = None,
 ) -> None:
-    """Validate a config and build its model without training; print the summary."""
+    """Validate a config, load its data and build its model without training; print the model and a data report."""
     from . import api
-    from .display import summary_table
+    from .display import data_tables, summary_table
 
     if print_config:
         print(api.annotated_config(config, list(overrides or [])), end="")
         return
     if plot is not None:
         api.check_plot(plot)  # refused before anything is built
-    _, built = api.check(config, list(overrides or []))
+    _, built, data = api.check_with_data(config, list(overrides or []))
     if plot is not None:
         from .graph_plot import write_graph
 
@@ -272,11 +272,14 @@ def check(
                     "trainable_params": built.trainable_params,
                     "frozen_params": built.total_params - built.trainable_params,
                     "notes": built.notes,
+                    "data": data.as_dict(),
                 }
             )
         )
         return
     out_console.print(summary_table(built, title=f"{config.name}: valid"))
+    for table in data_tables(data):
+        out_console.print(table)
     for note in built.notes:
         out_console.print(escape(note), highlight=False, soft_wrap=True)
 

@@ -188,3 +188,48 @@ def predictions_table(predictions: list[dict[str, Any]]) -> Table:
             cells.append(str(row[extra]))
         add_row(table, *cells)
     return table
+
+
+def data_tables(report: Any) -> list[Table]:
+    """`check`'s data report (a `data.report.DataReport`): one row per split, then the inputs' ranges per split."""
+    rows = data_table(
+        f"Data  ({report.task}, input {report.input_shape})", "Split", "Rows", "Missing", "Targets", right=("Rows",)
+    )
+    token_rows = [s for s in report.splits if s.lengths is not None]
+    for s in report.splits:
+        missing = "not scanned" if s.missing is None else f"{s.missing:,}"
+        add_row(rows, s.split, f"{s.rows:,}", missing, _targets_cell(s))
+    tables = [rows]
+    if token_rows:
+        keys = list(token_rows[0].lengths)
+        lengths = data_table("Tokens per sample", "Split", *keys, right=tuple(keys))
+        for s in token_rows:
+            add_row(lengths, s.split, *(f"{s.lengths[k]:g}" for k in keys))
+        tables.append(lengths)
+    described = [s for s in report.splits if s.features]
+    if described:
+        ranges = data_table("Input ranges (min … max, mean)", "Feature", *(s.split for s in described))
+        for i, feature in enumerate(described[0].features):
+            add_row(ranges, feature.name, *(_range(s.features[i]) for s in described))
+        if described[0].more_features:
+            ranges.caption = f"and {described[0].more_features:,} more features"
+            ranges.caption_justify = "left"
+        tables.append(ranges)
+    return tables
+
+
+def _targets_cell(split: Any) -> str:
+    if split.targets is not None:
+        total = sum(split.targets.values()) or 1
+        share = {name: f"{name} {count:,} ({100 * count / total:.0f}%)" for name, count in split.targets.items()}
+        if len(share) <= 4:
+            return ", ".join(share.values())
+        low, high = min(split.targets, key=split.targets.get), max(split.targets, key=split.targets.get)
+        return f"{len(share)} classes; fewest {share[low]}, most {share[high]}"
+    if split.target_range is not None:
+        return _range(split.target_range)
+    return split.note or ""
+
+
+def _range(r: Any) -> str:
+    return f"{r.min:.4g} … {r.max:.4g}, {r.mean:.4g}"

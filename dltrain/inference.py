@@ -49,12 +49,7 @@ def encode_table(x: np.ndarray, state: dict[str, Any]) -> np.ndarray:
     parts = []
     for i, name in enumerate(state["features"]):
         if name in state["categories"]:
-            lookup = {c: j for j, c in enumerate(state["categories"][name])}
-            onehot = np.zeros((len(x), len(lookup)), dtype=np.float32)
-            for row, value in enumerate(x[:, i]):
-                if str(value) in lookup:
-                    onehot[row, lookup[str(value)]] = 1.0
-            parts.append(onehot)
+            parts.append(_one_hot(x[:, i], state["categories"][name]))
         else:
             parts.append(x[:, i : i + 1].astype(np.float32))
     return np.concatenate(parts, axis=1)
@@ -78,6 +73,20 @@ def encode_texts(tokenizer: Any, texts: list[str]) -> np.ndarray:
     """(N, T) int64 ids of texts, truncated and padded (id 0) to the tokenizer's fixed length."""
     encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
     return np.array([e.ids for e in encodings], dtype=np.int64).reshape(len(texts), -1)
+
+
+def _one_hot(cells: np.ndarray, categories: list[str]) -> np.ndarray:
+    """(N,) cells → (N, len(categories)) float32 by a binary search in the sorted categories (unseen: zeros)."""
+    values = cells.astype(str)
+    known = np.asarray(categories, dtype=str)
+    onehot = np.zeros((len(values), len(known)), dtype=np.float32)
+    if len(known) == 0:
+        return onehot
+    order = np.argsort(known, kind="stable")  # the stored categories are sorted already; older checkpoints too
+    position = np.minimum(np.searchsorted(known[order], values), len(known) - 1)
+    hit = known[order][position] == values
+    onehot[np.flatnonzero(hit), order[position[hit]]] = 1.0
+    return onehot
 
 
 def probabilities(outputs: np.ndarray, task: str) -> np.ndarray:

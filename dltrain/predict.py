@@ -8,6 +8,7 @@ included), then the final activation.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +18,7 @@ import torch
 
 from .data import Preprocessing
 from .data.images import IMAGE_SUFFIXES, read_image
-from .data.tabular import numeric_rows, read_features, read_table
+from .data.tabular import numeric_rows, read_features, with_table
 from .data.timeseries import read_series, windows
 from .data.tokenize import encode_texts, fixed_length, from_json
 from .errors import DataError
@@ -108,7 +109,8 @@ def read_csv(path: Path, prep: Preprocessing) -> Samples:
         x = torch.from_numpy(read_features(path, state))
         return Samples(x, list(range(len(x))))
     if "columns" in state:  # a time series: one sample per full window, named by its last row
-        x = torch.from_numpy(windows(read_series(read_table(path), state["columns"]), state["window"]))
+        series = with_table(path, lambda table: read_series(table, state["columns"]))
+        x = torch.from_numpy(windows(series, state["window"]))
         return Samples(x, list(range(state["window"] - 1, state["window"] - 1 + len(x))))
     return _as_samples(numeric_rows(path).astype(np.float32), path, prep)
 
@@ -130,12 +132,26 @@ def read_text_file(path: Path, prep: Preprocessing) -> Samples:
     return Samples(text_samples([read_utf8(path)], prep), [path.name])
 
 
+def read_parquet_rows(path: Path, prep: Preprocessing) -> Samples:
+    """Rows of a Parquet file, by column name: encoded as the `parquet` (or `csv`) source did."""
+    from .data.parquet import read_features as parquet_features
+
+    state = prep.table or {}
+    if "categories" not in state:
+        raise DataError(
+            f"'{path}': this model was not trained on table columns, so a Parquet file has nothing to give it"
+        )
+    x = torch.from_numpy(parquet_features(path, state))
+    return Samples(x, list(range(len(x))))
+
+
 READERS: dict[str, Reader] = {
     ".txt": read_text_file,
     **{suffix: read_image_file for suffix in IMAGE_SUFFIXES},
     ".npy": read_npy,
     ".npz": read_npz,
     ".csv": read_csv,
+    ".parquet": read_parquet_rows,
 }
 
 
@@ -185,11 +201,10 @@ def predict_files(
     texts: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Predictions for every sample of every input file, then for every text of `texts`, in order."""
-    found = [read_input(Path(path), prep) for path in inputs]
-    if texts:
-        found.append(Samples(text_samples(texts, prep), list(texts)))
     predictions: list[dict[str, Any]] = []
-    for samples in found:
+    read = (read_input(Path(path), prep) for path in inputs)  # one file at a time, as it is predicted
+    extra = [Samples(text_samples(texts, prep), list(texts))] if texts else []
+    for samples in itertools.chain(read, extra):
         rows = describe_rows(predict_scores(network, prep, samples.x, task, device), task, class_names, top_k)
         predictions += [{"input": name, **row} for name, row in zip(samples.names, rows)]
     return predictions

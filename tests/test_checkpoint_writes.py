@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from conftest import write_config
+from conftest import tiny_digits_config, write_config
 
 CONFIG = {
     "name": "frozen",
@@ -73,3 +73,46 @@ def test_an_empty_augment_keeps_features_cached(tmp_path: Path) -> None:
         data = {**CONFIG["data"], "augment": augment}
         trainer = build_trainer(load_config(write_config(tmp_path, {**CONFIG, "data": data})))
         assert (cacheable(trainer.network, trainer.config.data) is not None) == cached, augment
+
+
+def test_early_stopping_keeps_only_what_trains_and_restores_the_whole_model(cli, tmp_path: Path) -> None:
+    """restore_best_weights copies the head, not the frozen backbone, and still restores the best epoch."""
+    import csv
+    import json
+
+    stop = {"type": "EarlyStopping", "patience": 1, "min_delta": 10, "restore_best_weights": True}  # epoch 1 is best
+    config = {**CONFIG, "fit": {**CONFIG["fit"], "epochs": 5, "callbacks": [stop]}}
+    run = tmp_path / "run"
+    assert cli("fit", write_config(tmp_path, config), "--run-dir", run).exit_code == 0
+    with open(run / "history.csv") as handle:
+        history = [float(row["val_loss"]) for row in csv.DictReader(handle)]
+    assert len(history) == 2 and history[1] != history[0]
+    final = json.loads((run / "metrics.json").read_text())
+    assert abs(final["val"]["loss"] - history[0]) < 1e-5 * abs(history[0])  # epoch 1's weights are back
+    kept = torch.load(run / "last.pt", weights_only=True)["callbacks"][0]["state"]["best_weights"]
+    assert kept and not any(k.startswith("layers.0.") for k in kept)  # the head only
+
+
+def test_writes_are_paced_by_their_cost_and_flush_writes_what_was_held_back(tmp_path: Path) -> None:
+    """Right after a write, the next is not due: it waits for a later one or `flush`, never lost."""
+    from dltrain.build import build_trainer
+    from dltrain.config import load_config
+    from dltrain.train.checkpoint import Writer, load
+
+    trainer = build_trainer(load_config(write_config(tmp_path, tiny_digits_config())))
+    writer, path = Writer(), tmp_path / "last.pt"
+    assert writer.due()  # the first write is never held back
+    trainer.epoch = 1
+    writer.submit(path, trainer.state())
+    writer.flush(held=False)
+    assert not writer.due() and writer.spent > 0
+    assert load(path).epoch == 1
+    trainer.epoch = 2
+    writer.submit(path, trainer.state())  # not due: held back
+    writer.flush(held=False)
+    assert load(path).epoch == 1
+    trainer.epoch = 3
+    writer.submit(path, trainer.state())  # replaces the snapshot held back
+    writer.submit(tmp_path / "now.pt", trainer.state(), now=True)  # `now`: written at once, with what waits
+    writer.flush(held=False)
+    assert load(path).epoch == 3 and load(tmp_path / "now.pt").epoch == 3

@@ -150,8 +150,8 @@ def test_predict_arrays_and_wrong_shapes(cli, tmp_path: Path) -> None:
     np.save(tmp_path / "bad.npy", np.zeros((3, 5)))
     result = cli("predict", tmp_path / "run", tmp_path / "bad.npy")
     assert result.exit_code == 2 and "[3, 5]" in result.output and "[64]" in result.output
-    (tmp_path / "notes.txt").write_text("hello")
-    result = cli("predict", tmp_path / "run", tmp_path / "notes.txt")
+    (tmp_path / "notes.doc").write_text("hello")  # (.txt is text, for text models)
+    result = cli("predict", tmp_path / "run", tmp_path / "notes.doc")
     assert result.exit_code == 2 and "unknown input type" in result.output
     result = cli("predict", tmp_path / "run", tmp_path / "missing.png")
     assert result.exit_code == 2 and "missing.png" in result.output

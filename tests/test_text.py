@@ -263,6 +263,10 @@ def test_generate_refuses_a_classifier(cli, tmp_path: Path) -> None:
     assert cli("fit", write_config(tmp_path, classifier_config(data, epochs=1)), "--run-dir", "run").exit_code == 0
     result = cli("generate", "run", "--prompt", "hello")
     assert result.exit_code == 2 and "text classifier" in result.output
+    evaluated = cli("evaluate", "run", "--json")  # the data read again, tokenized with the stored tokenizer
+    assert evaluated.exit_code == 0, evaluated.output
+    stored = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["accuracy"]
+    assert json.loads(evaluated.output)["accuracy"] == pytest.approx(stored)
     assert api.predict("run", [], texts=["great"])["predictions"][0]["prediction"] in ("positive", "negative")
 
 

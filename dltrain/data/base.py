@@ -50,6 +50,7 @@ class LazyInputs:
     """Inputs read on demand (image files): indexable like an array, shaped `(N, *sample)`."""
 
     shape: Shape
+    decoded = True  # samples come out channels-first already (image files); False: as stored
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -60,6 +61,15 @@ class LazyInputs:
     def split(self, y: torch.Tensor, prep: "Preprocessing") -> Any:
         """The split these inputs make with targets `y` (read batch by batch, not held as a tensor)."""
         raise NotImplementedError
+
+    def fit_preprocessing(self, params: DataParams, value_range: float | None) -> "Preprocessing":
+        """Statistics of these (training) inputs; image files have a known range (255), so fitting reads no pixels."""
+        if params.normalize == "standardize":
+            raise DataError(
+                "data.normalize: 'standardize' needs every training image in memory; "
+                "use normalize: scale (or imagenet) for image folders"
+            )
+        return fit_preprocessing(params, torch.ones(1), value_range)
 
 
 Loader = Callable[[Any], Any]  # params -> RawData (arrays), or the strings a text source reads (`text.RawText`)
@@ -186,7 +196,7 @@ def _targets(y: np.ndarray, task: Task, where: str, per_token: bool = False) -> 
     return torch.from_numpy(y.reshape(len(y), -1))
 
 
-def _stat_axes(shape: Shape) -> tuple[int, ...]:
+def stat_axes(shape: Shape) -> tuple[int, ...]:
     """Axes to average over for standardization: all but features (or channels)."""
     if len(shape) == 3:  # [C, H, W]: per channel
         return (0, 2, 3)
@@ -200,29 +210,32 @@ def fit_preprocessing(params: DataParams, x_train: torch.Tensor, value_range: fl
         prep.scale = float(value_range if value_range else x_train.abs().max().clamp_min(1e-12))
     elif params.normalize == "standardize":
         x = prep.apply(x_train).double()
-        axes = _stat_axes(tuple(x.shape[1:]))
-        mean = x.mean(dim=axes, keepdim=True)[0]
-        std = x.std(dim=axes, keepdim=True)[0]
-        prep.mean = mean.float()
-        prep.std = std.clamp_min(1e-7).float().where(std > 1e-7, torch.ones_like(std).float())
+        axes = stat_axes(tuple(x.shape[1:]))
+        set_statistics(prep, x.mean(dim=axes, keepdim=True)[0], x.std(dim=axes, keepdim=True)[0])
     return prep
+
+
+def set_statistics(prep: Preprocessing, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Store standardization statistics (float64 in): a constant feature is divided by 1, not by ~0."""
+    prep.mean = mean.float()
+    prep.std = std.clamp_min(1e-7).float().where(std > 1e-7, torch.ones_like(std).float())
 
 
 def _named_labels(raw: RawData, task: Task) -> RawData:
     """String class labels (`'cat'`, `'setosa'`) → class indices, the names sorted, over every split."""
     if raw.y_train.dtype.kind not in "USO":
         return raw
-    labels = [y for y in (raw.y_train, raw.y_val, raw.y_test) if y is not None]
-    names = sorted({str(v) for y in labels for v in y.reshape(-1)})
+    labels = [_strings(y) for y in (raw.y_train, raw.y_val, raw.y_test) if y is not None]
+    names = sorted({v for y in labels for v in set(y.tolist())})
     if task == "regression":
         raise DataError(
             f"the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
             f"use a classification loss (categorical_crossentropy) or a numeric target"
         )
-    index = {name: i for i, name in enumerate(names)}
+    sorted_names = np.asarray(names, dtype=str)
 
     def encode(y: np.ndarray) -> np.ndarray:
-        return np.array([index[str(v)] for v in y.reshape(-1)], dtype=np.int64)
+        return np.searchsorted(sorted_names, _strings(y)).astype(np.int64)
 
     return replace(
         raw,
@@ -231,6 +244,12 @@ def _named_labels(raw: RawData, task: Task) -> RawData:
         y_test=None if raw.y_test is None else encode(raw.y_test),
         class_names=names,
     )
+
+
+def _strings(y: np.ndarray) -> np.ndarray:
+    """(N,) str array of labels (no copy when they are strings already)."""
+    y = np.asarray(y).reshape(-1)
+    return y if y.dtype.kind == "U" else y.astype(str)
 
 
 def _binary_names(names: list[str] | None, outputs: int) -> list[str] | None:
@@ -334,15 +353,10 @@ def assemble(
         x_train = encoder.transform(x_train, table)
         x_val, x_test = (None if x is None else encoder.transform(x, table) for x in (x_val, x_test))
 
-    check_layout(params, tuple(x_train.shape[1:]), isinstance(x_train, LazyInputs))
-    if isinstance(x_train, LazyInputs):
-        if params.normalize == "standardize":
-            raise DataError(
-                "data.normalize: 'standardize' needs every training image in memory; "
-                "use normalize: scale (or imagenet) for image folders"
-            )
-        # Image files have a known range (255), so fitting reads no pixels.
-        prep = preprocessing or fit_preprocessing(params, torch.ones(1), raw.value_range)
+    lazy = x_train if isinstance(x_train, LazyInputs) else None
+    check_layout(params, tuple(x_train.shape[1:]), lazy is not None and lazy.decoded)
+    if lazy is not None:
+        prep = preprocessing or lazy.fit_preprocessing(params, raw.value_range)
         make: Callable[[Any, Any, str], Any] = lambda x, y, where: x.split(_targets(np.asarray(y), task, where), prep)  # noqa: E731
     else:
         dtype = np.int64 if isinstance(params, TextParams) else np.float32  # token ids stay integers

@@ -4,19 +4,22 @@ In-memory data takes no DataLoader and no per-sample collate: the split lives on
 device, each epoch draws one permutation (from the run's seed and the epoch number, so a
 resumed run sees the same order) and slices it. Files that must be decoded (image
 folders) go through a DataLoader with worker processes, pinned memory on CUDA, and the
-same per-epoch order. Both give the trainer an object with `epoch(n)` and `len()`.
+same per-epoch order. Data larger than memory are streamed (`streaming.StreamBatches`).
+All give the trainer an object with `epoch(n, start)` and `len()`.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from itertools import islice
 from typing import Any, Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader
 
 from .base import Preprocessing, Split
+from .streaming import StreamBatches, StreamSplit
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -71,10 +74,12 @@ class TensorBatches:
             order = order[self.rank :: self.world_size][: self.per_rank]
         return order
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The batches of `epoch` from step `start + 1` on."""
+        batches = islice(self.slices(epoch), start, None)
         if self.augment is None:
-            return self.slices(epoch)
-        return ((self.augment(x), y) for x, y in self.slices(epoch))
+            return batches
+        return ((self.augment(x), y) for x, y in batches)
 
     def slices(self, epoch: int) -> Iterator[Batch]:
         order = self.indices(epoch)
@@ -116,6 +121,8 @@ class LoaderBatches:
     def __init__(
         self, split: Any, order: TensorBatches, device: torch.device, workers: int, augment: Transform | None = None
     ) -> None:
+        split = split.on_device(device)  # on CUDA: file bytes, decoded on the GPU (`images.gpu_decoding`)
+        self.split = split
         self.order = order
         self.prep: Preprocessing = split.prep
         self.device = device
@@ -128,21 +135,23 @@ class LoaderBatches:
             num_workers=workers,
             pin_memory=device.type == "cuda",
             persistent_workers=workers > 0,
+            **({"collate_fn": split.collate} if split.collate is not None else {}),
         )
 
     def __len__(self) -> int:
         return len(self.order)
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The batches of `epoch` from step `start + 1` on (the skipped ones are decoded too)."""
         self.sampler.epoch = epoch
-        for x, y in self.loader:
-            x = self.prep.apply(x.to(self.device, non_blocking=True).float())
+        for x, y in islice(self.loader, start, None):
+            x = self.prep.apply(self.split.decode(x, self.device).float())
             if self.augment is not None:
                 x = self.augment(x)
             yield x, y.to(self.device, non_blocking=True)
 
 
-Batches = TensorBatches | LoaderBatches
+Batches = TensorBatches | LoaderBatches | StreamBatches
 
 
 def make_batches(
@@ -157,7 +166,9 @@ def make_batches(
     augment: Transform | None = None,
     workers: int | None = None,
 ) -> Batches:
-    """The batches of `split`: tensor slices when it is in memory, else a DataLoader over its files."""
+    """The batches of `split`: tensor slices when it is in memory, else a DataLoader over its files (or shards)."""
+    if isinstance(split, StreamSplit):
+        return StreamBatches(split, batch_size, shuffle, seed, device, rank, world_size, pad, workers, augment)
     order = TensorBatches(split, batch_size, shuffle, seed, rank, world_size, pad, augment)
     if isinstance(split, Split):
         return order

@@ -43,6 +43,63 @@ class ImageDataset(Dataset):
         return read_image(self.paths[index], self.channels, self.size), self.targets[index]
 
 
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def gpu_decoding(device: torch.device) -> bool:
+    """Whether batches of JPEGs are decoded on `device` (CUDA, with nvjpeg); CPU training decodes with PIL, as before."""
+    return device.type == "cuda"
+
+
+class FileBytesDataset(ImageDataset):
+    """For decoding on the GPU: a JPEG file's bytes, or (other formats) the decoded, not yet resized image."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from torchvision.io import ImageReadMode, decode_image, read_file
+
+        path = str(self.paths[index])
+        data = read_file(path)  # uint8 [bytes]
+        if path.lower().endswith(JPEG_SUFFIXES):
+            return data, self.targets[index]
+        try:
+            mode = ImageReadMode.RGB if self.channels == 3 else ImageReadMode.GRAY
+            return decode_image(data, mode=mode), self.targets[index]  # [C, H, W] uint8
+        except RuntimeError:  # a format torchvision.io does not read (bmp, tiff): PIL, resized already
+            return read_image(path, self.channels, self.size), self.targets[index]
+
+
+def collate_files(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Samples of different sizes (file bytes, images before resizing) as a list, targets stacked."""
+    return [x for x, _ in batch], torch.stack([y for _, y in batch])
+
+
+def decode_on_device(
+    items: list[torch.Tensor], channels: int, size: tuple[int, int], device: torch.device
+) -> torch.Tensor:
+    """A batch of `FileBytesDataset` samples as uint8 `[B, C, H, W]` on `device`: JPEGs decoded there by
+    nvjpeg (`torchvision.io.decode_jpeg(device=...)`), every image resized there (bilinear, antialiased
+    as PIL's resize is)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    jpegs = [i for i, item in enumerate(items) if item.dim() == 1]
+    images = [item.to(device, non_blocking=True) for item in items]
+    if jpegs:
+        decoded = decode_jpeg([items[i] for i in jpegs], mode=mode, device=device)
+        for i, image in zip(jpegs, decoded):
+            images[i] = image
+    out = torch.empty((len(items), channels, *size), dtype=torch.uint8, device=device)
+    for i, image in enumerate(images):
+        if tuple(image.shape[-2:]) == tuple(size):
+            out[i] = image
+        else:
+            resized = torch.nn.functional.interpolate(
+                image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False
+            )
+            out[i] = resized[0].round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
 @dataclass
 class FileSplit:
     """A split of image files: the DataLoader path of `batches.make_batches`."""
@@ -58,6 +115,26 @@ class FileSplit:
     def to(self, device: torch.device) -> "FileSplit":
         """Files stay on the host; batches move to the device as they are decoded."""
         return self
+
+    def on_device(self, device: torch.device) -> "FileSplit":
+        """This split as batches for `device` decode it: file bytes for the GPU (`gpu_decoding`), else itself."""
+        if not gpu_decoding(device):
+            return self
+        data = self.dataset
+        return FileSplit(
+            self.x, self.y, self.prep, FileBytesDataset(data.paths, data.targets, data.channels, data.size)
+        )
+
+    @property
+    def collate(self) -> Any:
+        """The DataLoader's collate_fn: a list for samples of different sizes (None: PyTorch's default)."""
+        return collate_files if isinstance(self.dataset, FileBytesDataset) else None
+
+    def decode(self, x: Any, device: torch.device) -> torch.Tensor:
+        """A collated batch as uint8 images on `device` (what the DataLoader gave, moved; or decoded there)."""
+        if isinstance(self.dataset, FileBytesDataset):
+            return decode_on_device(x, self.dataset.channels, self.dataset.size, device)
+        return x.to(device, non_blocking=True)
 
 
 class ImageFiles(LazyInputs):

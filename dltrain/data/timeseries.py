@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import DataError
 from ..schema.data import TimeseriesParams
 from .base import RawData, register_source
-from .tabular import MISSING, Table, read_table
+from .tabular import Table, with_table
 
 
 class WindowColumns:
@@ -35,15 +35,7 @@ class WindowColumns:
 
 def numeric_columns(table: Table) -> list[str]:
     """The columns whose every cell is a number (a date column, say, is left out)."""
-
-    def numeric(cell: str) -> bool:
-        try:
-            float(cell)
-        except ValueError:
-            return False
-        return cell.lower() not in MISSING
-
-    return [name for name in table.header if all(numeric(c) for c in table.cells(name, "columns"))]
+    return [name for name in table.header if table.is_numeric(name)]
 
 
 def windows(values: np.ndarray, window: int) -> np.ndarray:
@@ -59,15 +51,18 @@ def read_series(table: Table, columns: list[str]) -> np.ndarray:
     return np.stack([table.numbers(name, "columns") for name in columns], axis=1).astype(np.float32)
 
 
-@register_source(TimeseriesParams)
-def timeseries_csv(p: TimeseriesParams) -> RawData:
-    """Windows `[window, features]` of a CSV time series; the target `horizon` steps after each."""
-    table = read_table(p.path)
+def _columns(table: Table, p: TimeseriesParams) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The feature columns' names, their (T, F) values and the target column's (T,) values."""
     columns = p.columns or numeric_columns(table)
     if not columns:
         raise DataError(f"data.columns: '{p.path}' has no all-numeric column; name the feature columns")
-    series = read_series(table, columns)
-    target = table.numbers(p.target, "target").astype(np.float32)
+    return columns, read_series(table, columns), table.numbers(p.target, "target").astype(np.float32)
+
+
+@register_source(TimeseriesParams)
+def timeseries_csv(p: TimeseriesParams) -> RawData:
+    """Windows `[window, features]` of a CSV time series; the target `horizon` steps after each."""
+    columns, series, target = with_table(p.path, lambda table: _columns(table, p))
     count = len(series) - p.window - p.horizon + 1
     if count < 2:
         raise DataError(f"'{p.path}' has {len(series)} rows: too few for window {p.window} and horizon {p.horizon}")

@@ -9,28 +9,42 @@ from torch.optim.optimizer import ParamsT
 
 from ..schema.optim import OPTIMIZERS, AdagradParams, AdamParams, AdamWParams, RmspropParams, SgdParams
 
-OptimizerFactory = Callable[[ParamsT, Any], torch.optim.Optimizer]
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
 @OPTIMIZERS.implement("sgd")
-def sgd(params: ParamsT, p: SgdParams) -> torch.optim.Optimizer:
+def sgd(params: ParamsT, p: SgdParams, **options: Any) -> torch.optim.Optimizer:
     """Stochastic gradient descent, with optional (Nesterov) momentum."""
-    return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov, weight_decay=p.weight_decay)
+    return torch.optim.SGD(
+        params, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov, weight_decay=p.weight_decay, **options
+    )
 
 
 @OPTIMIZERS.implement("adam")
-def adam(params: ParamsT, p: AdamParams) -> torch.optim.Optimizer:
+def adam(params: ParamsT, p: AdamParams, **options: Any) -> torch.optim.Optimizer:
     """Adam (weight_decay as an L2 term in the gradient, as torch.optim.Adam)."""
     return torch.optim.Adam(
-        params, lr=p.lr, betas=(p.beta_1, p.beta_2), eps=p.epsilon, weight_decay=p.weight_decay, amsgrad=p.amsgrad
+        params,
+        lr=p.lr,
+        betas=(p.beta_1, p.beta_2),
+        eps=p.epsilon,
+        weight_decay=p.weight_decay,
+        amsgrad=p.amsgrad,
+        **options,
     )
 
 
 @OPTIMIZERS.implement("adamw")
-def adamw(params: ParamsT, p: AdamWParams) -> torch.optim.Optimizer:
+def adamw(params: ParamsT, p: AdamWParams, **options: Any) -> torch.optim.Optimizer:
     """Adam with decoupled weight decay."""
     return torch.optim.AdamW(
-        params, lr=p.lr, betas=(p.beta_1, p.beta_2), eps=p.epsilon, weight_decay=p.weight_decay, amsgrad=p.amsgrad
+        params,
+        lr=p.lr,
+        betas=(p.beta_1, p.beta_2),
+        eps=p.epsilon,
+        weight_decay=p.weight_decay,
+        amsgrad=p.amsgrad,
+        **options,
     )
 
 
@@ -60,7 +74,11 @@ def adagrad(params: ParamsT, p: AdagradParams) -> torch.optim.Optimizer:
     )
 
 
-def build_optimizer(params: ParamsT, config: Any) -> torch.optim.Optimizer:
-    """The optimizer a validated `compile.optimizer` names, over `params`."""
+def build_optimizer(params: ParamsT, config: Any, options: dict[str, Any] | None = None) -> torch.optim.Optimizer:
+    """The optimizer a validated `compile.optimizer` names, over `params`.
+
+    `options` are the device's keyword arguments (`fused`, `capturable` on CUDA, from
+    `dltrain.train.speedups`); only sgd, adam and adamw are given any.
+    """
     factory: OptimizerFactory = OPTIMIZERS.get(config.type).obj
-    return factory(params, config)
+    return factory(params, config, **options) if options else factory(params, config)

@@ -128,6 +128,13 @@ class FitConfig(Params):
         "32", description="32-bit, or mixed precision with bfloat16 or float16 (loss scaling)."
     )
     compile_model: bool = Field(False, description="Compile the model with torch.compile.")
+    cuda_graphs: Literal["auto"] | bool = Field(
+        "auto",
+        description="Capture forward, backward and optimizer step into a CUDA graph and replay it for every "
+        "full batch (the last, short batch runs eagerly). auto: on a CUDA device, for in-memory data without "
+        "data.augment, one process, no compile_model, precision 32 or bf16-mixed and adam, adamw or sgd; "
+        "off otherwise (always off on the CPU). true: wherever it can run (refused where it cannot).",
+    )
     deterministic: bool = Field(False, description="Use deterministic algorithms only (slower, reproducible).")
     gradient_clip: Annotated[float, Field(gt=0.0)] | None = Field(
         None, description="Clip the norm of all gradients together to this."

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import ByteSize, Field, NonNegativeInt, PositiveInt, model_validator
 
 from .._params import Params
 from .._registry import Registry
@@ -22,6 +22,9 @@ SOURCES: Registry[Any] = Registry(
         "dltrain.data.synthetic",
         "dltrain.data.npz",
         "dltrain.data.tabular",
+        "dltrain.data.parquet",
+        "dltrain.data.arrays",
+        "dltrain.data.hf",
         "dltrain.data.timeseries",
         "dltrain.data.images",
         "dltrain.data.vision",
@@ -159,12 +162,9 @@ class SyntheticParams(DataParams):
         return self
 
 
-@source
-class CsvParams(DataParams):
-    """Tabular rows from a CSV file: `target` column, numeric and categorical `features`."""
+class ColumnsParams(DataParams):
+    """Keys of the table sources (`csv`, `parquet`): the target column and the input columns."""
 
-    source: Literal["csv"]
-    path: Path = Field(description=PATH)
     target: str = Field(description="The column to predict.")
     features: Annotated[list[str], Field(min_length=1)] | None = Field(
         None, description="The input columns (default: every other column)."
@@ -174,10 +174,99 @@ class CsvParams(DataParams):
         description="Numeric-looking columns to one-hot as categories "
         "(e.g. zip codes); text columns are categorical anyway.",
     )
+
+
+@source
+class CsvParams(ColumnsParams):
+    """Tabular rows from a CSV file: `target` column, numeric and categorical `features`."""
+
+    source: Literal["csv"]
+    path: Path = Field(description=PATH)
     validation_path: Path | None = Field(
         None,
         description="A CSV with the same columns: the validation set (instead of fit.validation_split).",
     )
+
+
+class LargeDataParams(DataParams):
+    """Keys of the sources whose data may not fit in memory (`parquet`, `npy`, `hf`)."""
+
+    streaming: bool | Literal["auto"] = Field(
+        "auto",
+        description="Read batches from disk as they are needed (DataLoader workers, shard by shard) instead of "
+        "loading the data into memory; auto: when the data exceed memory_limit.",
+    )
+    memory_limit: ByteSize | None = Field(
+        None,
+        description="With streaming: auto, data larger than this are streamed: bytes, or e.g. '4GB', '512MiB' "
+        "(default: a quarter of the machine's memory).",
+    )
+    num_workers: NonNegativeInt | None = Field(
+        None, description="DataLoader worker processes that read shards when streaming (default: up to 2)."
+    )
+    shuffle_buffer: ByteSize = Field(
+        ByteSize(64 * 2**20),
+        description="When streaming, samples shuffled together (bytes of float32 inputs, e.g. '256MB'), besides "
+        "the shuffled order of the shards; each worker holds about two buffers.",
+    )
+
+
+@source
+class ParquetParams(LargeDataParams, ColumnsParams):
+    """Tabular rows from Parquet files (a file, a folder or a glob): `target` and `features` columns."""
+
+    source: Literal["parquet"]
+    path: str = Field(
+        description="A .parquet file, a folder of them (read in name order), or a glob such as 'data/part-*.parquet'."
+    )
+
+
+@source
+class NpyParams(LargeDataParams):
+    """Arrays from .npy files, memory-mapped: inputs `x`, targets `y` (optional test and validation pairs)."""
+
+    source: Literal["npy"]
+    x: Path = Field(description="The .npy file of training inputs, samples first.")
+    y: Path = Field(description="The .npy file of training targets, one per input.")
+    x_test: Path | None = Field(None, description="The .npy file of test inputs (else test_split draws them).")
+    y_test: Path | None = Field(None, description="The .npy file of test targets (with x_test).")
+    x_val: Path | None = Field(
+        None, description="The .npy file of validation inputs (instead of fit.validation_split)."
+    )
+    y_val: Path | None = Field(None, description="The .npy file of validation targets (with x_val).")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "NpyParams":
+        for split in ("test", "val"):
+            if (getattr(self, f"x_{split}") is None) != (getattr(self, f"y_{split}") is None):
+                raise ValueError(f"give both x_{split} and y_{split}, or neither")
+        return self
+
+
+@source
+class HfParams(LargeDataParams, ColumnsParams):
+    """A Hugging Face dataset (saved with `save_to_disk`, or in the local cache): image or feature columns."""
+
+    source: Literal["hf"]
+    path: str = Field(
+        description="A folder written by Dataset.save_to_disk, or the name of a dataset already in the "
+        "local Hugging Face cache (nothing is downloaded)."
+    )
+    split: str = Field("train", description="The split to train on.")
+    validation: str = Field(
+        "validation", description="The split to validate on, when the dataset has it (else fit.validation_split)."
+    )
+    test: str = Field("test", description="The split to test on, when the dataset has it (else test_split).")
+    target: str = Field("label", description="The column to predict (a ClassLabel column gives the class names).")
+    image: str | None = Field(
+        None, description="A column of images: the inputs, decoded to [C, H, W] (values 0-255), instead of features."
+    )
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "HfParams":
+        if self.image is not None and self.features is not None:
+            raise ValueError("give image (a column of images) or features (table columns), not both")
+        return self
 
 
 @source

@@ -88,6 +88,10 @@ class Training(Protocol):
         """The checkpoint of the run as it is now."""
         ...
 
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """`network`'s state less the frozen backbone blocks that stay frozen: every tensor that can still change."""
+        ...
+
 
 CallbackClass = type["Callback"]
 
@@ -137,7 +141,8 @@ class EarlyStopping(Callback):
         assert self.monitor is not None
         if self.monitor.update(row):
             if self.params.restore_best_weights:
-                self.best_weights = {k: v.detach().clone() for k, v in training.network.state_dict().items()}
+                # not the frozen backbone (it cannot change): a VGG16 would copy 56 MB at each improvement
+                self.best_weights = {k: v.detach().clone() for k, v in training.trainable_state().items()}
         elif self.monitor.wait >= self.params.patience:
             training.stop_training = True
             training.reporter.message(
@@ -147,7 +152,7 @@ class EarlyStopping(Callback):
 
     def on_fit_end(self, training: Training) -> None:
         if self.best_weights is not None and self.monitor is not None:
-            training.network.load_state_dict(self.best_weights)
+            training.network.load_state_dict({**training.network.state_dict(), **self.best_weights})
             training.reporter.message(f"EarlyStopping: restored the weights of epoch {self.monitor.best_epoch}")
 
     def state(self) -> dict[str, Any]:

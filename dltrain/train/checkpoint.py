@@ -22,6 +22,7 @@ import os
 import pickle
 import random
 import threading
+import time
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -72,6 +73,7 @@ class Checkpoint:
     scaler: dict[str, Any] | None = None
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     partial: dict[str, Any] | None = None
+    stream: dict[str, Any] | None = None  # the position inside a streamed epoch (data.streaming.StreamPosition)
     rng: dict[str, Any] | None = None
     frozen: FrozenRef | None = None
     config_sources: list[dict[str, str]] = field(default_factory=list)  # the files the config was composed from
@@ -175,6 +177,7 @@ _SCHEMA: dict[str, tuple[Callable[[Any], bool], bool]] = {  # key: (check, requi
     "scaler": (_optional(lambda v: isinstance(v, dict)), False),
     "callbacks": (lambda v: isinstance(v, list), False),
     "partial": (_optional(lambda v: isinstance(v, dict)), False),
+    "stream": (_optional(lambda v: isinstance(v, dict) and {"step", "samples", "rows", "pieces"} <= v.keys()), False),
     "rng": (_optional(lambda v: isinstance(v, dict)), False),
     "frozen": (_optional(lambda v: isinstance(v, dict) and set(v) == {"file", "checksum"}), False),
     "config_sources": (lambda v: isinstance(v, list) and all(_is_source(s) for s in v), False),
@@ -370,36 +373,69 @@ def detached(value: Any) -> Any:
     return value
 
 
+WRITE_BUDGET = 0.01  # the share of training time that writing checkpoints may take (CPU seconds per second)
+
+
 class Writer:
     """Writes checkpoints on a background thread, so an epoch does not wait for serialization and fsync.
 
     Each job is a `Checkpoint` already detached from training (see `detached`), written
     atomically as `save` writes it. A second file of the same snapshot (best.pt after
     last.pt) is a hard link to the first, not a second serialization. A newer snapshot
-    for a file replaces one still waiting. `flush` waits for every write; a write that
-    failed re-raises its error there (or at the next `submit`).
+    for a file replaces one still waiting. `flush` waits for every write (those held
+    back too); a write that failed re-raises its error there (or at the next `submit`).
+
+    Writes are paced so they cost at most `WRITE_BUDGET` of the run's CPU time: after
+    writes that took C CPU-seconds, the next is `due` once the process has used
+    C / WRITE_BUDGET more (CPU time, not wall time, so a machine busy with other work
+    does not make writes more frequent). The writer thread needs the GIL to pickle, so
+    its CPU time is taken from the training thread even with a core to spare. Epochs
+    longer than that (anything but toy runs: a 0.5 MiB checkpoint takes ~3 ms) are each
+    written; shorter ones every few epochs: a job submitted while a write is not due is
+    held back until the next due write or `flush`, where a newer snapshot of the same
+    file replaces it. So a kill -9 loses less than 100 writes' worth of CPU time, and every other
+    way a fit ends (finished, stopped, Ctrl-C, SIGTERM, a NaN loss, a failed step)
+    writes the last finished epoch, as `RunDir.close` flushes.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when the thread ends (`_thread` None again)
         self._pending: dict[Path, Checkpoint] = {}
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # set while a thread writes, by it cleared as it ends
         self._error: BaseException | None = None
         self._last: tuple[Checkpoint, Path] | None = None  # the last snapshot written, and where
+        self._next = 0.0  # time.process_time() from which the next write is due
+        self.spent = 0.0  # CPU seconds the writes took so far
+        self.written = 0  # files serialized so far (not counting hard links)
 
-    def submit(self, path: Path, saved: Checkpoint) -> None:
+    def due(self) -> bool:
+        """Whether a write started now stays within the budget (always while one is under way: it joins it)."""
+        return self._thread is not None or time.process_time() >= self._next
+
+    def submit(self, path: Path, saved: Checkpoint, now: bool = False) -> None:
+        """Write `saved` to `path` in the background: when `due` (or `now`), else with the next write that is."""
         self._raise()
         with self._lock:
             self._pending.pop(path, None)
             self._pending[path] = saved  # dicts keep order: files are written in the order asked
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name="dltrain-checkpoint", daemon=False)
-                self._thread.start()
+            if now or self.due():
+                self._start()
 
-    def flush(self) -> None:
-        thread = self._thread
-        if thread is not None:
-            thread.join()
+    def _start(self) -> None:
+        if self._pending and self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="dltrain-checkpoint", daemon=False)
+            self._thread.start()
+
+    def flush(self, held: bool = True) -> None:
+        """Write everything submitted (with `held`, the jobs held back for the budget too) and wait for it."""
+        with self._lock:
+            if held:
+                self._start()
+            # not Thread.join: a Ctrl-C inside it can leave the thread marked finished while it still
+            # writes (CPython 3.11), and a second wait would then return before the file is complete
+            while self._thread is not None:
+                self._idle.wait()
         self._raise()
 
     def _raise(self) -> None:
@@ -408,10 +444,15 @@ class Writer:
             raise error
 
     def _work(self) -> None:
+        cpu = time.thread_time()
         while True:
             with self._lock:
                 if not self._pending:
                     self._thread = None
+                    cpu = time.thread_time() - cpu
+                    self.spent += cpu
+                    self._next = time.process_time() + cpu / WRITE_BUDGET
+                    self._idle.notify_all()
                     return
                 path = next(iter(self._pending))
                 saved = self._pending.pop(path)
@@ -422,6 +463,7 @@ class Writer:
                     self._error = exc
                     self._pending.clear()
                     self._thread = None
+                    self._idle.notify_all()
                 return
 
     def _write_one(self, path: Path, saved: Checkpoint) -> None:
@@ -434,6 +476,7 @@ class Writer:
             except OSError:  # no hard links on this filesystem: write it out
                 pass
         save(path, saved)
+        self.written += 1
         self._last = (saved, path)
 
 
@@ -489,7 +532,7 @@ def rng_state() -> dict[str, Any]:
         "tuple[str, np.ndarray, int, int, float]", np.random.get_state()
     )
     return {
-        "python": [py_version, list(py_state), py_gauss],
+        "python": [py_version, torch.from_numpy(np.array(py_state, dtype=np.int64)), py_gauss],  # pickles fast
         "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -498,8 +541,8 @@ def rng_state() -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any]) -> None:
     """Put every RNG back where `rng_state` found it."""
-    version, py_state, gauss = state["python"]
-    random.setstate((version, tuple(py_state), gauss))
+    version, py_state, gauss = state["python"]  # the state as a tensor, or (older files) a list
+    random.setstate((version, tuple(py_state.tolist() if isinstance(py_state, torch.Tensor) else py_state), gauss))
     kind, keys, pos, has_gauss, np_gauss = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, np_gauss))
     torch.set_rng_state(state["torch"])

@@ -65,7 +65,7 @@ class Context:
         """What the training step calls: the network itself, or its DDP wrapper."""
         return network
 
-    def no_sync(self, model: nn.Module | None) -> ContextManager[None]:
+    def no_sync(self) -> ContextManager[None]:
         """Skip the gradient all-reduce of a step that only accumulates (a no-op in one process)."""
         return nullcontext()
 
@@ -95,11 +95,9 @@ class DistributedContext(Context):
         torch.distributed.broadcast_object_list(box, src=0)
         return box[0]
 
-    def no_sync(self, model: nn.Module | None) -> ContextManager[None]:
-        """DDP's `no_sync`: gradients of accumulating steps stay local until the optimizer step."""
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            return model.no_sync()
-        return nullcontext()
+    def no_sync(self) -> ContextManager[None]:
+        """DDP's `no_sync` on the wrapper `wrap` built: accumulating steps keep their gradients local."""
+        return self._wrapped.no_sync() if self._wrapped is not None else nullcontext()
 
     def wrap(self, network: nn.Module) -> nn.Module:
         """The DDP wrapper of `network`: built again only when what trains has changed.

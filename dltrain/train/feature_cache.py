@@ -53,7 +53,7 @@ def _features(prefix: nn.Module, split: Any, batch_size: int, device: torch.devi
 def cache_features(
     network: Network, splits: dict[str, Split], data_config: Any, batch_size: int, reporter: Reporter
 ) -> tuple[nn.Module, dict[str, Split]]:
-    """What the trainer calls on a batch and the splits it batches: the head and cached features when possible."""
+    """The trainer's `trained` module and the splits that feed it: the head and cached features when possible."""
     backbone = cacheable(network, data_config)
     if backbone is None:
         return network, splits

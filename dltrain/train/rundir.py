@@ -174,9 +174,10 @@ class RunDir:
         log.addHandler(self._handler)
         log.setLevel(logging.INFO)
 
-    def flush(self) -> None:
-        """Wait for the checkpoints still being written; a failed write raises its error here."""
-        self._writer.flush()
+    def flush(self, held: bool = True) -> None:
+        """Write the checkpoints submitted (with `held`, those held back for the budget too) and wait for them;
+        a failed write raises its error here."""
+        self._writer.flush(held)
 
     def close(self) -> None:
         """Wait for checkpoints still being written (raising a write's error), stop logging and unlock;
@@ -214,9 +215,15 @@ class RunDir:
     def write_metrics(self, results: dict[str, Any]) -> None:
         write_text_atomic(self.path / "metrics.json", json.dumps(results, indent=2) + "\n")
 
-    def save_checkpoint(self, name: str, saved: "checkpoint.Checkpoint") -> None:
-        """Write `name` in the background (from a detached snapshot); `close` waits for it."""
-        self._writer.submit(self.path / name, saved)
+    def save_checkpoint(self, name: str, saved: "checkpoint.Checkpoint", now: bool = False) -> None:
+        """Write `name` in the background (from a detached snapshot), when within the writes' budget or `now`
+        (else with the next write; `close` writes it at the latest)."""
+        self._writer.submit(self.path / name, saved, now)
+
+    @property
+    def writer(self) -> "checkpoint.Writer":
+        """The background writer of this run's checkpoints (to read what its writes cost)."""
+        return self._writer
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:

@@ -11,14 +11,13 @@ import math
 import signal
 import time
 from contextlib import nullcontext
-from itertools import islice
 from pathlib import Path
 from typing import Any, ContextManager
 
 import torch
 
 from ..config import LoadedConfig
-from ..data import DataBundle, Split
+from ..data import DataBundle, Split, streaming
 from ..data.augment import build_augment
 from ..data.batches import Batches, first_inputs, make_batches
 from ..errors import CheckpointError
@@ -28,8 +27,10 @@ from ..nn.model import BuiltModel
 from ..nn.optim import build_optimizer
 from ..nn.schedules import LearningRate
 from ..reporting import Reporter
+from ..schema import custom
 from . import checkpoint
 from .callbacks import build_callbacks
+from .cuda_graphs import GraphedStep, graphed_step
 from .distributed import Context
 from .feature_cache import cache_features
 from .plots import write_curves
@@ -37,6 +38,7 @@ from .precision import Precision
 from .rundir import RunDir
 from .runtime import compile_network, cpu_threads, deterministic_mode, thread_count
 from .safety import CheckpointClock, NanGuard, StopRequest, tidy_display
+from .speedups import choose
 from .transfer import backbones, param_groups, unfreeze
 
 EVAL_BATCH = 1024  # evaluation holds no graph, so larger batches are free speed
@@ -48,7 +50,21 @@ def _writing(run: RunDir | None) -> ContextManager[None]:
 
 
 class Trainer:
-    """Everything one run needs, built once from a validated config and its data."""
+    """Everything one run needs, built once from a validated config and its data.
+
+    The network goes by three names, each for one use:
+
+    - `network`: the whole model; what is saved, restored, exported, and what callbacks see.
+    - `trained`: what `splits` feed, so what evaluation calls: `network`, or its layers
+      after a frozen backbone whose outputs `prepare_training` cached (then `splits`
+      hold those outputs).
+    - `step_module`: what a training step calls: `trained`, in its DDP wrapper under DDP
+      (the context keeps the wrapper), compiled when `fit.compile_model` asks. Only
+      `prepare_step` sets it.
+
+    `step` is one eager training step; with `fit.cuda_graphs` on (CUDA only), `graphs`
+    runs the steps instead: replays of the captured step, and `step` where it cannot.
+    """
 
     def __init__(
         self, loaded: LoadedConfig, data: DataBundle, built: BuiltModel, ctx: Context, reporter: Reporter | None = None
@@ -60,8 +76,11 @@ class Trainer:
         self.built = built
         self.ctx = ctx
         self.reporter = reporter or Reporter()
+        self.speed = choose(config, ctx.device, ctx.world_size, isinstance(data.train, Split), built.network)
         self.network = built.network.to(ctx.device)
-        self.forward: torch.nn.Module = self.network  # the head alone when backbone features are cached
+        if self.speed.channels_last:
+            self.network.to(memory_format=torch.channels_last)
+        self.trained: torch.nn.Module = self.network  # what `splits` feed (see the class docstring)
         self.splits = {
             name: split.to(ctx.device)
             for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
@@ -69,7 +88,7 @@ class Trainer:
         }
         self.loss_fn = loss_spec(config.compile.loss).make(config.compile.loss)
         groups = param_groups(self.network, config.compile.optimizer.lr)
-        self.optimizer = build_optimizer(groups, config.compile.optimizer)
+        self.optimizer = build_optimizer(groups, config.compile.optimizer, self.speed.optimizer_options())
         self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]  # clipped together
         self.metrics = build_metrics(config.compile.metrics, data.task, data.target_width)
         self.tracker = Tracker(self.metrics, ctx.device)
@@ -82,11 +101,15 @@ class Trainer:
             loaded, self.row_keys(), "val_loss" if "val" in self.splits else "loss"
         )
         self.monitor = self.checkpointer.monitor.key  # type: ignore[union-attr]  # what best.pt is best at
-        self.model: torch.nn.Module = self.network  # what training calls: `forward`, or its compiled form
-        self.wrapped: torch.nn.Module | None = None  # `forward` in its DDP wrapper (itself in one process)
+        self.step_module: torch.nn.Module = self.network  # what a training step calls (set by `prepare_step`)
+        self._stepped: torch.nn.Module | None = None  # the (wrapped) module `step_module` was built from
+        self.graphs: GraphedStep | None = None  # fit.cuda_graphs: the captured step (set by `prepare_training`)
         self.run: RunDir | None = None  # the run directory `fit` writes (None in evaluate, check, the API without one)
         self.restored: checkpoint.Checkpoint | None = None  # the checkpoint the weights came from
         self._frozen_ref: Any = None  # ((folder, keys), FrozenRef) of the frozen weights written this run
+        self._frozen_keys: tuple[tuple[bool, ...], set[str]] | None = None  # (requires_grad of each param, keys)
+        self._params = list(self.network.parameters())
+        self._facts: dict[str, Any] | None = None  # what every checkpoint of the run repeats (see `_checkpoint`)
         self._snapshot: Any = None  # ((epoch, step, run), Checkpoint): the last `state()`, until training moves on
         self.guard = NanGuard()
         self.stop = StopRequest()
@@ -116,25 +139,10 @@ class Trainer:
         fit = self.config.fit
         self.run = run
         self.reporter.fit_start(self.built, run.path if run else None, self.ctx.describe(), self.epoch, fit.epochs)
-        for note in self.built.notes:
+        for note in self.built.notes + self.speed.lines():
             self.reporter.message(note)
-        self.forward, self.splits = cache_features(
-            self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter
-        )
-        batches = make_batches(
-            self.splits["train"],
-            fit.batch_size,
-            fit.shuffle,
-            self.config.seed or 0,
-            self.ctx.device,
-            self.ctx.rank,
-            self.ctx.world_size,
-            augment=self.augment,
-            workers=self.workers,
-        )
-        self.lr.steps = len(batches)
+        batches = self.prepare_training()
         self.guard.run_path, self.guard.writes_files = (run.path if run else None), run is not None and self.ctx.is_main
-        self.prepare_model()
         with (
             self.stop,
             deterministic_mode(fit.deterministic),
@@ -162,7 +170,7 @@ class Trainer:
         for epoch in range(self.epoch + 1, fit.epochs + 1):
             started = time.perf_counter()
             unfreeze(self.network, epoch, self.reporter)
-            self.prepare_model()  # under DDP, a new wrapper when unfreezing changed what trains
+            self.prepare_step()  # under DDP, a new wrapper when unfreezing changed what trains
             self.reporter.epoch_start(epoch, fit.epochs, len(batches))
             row: dict[str, Any] = {"epoch": epoch, **self.train_epoch(batches, epoch, self.partial_step)}
             if self.partial_step:
@@ -178,7 +186,7 @@ class Trainer:
                 callback.on_epoch_end(self, row)
             if run is not None and self.ctx.is_main:
                 run.write_history(self.history)
-                run.save_checkpoint("last.pt", self.state())
+                run.save_checkpoint("last.pt", self.state())  # within the writes' budget, else held back
                 for callback in self.callbacks:
                     callback.write(self, run)
             self.clock.saved()
@@ -190,16 +198,10 @@ class Trainer:
 
     def train_epoch(self, batches: Batches, epoch: int, start: int = 0) -> dict[str, float]:
         """One pass over the training data (from step `start + 1`); returns the epoch's loss and metrics."""
-        network, model, optimizer, loss_fn, tracker = (
-            self.network,
-            self.model,
-            self.optimizer,
-            self.loss_fn,
-            self.tracker,
-        )
-        precision, lr, guard, clip = self.precision, self.lr, self.guard, self.config.fit.gradient_clip
+        tracker, lr, guard = self.tracker, self.lr, self.guard
         every, steps = self.config.fit.accumulate_grad_batches, len(batches)
-        network.train()
+        run_step = self.graphs.start_epoch() if self.graphs is not None else self.step
+        self.network.train()
         self._snapshot = None
         if start == 0:
             tracker.reset()
@@ -207,19 +209,11 @@ class Trainer:
         guard.start_epoch(start)
         tracker.lr = lr.update(epoch, start + 1)
         step = start
-        for step, (x, y) in enumerate(islice(batches.epoch(epoch), start, None), start=start + 1):
+        for step, (x, y) in enumerate(batches.epoch(epoch, start), start=start + 1):
             if lr.per_step:
                 tracker.lr = lr.update(epoch, step)
             stepping = step % every == 0 or step == steps
-            with nullcontext() if stepping else self.ctx.no_sync(self.wrapped):  # accumulate locally
-                with precision.autocast():
-                    outputs = model(x)
-                    loss = loss_fn(outputs, y)
-                    if network.has_penalty:
-                        loss = loss + network.penalty()
-                precision.backward(loss / every if every > 1 else loss)
-            if stepping:
-                precision.step(optimizer, self.trainable, clip)
+            loss, outputs = run_step(x, y, stepping)
             tracker.update(loss, outputs, y)
             self.reporter.step(step, tracker)
             if guard.due():  # a few times a second: one host read
@@ -234,6 +228,21 @@ class Trainer:
         guard.check(tracker, epoch, step)
         return tracker.compute()
 
+    def step(self, x: torch.Tensor, y: torch.Tensor, stepping: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """One eager step: forward, backward and, when `stepping`, the optimizer step; (loss, outputs)."""
+        fit, network, precision = self.config.fit, self.network, self.precision
+        every = fit.accumulate_grad_batches
+        with nullcontext() if stepping else self.ctx.no_sync():  # accumulate locally
+            with precision.autocast():
+                outputs = self.step_module(x)
+                loss = self.loss_fn(outputs, y)
+                if network.has_penalty:
+                    loss = loss + network.penalty()
+            precision.backward(loss / every if every > 1 else loss)
+        if stepping:
+            precision.step(self.optimizer, self.trainable, fit.gradient_clip)
+        return loss, outputs
+
     def threads(self) -> int | None:
         """`fit.num_threads` for training on the CPU; None keeps PyTorch's (always on a GPU)."""
         if self.ctx.device.type != "cpu":
@@ -241,20 +250,46 @@ class Trainer:
         outputs = sum(math.prod(row.output_shape) for row in self.built.summary)
         return cpu_threads(self.config.fit.num_threads, self.config.fit.batch_size, self.built.total_params, outputs)
 
-    def prepare_model(self) -> None:
-        """Set `model`: `forward`, in its DDP wrapper under DDP, compiled when `fit.compile_model` asks.
+    def prepare_training(self) -> Batches:
+        """Set `trained`, `splits` and `step_module` as training needs them; the training batches.
+
+        Frozen leading backbone outputs are cached here when the config allows (then
+        `trained` is the head and `splits` hold features). `fit` and the benches call this.
+        """
+        fit = self.config.fit
+        self.trained, self.splits = cache_features(
+            self.network, self.splits, self.config.data, EVAL_BATCH, self.reporter
+        )
+        batches = make_batches(
+            self.splits["train"],
+            fit.batch_size,
+            fit.shuffle,
+            self.config.seed or 0,
+            self.ctx.device,
+            self.ctx.rank,
+            self.ctx.world_size,
+            augment=self.augment,
+            workers=self.workers,
+        )
+        self.lr.steps = len(batches)
+        self.prepare_step()
+        self.graphs = graphed_step(self) if self.speed.graphs.enabled else None
+        return batches
+
+    def prepare_step(self) -> None:
+        """Set `step_module`: `trained`, in its DDP wrapper under DDP, compiled when `fit.compile_model` asks.
 
         Rebuilt only with the wrapper (under DDP, when unfreezing changed what trains), so
         one process compiles once.
         """
-        wrapped = self.ctx.wrap(self.forward)
-        if wrapped is self.wrapped:
+        wrapped = self.ctx.wrap(self.trained)
+        if wrapped is self._stepped:
             return
-        self.wrapped = self.model = wrapped
+        self._stepped = self.step_module = wrapped
         fit = self.config.fit
         if fit.compile_model:
             sample = first_inputs(self.splits["train"], fit.batch_size).to(self.ctx.device)
-            self.model = compile_network(wrapped, sample, self.reporter.message)
+            self.step_module = compile_network(wrapped, sample, self.reporter.message)
 
     def save_mid_epoch(self, step: int) -> None:
         """`fit.checkpoint_every`: last.pt after `step` steps of this epoch, which `--resume` continues exactly.
@@ -263,7 +298,7 @@ class Trainer:
         so a mid-epoch state would not resume exactly; the epoch-end checkpoint does.
         """
         if self.run is not None and self.ctx.world_size == 1:
-            self.run.save_checkpoint("last.pt", self.state(step))
+            self.run.save_checkpoint("last.pt", self.state(step), now=True)
         self.clock.saved()
 
     def interrupted(self, run: RunDir | None, epoch: int) -> None:
@@ -273,8 +308,8 @@ class Trainer:
         text = f"{'Terminated (SIGTERM)' if self.stop.signum == signal.SIGTERM else 'Interrupted'} at {where}."
         if run is not None and self.ctx.is_main:
             if self.partial_step:
-                run.save_checkpoint("last.pt", self.state())
-            run.flush()
+                run.save_checkpoint("last.pt", self.state(), now=True)
+            run.flush()  # with what the writes' budget held back
             text += f" Saved {run.path / 'last.pt'}; continue with: dltrain fit --resume {run.path}"
         self.reporter.message(text)
         raise self.stop.stop()
@@ -300,7 +335,7 @@ class Trainer:
             workers=self.workers,
         )
         for x, y in batches.epoch(0):
-            outputs = self.forward(x)
+            outputs = self.trained(x)
             tracker.update(self.loss_fn(outputs, y), outputs, y)
             if confusion and matrix is not None:
                 predicted = predicted_labels(self.data.task, outputs).long().reshape(-1)
@@ -333,7 +368,7 @@ class Trainer:
         step = self.partial_step if step is None else step
         if self._snapshot is not None and self._snapshot[0] == (self.epoch, step, self.run):
             return self._snapshot[1]
-        model = self.network.state_dict()
+        model = self.network.state_dict(keep_vars=True)  # `detached` below detaches what it keeps
         frozen = None
         if self.run is not None:
             model, frozen = self.split_frozen(model, self.run.path)
@@ -342,9 +377,12 @@ class Trainer:
         return snapshot
 
     def _checkpoint(self, model: dict[str, torch.Tensor], frozen: Any, step: int) -> checkpoint.Checkpoint:
+        if self._facts is None:  # the same in every checkpoint of the run: built once (never changed in place)
+            config = self.loaded.resolved()
+            sources = [dict(source) for source in self.loaded.sources]
+            self._facts = {"config": config, "config_sources": sources, "imports": custom.requirements(config)}
         return checkpoint.Checkpoint(
-            config=self.loaded.resolved(),
-            config_sources=[dict(source) for source in self.loaded.sources],
+            **self._facts,
             model=model,
             task=self.data.task,
             input_shape=list(self.data.input_shape),
@@ -363,13 +401,30 @@ class Trainer:
             scaler=self.precision.state(),
             callbacks=checkpoint.detached([{"type": type(c).__name__, "state": c.state()} for c in self.callbacks]),
             partial=checkpoint.detached({"step": step, "tracker": self.tracker.state()}) if step else None,
+            stream=streaming.position(self.splits["train"], step, self.config.fit.batch_size),
             rng=checkpoint.rng_state(),
             frozen=frozen,
         )
 
+    def frozen_now(self) -> set[str]:
+        """`frozen_keys(network)`, found again only when what trains changed (it walks every module)."""
+        trains = tuple(p.requires_grad for p in self._params)
+        if self._frozen_keys is None or self._frozen_keys[0] != trains:
+            self._frozen_keys = (trains, frozen_keys(self.network))
+        return self._frozen_keys[1]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The network's state without the frozen backbone blocks that no later epoch unfreezes: all of it
+        that can still change (what EarlyStopping keeps of the best epoch)."""
+        later = any(
+            b.unfreeze_at_epoch is not None and b.unfreeze_at_epoch > self.epoch for b in backbones(self.network)
+        )
+        fixed = frozen_keys(self.network, self.epoch) if later else self.frozen_now()
+        return {k: v for k, v in self.network.state_dict().items() if k not in fixed}
+
     def split_frozen(self, model: dict[str, torch.Tensor], folder: Path) -> tuple[dict[str, torch.Tensor], Any]:
         """(the weights that train, a reference to the frozen ones), writing those once per run and folder."""
-        keys = frozen_keys(self.network)
+        keys = self.frozen_now()
         if not keys:
             return model, None
         moving, fixed = checkpoint.split_frozen(model, keys)
@@ -398,16 +453,20 @@ class Trainer:
             for callback, kept in zip(self.callbacks, saved.callbacks):
                 if type(callback).__name__ == kept["type"]:
                     callback.load_state(kept["state"])
+            streaming.check_position(saved.stream, self.splits["train"], saved.path)
             if saved.partial:
                 self.partial_step = saved.partial["step"]
                 self.tracker.load_state(saved.partial["tracker"])
 
 
-def frozen_keys(network: torch.nn.Module) -> set[str]:
-    """State keys of frozen backbone blocks: their weights and (eval-mode) statistics cannot change."""
+def frozen_keys(network: torch.nn.Module, after: int | None = None) -> set[str]:
+    """State keys of frozen backbone blocks: their weights and (eval-mode) statistics cannot change
+    (with `after`, only those of backbones that no epoch after it unfreezes)."""
     names = {id(m): name for name, m in network.named_modules()}
     keys: set[str] = set()
     for backbone in backbones(network):
+        if after is not None and backbone.unfreeze_at_epoch is not None and backbone.unfreeze_at_epoch > after:
+            continue
         for block in backbone.blocks:
             if any(p.requires_grad for module in block for p in module.parameters()):
                 continue

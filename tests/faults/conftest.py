@@ -72,6 +72,11 @@ class Outcome:
         return message
 
 
+def _interruptible() -> None:
+    """In a fresh child: Ctrl-C acts, even when pytest runs as a background job (which inherits SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Process:
     """A running `dltrain` process: its pid, for real signals, and its end."""
 
@@ -194,6 +199,7 @@ class Faults:
                 env={**os.environ, **ENV, **(env or {})},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                preexec_fn=_interruptible,
             )
             process = Process(self.folder, popen)
         else:

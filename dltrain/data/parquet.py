@@ -1,0 +1,198 @@
+"""`parquet`: tabular rows from Parquet files (one file, a folder of them, or a glob).
+
+The columns become the same `Table` a CSV file does, so `target`, `features`,
+`categorical`, class names and the preprocessing keys behave exactly as for `csv`. Only
+the configured columns are read. Arrow tables of other origins (a Hugging Face dataset)
+become tables through `arrow_table` too.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._registry import did_you_mean
+from ..errors import DataError
+from ..schema.data import ParquetParams
+from .base import RawData, register_source
+from .streaming import ColumnsKept, Piece, float_columns, numeric_type, stream_raw, streamed, unreadable
+from .tabular import Column, Table, TableEncoder, arrow_texts, feature_cells, table_raw
+
+
+def parquet_files(path: str) -> list[Path]:
+    """The files `data.path` names: itself, the *.parquet files of a folder (name order), or a glob's matches."""
+    given = Path(path)
+    if given.is_dir():
+        files = sorted(p for p in given.rglob("*.parquet") if p.is_file())
+        where = f"the folder '{given}' holds no .parquet file"
+    elif glob.has_magic(path):
+        files = sorted(Path(p) for p in glob.glob(path, recursive=True) if Path(p).is_file())
+        where = f"the pattern '{path}' matches no file"
+    else:
+        files = [given] if given.is_file() else []
+        where = f"no file at '{given}'"
+    if not files:
+        raise DataError(f"data.path: {where}. Give a .parquet file, a folder of them, or a glob (data/*.parquet).")
+    return files
+
+
+def read_parquet(files: list[Path], columns: dict[str, str] | None) -> tuple[Any, list[int]]:
+    """One Arrow table of `columns` (name → the data key that named it; all when None) of every file, and each file's rows.
+
+    A damaged file or an absent column is an error naming the file.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for file in files:
+        try:
+            names = pq.read_schema(file).names
+            if columns is not None:
+                for column, key in columns.items():
+                    if column not in names:
+                        raise DataError(
+                            f"data.{key}: '{file}' has no column '{column}'.{did_you_mean(column, names)} "
+                            f"Columns: {', '.join(names)}"
+                        )
+            tables.append(pq.read_table(file, columns=list(columns or names)))
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"'{file}' is not a readable Parquet file ({exc})") from None
+    try:
+        return pa.concat_tables(tables, promote_options="permissive"), [t.num_rows for t in tables]
+    except pa.ArrowException as exc:
+        raise DataError(f"the files of data.path disagree on their columns' types ({exc})") from None
+
+
+def arrow_table(table: Any, name: str, locate: Any) -> Table:
+    """A dltrain `Table` of an Arrow table: numbers as numbers (nulls as NaN), strings as `Texts` (nulls as None)."""
+    import pyarrow as pa
+
+    columns: dict[str, Column] = {}
+    for column_name, column in zip(table.column_names, table.columns):
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            column, kind = column.cast(kind.value_type), kind.value_type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+            values = column.to_numpy()
+            columns[column_name] = values.astype(np.float64) if values.dtype.kind == "b" else values
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            columns[column_name] = arrow_texts(column)
+        else:
+            raise DataError(
+                f"{name}: column '{column_name}' holds {kind} values; dltrain reads columns of numbers or text. "
+                f"Convert it, or leave it out of data.features"
+            )
+    return Table(name, list(table.column_names), columns, locate)
+
+
+def _locator(files: list[Path], counts: list[int]) -> Any:
+    """Row index of the joined table → "'file' row r" (rows counted from 1 within each file)."""
+    starts = np.cumsum([0] + counts)
+
+    def locate(row: int) -> str:
+        i = int(np.searchsorted(starts, row, side="right")) - 1
+        return f"'{files[i]}' row {row - int(starts[i]) + 1}"
+
+    return locate
+
+
+@register_source(ParquetParams)
+def parquet(p: ParquetParams) -> RawData:
+    """Tabular rows from Parquet files (a file, a folder or a glob): `target` and `features` columns;
+    streamed row group by row group when larger than `data.memory_limit` (or `data.streaming: true`)."""
+    files = parquet_files(p.path)
+    streamed = parquet_stream(p, files)
+    if streamed is not None:
+        return streamed
+    columns = None if p.features is None else {**dict.fromkeys(p.features, "features"), p.target: "target"}
+    data, counts = read_parquet(files, columns)
+    name = str(files[0]) if len(files) == 1 else p.path
+    return table_raw(arrow_table(data, name, _locator(files, counts)), p)
+
+
+def read_features(path: Path, state: dict[str, Any]) -> np.ndarray:
+    """New rows of a Parquet file encoded as training did (`state` from the checkpoint); for `predict`."""
+    features = list(state["features"])
+    data, counts = read_parquet([path], dict.fromkeys(features, "features"))
+    encoder = TableEncoder(features, set(state["categories"]))
+    table = arrow_table(data, str(path), _locator([path], counts))
+    return encoder.transform(feature_cells(table, features, encoder), state)
+
+
+# --- streaming: one row group at a time ------------------------------------------------
+
+
+class ParquetShards:
+    """Parquet files read one row group at a time, the feature columns only."""
+
+    def __init__(self, files: list[str], target: str, features: list[str] | None) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.problem: str | None = None  # why these files cannot be streamed (they may still fit in memory)
+        self.files, self.target = files, target
+        self.pieces: list[Piece] = []
+        start = 0
+        for path in files:
+            try:
+                meta = pq.ParquetFile(path).metadata
+            except (OSError, pa.ArrowException) as exc:
+                raise unreadable(path, exc, "Parquet file") from None
+            schema = meta.schema.to_arrow_schema()
+            if features is None:
+                features = [name for name in schema.names if name != target]
+            for name, key in [(target, "target"), *((name, "features") for name in features)]:
+                if name not in schema.names:
+                    raise DataError(
+                        f"data.{key}: '{path}' has no column '{name}'.{did_you_mean(name, schema.names)} "
+                        f"Columns: {', '.join(schema.names)}"
+                    )
+            text = [name for name in features if not numeric_type(schema.field(name).type)]
+            if text and not self.problem:
+                self.problem = (
+                    f"'{path}': column(s) {', '.join(map(repr, text))} are not numbers; streaming reads numeric "
+                    f"features only. Leave them out of data.features, or set data.streaming: false"
+                )
+            for index in range(meta.num_row_groups):
+                rows = meta.row_group(index).num_rows
+                if rows:
+                    self.pieces.append(Piece(path, index, start, rows))
+                    start += rows
+        self.features: list[str] = features or []
+        self.sample_shape: tuple[int, ...] = (len(self.features),)
+
+    def read_x(self, piece: Piece) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            # Opened per piece: a reader kept open holds on to its last row group's buffers (64 MB a file).
+            table = pq.ParquetFile(piece.path).read_row_group(piece.index, columns=self.features)
+        except (OSError, pa.ArrowException) as exc:
+            raise unreadable(piece.path, exc, part=f"row group {piece.index}") from None
+        return float_columns(table, self.features)
+
+    def read_y(self) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parts = []
+        for path in self.files:
+            try:
+                parts.append(pq.read_table(path, columns=[self.target]).column(0).to_numpy(zero_copy_only=False))
+            except (OSError, pa.ArrowException) as exc:
+                raise unreadable(path, exc, "Parquet file") from None
+        return np.concatenate(parts)
+
+
+def parquet_stream(params: ParquetParams, files: list[Path]) -> RawData | None:
+    """`parquet` streamed, or None for the in-memory path."""
+    shards = streamed(params, lambda: ParquetShards([str(f) for f in files], params.target, params.features))
+    if shards is False:
+        return None
+    assert isinstance(shards, ParquetShards)
+    return stream_raw(params, shards, ColumnsKept(shards.features))
