@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PlainValidator, PositiveInt
+from pydantic_core import PydanticCustomError
 
 from .._params import Params
 from .._registry import Registry
@@ -71,6 +72,19 @@ class KernelParams(LayerParams):
     kernel_regularizer: Regularizer | None = Field(None, description="L1/L2 penalty on the kernel, added to the loss.")
 
 
+def _units(value: Any) -> int | Literal["auto"]:
+    """A positive integer or 'auto', with one message for a bad value (a union would report one per member)."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("int_type", "Input should be a positive integer or auto")
+    if value < 1:
+        raise PydanticCustomError("greater_than", "Input should be greater than 0")
+    return value
+
+
+Units = Annotated[int | Literal["auto"], PlainValidator(_units, json_schema_input_type=PositiveInt | Literal["auto"])]
+
 # --- dense and shape layers -----------------------------------------------------------
 
 
@@ -79,7 +93,7 @@ class DenseParams(KernelParams):
     """Fully connected layer on the last axis (as Keras: `[T, F]` stays a sequence)."""
 
     type: Literal["Dense"]
-    units: PositiveInt | Literal["auto"] = Field(
+    units: Units = Field(
         description="Output features; auto: the model's target width (the number of classes, or the vocabulary "
         "size of a language model)."
     )
