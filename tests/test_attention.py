@@ -37,7 +37,7 @@ def config(layers: list[dict[str, Any]], lm: bool = False, **model: Any) -> dict
 def build(layers: list[dict[str, Any]], lm: bool = False, vocab: int | None = VOCAB, **model: Any) -> BuiltModel:
     torch.manual_seed(0)
     width = VOCAB if lm else CLASSES
-    return build_model(validate(config(layers, lm, **model), "t.yaml"), (LENGTH,), width, vocab)
+    return build_model(validate(config(layers, lm, **model), "t.yaml"), (LENGTH,), width, vocab_size=vocab)
 
 
 def padded(ids: torch.Tensor, length: int) -> torch.Tensor:
