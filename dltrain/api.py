@@ -237,9 +237,7 @@ def restore_network(saved: Checkpoint) -> torch.nn.Module:
     loaded = _stored_config(saved)
     checkpoint.check_consistent(saved)
     with weights_from_checkpoint():
-        built = build_model(
-            loaded, tuple(saved.input_shape), saved.target_width, saved.plan(), vocabulary_size(saved)
-        )
+        built = build_model(loaded, tuple(saved.input_shape), saved.target_width, saved.plan(), vocabulary_size(saved))
     built.network.load_state_dict(saved.weights_for(built.network))
     return built.network.eval()
 

@@ -189,7 +189,7 @@ def predict(
     from .display import predictions_table
 
     if not inputs and not text:
-        raise UserError("give input files, or --text \"a sentence\" for a text model")
+        raise UserError('give input files, or --text "a sentence" for a text model')
     report = api.predict(checkpoint, list(inputs or []), top_k, device, list(text or []))
     if as_json:
         print(json.dumps(report))

@@ -63,7 +63,7 @@ def output_confusions(trainer: Any, split: Any) -> dict[str, tuple[list[list[int
     trainer.network.eval()
     with torch.inference_mode():
         for x, y in make_batches(split.to(device), 1024, False, 0, device, pad=False).epoch(0):
-            outputs = trainer.forward(x)
+            outputs = trainer.trained(x)
             for name, n in sizes.items():
                 task = heads[name].task
                 predicted = predicted_labels(task, outputs[name]).long().reshape(-1)

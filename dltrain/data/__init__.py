@@ -48,4 +48,15 @@ def assemble_any(
     return assemble(raw, params, task, validation_split, preprocessing, validation_mode)
 
 
-__all__ = ["SOURCES", "DataBundle", "DataParams", "Preprocessing", "RawData", "Split", "assemble_any", "is_text", "load_data", "read_source"]
+__all__ = [
+    "SOURCES",
+    "DataBundle",
+    "DataParams",
+    "Preprocessing",
+    "RawData",
+    "Split",
+    "assemble_any",
+    "is_text",
+    "load_data",
+    "read_source",
+]

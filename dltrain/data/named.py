@@ -86,6 +86,7 @@ class NamedPreprocessing:
     """One `Preprocessing` per input, fitted on its training array."""
 
     inputs: dict[str, Preprocessing]
+    tokenizer = None  # named inputs are arrays; text comes through one input (`Preprocessing.tokenizer`)
 
     def apply(self, x: Named) -> Named:
         return Named({name: self.inputs[name].apply(value) for name, value in x.items()})

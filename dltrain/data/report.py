@@ -173,6 +173,8 @@ def _missing(split: Split) -> int | None:
 
 def split_report(name: str, split: Split, bundle: DataBundle) -> SplitReport:
     """Rows, targets, missing cells and the inputs' description of one split."""
+    if not isinstance(split.y, torch.Tensor) or isinstance(split.x, dict):  # named inputs or outputs: rows only
+        return SplitReport(name, len(split), missing=None)
     report = SplitReport(name, len(split), missing=_missing(split), **_targets(split, bundle))
     names = feature_names(bundle.preprocessing)
     for recognises, describe in DESCRIBERS:

@@ -283,9 +283,7 @@ def _build_layer(
         raise loaded.error(("model", "layers", index), f"{layer_type} (layer {index}) {exc}{takes}") from None
 
 
-def _check_output(
-    loaded: LoadedConfig, task: str, index: int, shape: Shape, width: int, per_token: Shape = ()
-) -> None:
+def _check_output(loaded: LoadedConfig, task: str, index: int, shape: Shape, width: int, per_token: Shape = ()) -> None:
     last = ("model", "layers", index)
     layer_type = loaded.config.model.layers[index].type
     if per_token:

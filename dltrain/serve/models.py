@@ -145,7 +145,14 @@ def load_onnx(path: Path, device: str) -> ServedModel:
     }
     width = int(output["shape"][-1])
     return ServedModel(
-        path.name, "onnxruntime", task, meta.get("class_names") or [], InputSpec.from_state(raw, tokenizer), width, scores, info
+        path.name,
+        "onnxruntime",
+        task,
+        meta.get("class_names") or [],
+        InputSpec.from_state(raw, tokenizer),
+        width,
+        scores,
+        info,
     )
 
 

@@ -104,9 +104,7 @@ def plan(setting: bool | str, facts: RunFacts) -> GraphPlan:
         if applies(facts):
             text = why.format(**values)
             refusal = (
-                f"true {text}. Set fit.cuda_graphs: auto (on only where it works) or false"
-                if setting is True
-                else None
+                f"true {text}. Set fit.cuda_graphs: auto (on only where it works) or false" if setting is True else None
             )
             return GraphPlan(False, text, refusal)
     if setting == "auto":

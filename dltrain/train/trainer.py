@@ -266,9 +266,7 @@ class Trainer:
         `trained` is the head and `splits` hold features). `fit` and the benches call this.
         """
         fit = self.config.fit
-        self.trained, self.splits = cache_features(
-            self.network, self.splits, self.data.plan, EVAL_BATCH, self.reporter
-        )
+        self.trained, self.splits = cache_features(self.network, self.splits, self.data.plan, EVAL_BATCH, self.reporter)
         batches = make_batches(
             self.splits["train"],
             fit.batch_size,
