@@ -72,15 +72,20 @@ class Accuracy(Metric):
     """Fraction of correct predictions (per label for binary cross-entropy)."""
 
     tasks = ("classification", "binary")
-    sums = ("correct", "labels")  # labels: one per sample, per output (binary) or per token (a language model)
+    sums = ("correct",)
     greater_is_better = True
+
+    def __init__(self, params: Any, task: Task, width: int) -> None:
+        super().__init__(params, task, width)
+        # labels per sample: one (classes), one per output (binary), one per token (a language model)
+        self.per_sample = 1 if task == "classification" else width
 
     def update(self, sums: dict[str, torch.Tensor], outputs: torch.Tensor, targets: torch.Tensor) -> None:
         sums["correct"] += (predicted_labels(self.task, outputs) == targets).sum()
-        sums["labels"] += targets.numel()
+        self.per_sample = targets.numel() // max(len(targets), 1)  # from the shape: no device op per step
 
     def compute(self, sums: dict[str, torch.Tensor], count: int) -> float:
-        return sums["correct"].item() / max(sums["labels"].item(), 1)
+        return sums["correct"].item() / max(count * self.per_sample, 1)
 
 
 @register_metric(MaeParams)
