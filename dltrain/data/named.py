@@ -150,15 +150,9 @@ def read_named(params: Any, inputs: list[str], outputs: list[str]) -> NamedRaw:
 @named_source("npz")
 def _npz(params: Any, inputs: list[str], outputs: list[str]) -> NamedRaw:
     """`x_train_<input>`, `y_train_<output>`, and the same for `test` and `val` when present."""
-    import zipfile
+    from .npz import open_npz
 
-    if not params.path.is_file():
-        raise DataError(f"data.path: no file at '{params.path}'. Give the path of an .npz file.")
-    try:
-        archive = np.load(params.path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"data.path: '{params.path}' is not a readable .npz file ({exc})") from None
-    with archive:
+    with open_npz(params.path) as archive:
         keys = set(archive.keys())
 
         def split(name: str, required: bool) -> tuple[Arrays | None, Arrays | None]:

@@ -18,16 +18,20 @@ from ..schema.data import NpzParams
 from .base import RawData, register_source
 
 
+def open_npz(path: Path) -> Any:
+    """`data.path` opened as an .npz archive (never unpickling), or one DataError saying why not."""
+    if not path.is_file():
+        raise DataError(f"data.path: no file at '{path}'. Give the path of an .npz file (relative to where you run).")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"data.path: '{path}' is not a readable .npz file ({exc})") from None
+
+
 @register_source(NpzParams)
 def npz(p: NpzParams) -> RawData:
     """Arrays from an .npz file; uses its test arrays when present, else `test_split`."""
-    if not p.path.is_file():
-        raise DataError(f"data.path: no file at '{p.path}'. Give the path of an .npz file (relative to where you run).")
-    try:
-        archive = np.load(p.path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"data.path: '{p.path}' is not a readable .npz file ({exc})") from None
-    with archive:
+    with open_npz(p.path) as archive:
         keys = list(archive.keys())
         for key in (p.x_key, p.y_key):
             if key not in keys:
