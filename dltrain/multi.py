@@ -23,9 +23,10 @@ def prepare_multi(loaded: LoadedConfig, preprocessing: Any = None) -> tuple[Name
     """Load the named arrays and build the `MultiNetwork` for a validated config."""
     config = loaded.config
     outputs = plan_outputs(loaded)
-    inputs = list(graph.plan(loaded).inputs)
+    wiring = graph.plan(loaded)
+    inputs = list(wiring.inputs)
     raw = read_named(config.data, inputs, outputs.names)
-    first = raw.x_train[inputs[0]]
+    first = raw.x_train[_leading_input(wiring)]
     plan = plan_inputs(loaded, tuple(first.shape[1:]))
     if plan.adapts:
         raise loaded.error(
@@ -40,6 +41,12 @@ def prepare_multi(loaded: LoadedConfig, preprocessing: Any = None) -> tuple[Name
     built = build_multi_model(loaded, data.input_shapes, {n: h.width for n, h in data.heads.items()})
     built.notes += plan.notes + transfer.plan_notes(built.network)
     return data, built
+
+
+def _leading_input(wiring: graph.Plan) -> str:
+    """The model input the first layer takes (a leading backbone's image), else the first input."""
+    source = wiring.nodes[0].sources[0] if wiring.nodes and wiring.nodes[0].sources else None
+    return source if isinstance(source, str) else next(iter(wiring.inputs))
 
 
 def output_confusions(trainer: Any, split: Any) -> dict[str, tuple[list[list[int]], list[str]]]:
