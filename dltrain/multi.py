@@ -26,8 +26,8 @@ def prepare_multi(loaded: LoadedConfig, preprocessing: Any = None) -> tuple[Name
     wiring = graph.plan(loaded)
     inputs = list(wiring.inputs)
     raw = read_named(config.data, inputs, outputs.names)
-    first = raw.x_train[_leading_input(wiring)]
-    plan = plan_inputs(loaded, tuple(first.shape[1:]))
+    leading = _leading_input(wiring)
+    plan = plan_inputs(loaded, tuple(raw.x_train[leading].shape[1:]))
     if plan.adapts:
         raise loaded.error(
             ("data",),
@@ -37,7 +37,7 @@ def prepare_multi(loaded: LoadedConfig, preprocessing: Any = None) -> tuple[Name
     data = assemble_named(
         raw, loaded.config.data, outputs.tasks, config.fit.validation_split, preprocessing, config.fit.validation_mode
     )
-    data.plan = with_raw_shape(plan, list(first.shape[1:]))
+    data.plan = with_raw_shape(plan, data.preprocessing.inputs[leading].raw_shape)  # type: ignore[attr-defined]
     built = build_multi_model(loaded, data.input_shapes, {n: h.width for n, h in data.heads.items()})
     built.notes += plan.notes + transfer.plan_notes(built.network)
     return data, built
@@ -100,17 +100,23 @@ def restore_multi(saved: Any) -> Any:
     return built.network.eval(), prep
 
 
-def read_named_file(path: Any, names: list[str]) -> dict[str, np.ndarray]:
-    """An .npz of one array per model input, named `<input>`, `x_<input>` or `x_test_<input>`."""
+def read_named_file(path: Any, names: list[str], prep: Any) -> dict[str, np.ndarray]:
+    """An .npz of one array per model input, named `<input>`, `x_<input>` or `x_test_<input>`; or, for a
+    model trained on a CSV's columns, a CSV with those columns (encoded as in training)."""
     from pathlib import Path
 
+    from .data.tabular import read_named_features
     from .errors import DataError
 
     path = Path(path)
+    tables = {name: prep.inputs[name].table for name in names}
+    if path.suffix.lower() == ".csv" and path.is_file() and all(tables.values()):
+        return read_named_features(path, tables)
     if path.suffix.lower() != ".npz" or not path.is_file():
+        csv = " (or, as it was trained on a CSV's columns, a .csv with those columns)" if all(tables.values()) else ""
         raise DataError(
             f"'{path}': a model with named inputs ({', '.join(names)}) reads .npz files holding one array "
-            f"per input (named {names[0]} or x_{names[0]})"
+            f"per input (named {names[0]} or x_{names[0]}){csv}"
         )
     with np.load(path, allow_pickle=False) as archive:
         found = {}
@@ -139,7 +145,7 @@ def predict_named(saved: Any, inputs: list[Any], top_k: int, device: Any) -> lis
     heads = {head["name"]: head for head in saved.outputs or []}
     rows: list[dict[str, Any]] = []
     for path in inputs:
-        arrays = read_named_file(path, network.input_names)
+        arrays = read_named_file(path, network.input_names, prep)
         for name, array in arrays.items():
             shape = tuple(prep.inputs[name].raw_shape or [])
             if tuple(array.shape[1:]) != shape:

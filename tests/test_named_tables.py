@@ -118,6 +118,13 @@ def test_categorical_columns_class_names_and_held_out_files_train_and_evaluate(c
     table = cli("evaluate", "run")
     assert table.exit_code == 0 and "height_r2" in table.output
 
+    predicted = cli("predict", "run", "test.csv", "val.csv", "--json")  # CSVs with the training columns
+    assert predicted.exit_code == 0, predicted.output
+    rows = json.loads(predicted.stdout)["predictions"]
+    assert len(rows) == 110 and {r["prediction"]["species"] for r in rows} <= set(SPECIES)
+    hits = [r["prediction"]["species"] == row[4] for r, row in zip(rows, test + val)]
+    assert sum(hits) >= 0.8 * len(hits)
+
 
 def refused(cli, tmp_path: Path, **data: Any) -> str:
     result = cli("fit", write_config(tmp_path, config(**data)), "--run-dir", "refused")

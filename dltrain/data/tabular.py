@@ -357,9 +357,19 @@ class TableEncoder:
 
 def read_features(path: Path, state: dict[str, Any]) -> np.ndarray:
     """New rows of a CSV encoded as training did (`state` from the checkpoint); for `predict`."""
-    encoder = TableEncoder(state["features"], set(state["categories"]))
-    cells = with_table(path, lambda table: feature_cells(table, state["features"], encoder), encoder.categorical)
-    return encoder.transform(cells, state)
+    return read_named_features(path, {"": state})[""]
+
+
+def read_named_features(path: Path, states: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+    """New rows of a CSV, each named input's columns encoded as training did (`states` from the checkpoint)."""
+    encoders = {name: TableEncoder(state["features"], set(state["categories"])) for name, state in states.items()}
+    text = {column for encoder in encoders.values() for column in encoder.categorical}
+
+    def cells(table: Table) -> dict[str, np.ndarray]:
+        return {name: feature_cells(table, encoder.features, encoder) for name, encoder in encoders.items()}
+
+    found = with_table(path, cells, text)
+    return {name: encoders[name].transform(found[name], state) for name, state in states.items()}
 
 
 def target_values(table: Table, name: str) -> np.ndarray:
