@@ -29,10 +29,13 @@ def prepare_multi(loaded: LoadedConfig, preprocessing: Any = None) -> tuple[Name
     leading = _leading_input(wiring)
     plan = plan_inputs(loaded, tuple(raw.x_train[leading].shape[1:]))
     if plan.adapts:
+        defaults = "; ".join(note.split(" applied by default")[0] for note in plan.notes)
+        needed = f" (the leading backbone would need {defaults})" if defaults else ""
         raise loaded.error(
             ("data",),
-            "channels, resize and normalize: imagenet apply to one image input; with named inputs, "
-            "give each input in the shape the model takes",
+            "with named inputs no input is adapted inside the model: channels, resize and normalize: imagenet "
+            f"are for one image input{needed}. Give each input in the shape the model takes, and set "
+            "data.normalize to scale, standardize or none",
         )
     data = assemble_named(
         raw, loaded.config.data, outputs.tasks, config.fit.validation_split, preprocessing, config.fit.validation_mode

@@ -111,3 +111,9 @@ def test_a_frozen_backbone_on_one_of_two_named_inputs_is_computed_once_with_the_
     reports = [json.loads(cli("evaluate", tmp_path / run, "--json").stdout) for run in ("cached", "plain")]
     for key in ("loss", "label_accuracy", "size_rmse", "size_r2"):
         assert reports[0][key] == pytest.approx(reports[1][key], rel=1e-5, abs=1e-6), key
+    pretrained = two_inputs(True)
+    pretrained["model"]["layers"][0]["weights"] = "imagenet"  # would want ImageNet statistics inside the model
+    refused = cli("check", write_config(tmp_path, pretrained, "pretrained.yaml"))
+    message = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "no input is adapted inside the model" in message
+    assert "would need data.normalize: imagenet" in message and "set data.normalize to scale" in message
