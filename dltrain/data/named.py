@@ -360,7 +360,7 @@ def assemble_named(
 def _csv(params: Any, inputs: list[str], outputs: list[str]) -> NamedRaw:
     """`inputs: {input: [columns]}` and `target: {output: column}` (one of each may be plain); the columns
     read as for one input (categorical ones one-hot), `validation_path` and `test_path` with the same columns."""
-    from .tabular import HELD_OUT, held_out_file, named_columns, named_rows, with_table
+    from .tabular import HELD_OUT, NamedColumns, Table, held_out_file, named_columns, named_rows, with_table
 
     columns = params.inputs or ({inputs[0]: params.features} if len(inputs) == 1 and params.features else {})
     targets = params.target if isinstance(params.target, dict) else {outputs[0]: params.target}
@@ -374,7 +374,7 @@ def _csv(params: Any, inputs: list[str], outputs: list[str]) -> NamedRaw:
     wanted = {name: list(columns[name]) for name in inputs}, {name: targets[name] for name in outputs}
     text = set(params.categorical)
 
-    def training(table: Any) -> Any:
+    def training(table: Table) -> tuple[NamedColumns, tuple[Arrays, Arrays]]:
         spec = named_columns(table, *wanted, params.categorical)
         return spec, named_rows(table, spec)
 
