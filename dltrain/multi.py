@@ -23,23 +23,33 @@ def prepare_multi(loaded: LoadedConfig, preprocessing: Any = None) -> tuple[Name
     """Load the named arrays and build the `MultiNetwork` for a validated config."""
     config = loaded.config
     outputs = plan_outputs(loaded)
-    inputs = list(graph.plan(loaded).inputs)
+    wiring = graph.plan(loaded)
+    inputs = list(wiring.inputs)
     raw = read_named(config.data, inputs, outputs.names)
-    first = raw.x_train[inputs[0]]
-    plan = plan_inputs(loaded, tuple(first.shape[1:]))
+    leading = _leading_input(wiring)
+    plan = plan_inputs(loaded, tuple(raw.x_train[leading].shape[1:]))
     if plan.adapts:
+        defaults = "; ".join(note.split(" applied by default")[0] for note in plan.notes)
+        needed = f" (the leading backbone would need {defaults})" if defaults else ""
         raise loaded.error(
             ("data",),
-            "channels, resize and normalize: imagenet apply to one image input; with named inputs, "
-            "give each input in the shape the model takes",
+            "with named inputs no input is adapted inside the model: channels, resize and normalize: imagenet "
+            f"are for one image input{needed}. Give each input in the shape the model takes, and set "
+            "data.normalize to scale, standardize or none",
         )
     data = assemble_named(
         raw, loaded.config.data, outputs.tasks, config.fit.validation_split, preprocessing, config.fit.validation_mode
     )
-    data.plan = with_raw_shape(plan, list(first.shape[1:]))
+    data.plan = with_raw_shape(plan, data.preprocessing.inputs[leading].raw_shape)  # type: ignore[attr-defined]
     built = build_multi_model(loaded, data.input_shapes, {n: h.width for n, h in data.heads.items()})
     built.notes += plan.notes + transfer.plan_notes(built.network)
     return data, built
+
+
+def _leading_input(wiring: graph.Plan) -> str:
+    """The model input the first layer takes (a leading backbone's image), else the first input."""
+    source = wiring.nodes[0].sources[0] if wiring.nodes and wiring.nodes[0].sources else None
+    return source if isinstance(source, str) else next(iter(wiring.inputs))
 
 
 def output_confusions(trainer: Any, split: Any) -> dict[str, tuple[list[list[int]], list[str]]]:
@@ -93,17 +103,23 @@ def restore_multi(saved: Any) -> Any:
     return built.network.eval(), prep
 
 
-def read_named_file(path: Any, names: list[str]) -> dict[str, np.ndarray]:
-    """An .npz of one array per model input, named `<input>`, `x_<input>` or `x_test_<input>`."""
+def read_named_file(path: Any, names: list[str], prep: Any) -> dict[str, np.ndarray]:
+    """An .npz of one array per model input, named `<input>`, `x_<input>` or `x_test_<input>`; or, for a
+    model trained on a CSV's columns, a CSV with those columns (encoded as in training)."""
     from pathlib import Path
 
+    from .data.tabular import read_named_features
     from .errors import DataError
 
     path = Path(path)
+    tables = {name: prep.inputs[name].table for name in names}
+    if path.suffix.lower() == ".csv" and path.is_file() and all(tables.values()):
+        return read_named_features(path, tables)
     if path.suffix.lower() != ".npz" or not path.is_file():
+        csv = " (or, as it was trained on a CSV's columns, a .csv with those columns)" if all(tables.values()) else ""
         raise DataError(
             f"'{path}': a model with named inputs ({', '.join(names)}) reads .npz files holding one array "
-            f"per input (named {names[0]} or x_{names[0]})"
+            f"per input (named {names[0]} or x_{names[0]}){csv}"
         )
     with np.load(path, allow_pickle=False) as archive:
         found = {}
@@ -132,7 +148,7 @@ def predict_named(saved: Any, inputs: list[Any], top_k: int, device: Any) -> lis
     heads = {head["name"]: head for head in saved.outputs or []}
     rows: list[dict[str, Any]] = []
     for path in inputs:
-        arrays = read_named_file(path, network.input_names)
+        arrays = read_named_file(path, network.input_names, prep)
         for name, array in arrays.items():
             shape = tuple(prep.inputs[name].raw_shape or [])
             if tuple(array.shape[1:]) != shape:
