@@ -256,7 +256,9 @@ def check_batch(data: DataBundle) -> torch.Tensor:
     return x if len(x) > 1 else torch.cat([x, x])
 
 
-def _write(name: str, exporter: Exporter, module: nn.Module, samples: Samples, signature: Signature, path: Path) -> None:
+def _write(
+    name: str, exporter: Exporter, module: nn.Module, samples: Samples, signature: Signature, path: Path
+) -> None:
     """Run the exporter; any failure of the third-party exporter becomes one clear RunError."""
     try:
         with warnings.catch_warnings(), torch.no_grad():

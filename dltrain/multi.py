@@ -164,7 +164,9 @@ def read_named_npz(path: Any, names: list[str]) -> dict[str, np.ndarray]:
     return found
 
 
-def named_scores(network: Any, prep: Any, arrays: dict[str, np.ndarray], heads: list[dict[str, Any]], device: Any) -> dict[str, np.ndarray]:
+def named_scores(
+    network: Any, prep: Any, arrays: dict[str, np.ndarray], heads: list[dict[str, Any]], device: Any
+) -> dict[str, np.ndarray]:
     """Raw arrays by input name → each output's probabilities (or values) by name: `predict` and `serve` both run this."""
     import torch
 

@@ -111,6 +111,7 @@ def test_a_checkpoint_and_an_onnx_export_serve_one_group_per_output(runs: dict[s
         with running_server(model, module="dltrain", log=tmp_path / "server.log", env=ENV) as server:
             meta = httpx.get(server.url + "/metadata").json()
             assert list(meta["input"]["inputs"]) == names
+            assert meta["process"]["torch_imported"] == (model.suffix != ".onnx")  # onnxruntime alone serves an export
             assert [o["name"] for o in meta["outputs"]] == list(expected[0]["outputs"])
             rows = httpx.post(server.url + "/predict", json={"instances": instances, "top_k": 10}).json()["predictions"]
             columns = {name: [item[name] for item in instances] for name in names}

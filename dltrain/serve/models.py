@@ -94,7 +94,14 @@ def _heads(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _named_model(name: str, runtime: str, spec: NamedSpec, heads: list[dict[str, Any]], scores: Callable[[np.ndarray], np.ndarray], info: dict[str, Any]) -> ServedModel:
+def _named_model(
+    name: str,
+    runtime: str,
+    spec: NamedSpec,
+    heads: list[dict[str, Any]],
+    scores: Callable[[np.ndarray], np.ndarray],
+    info: dict[str, Any],
+) -> ServedModel:
     task = heads[0]["task"] if len(heads) == 1 else "several outputs"
     width = sum(head["width"] for head in heads)
     return ServedModel(name, runtime, task, [], spec, width, scores, info, heads)
@@ -295,6 +302,8 @@ def self_check(model: ServedModel) -> None:
         problem = "its outputs on a zero input are not finite (NaN or infinity in the weights?)"
     elif unnamed:
         where = f" (output '{unnamed[0]['name']}')" if unnamed[0]["name"] else ""
-        problem = f"it outputs {unnamed[0]['width']} class scores{where} but names {len(unnamed[0]['class_names'])} classes"
+        problem = (
+            f"it outputs {unnamed[0]['width']} class scores{where} but names {len(unnamed[0]['class_names'])} classes"
+        )
     if problem:
         raise UserError(f"'{model.name}' failed its self-check: {problem}")

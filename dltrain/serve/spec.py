@@ -371,7 +371,8 @@ class NamedSpec:
         """`{input: value, ...}` → one packed float32 row; InstanceError naming the input that does not fit."""
         if not isinstance(instance, dict):
             raise InstanceError(
-                None, f"expected an object with one value per input ({', '.join(self.names)}); received {_received(instance)}"
+                None,
+                f"expected an object with one value per input ({', '.join(self.names)}); received {_received(instance)}",
             )
         for name in instance:
             if name not in self.inputs:
@@ -400,7 +401,9 @@ class NamedSpec:
                 raise InstanceError(name, f"input '{name}': expected a list with one value per sample")
         counts = {name: len(columns[name]) for name in self.names}
         if len(set(counts.values())) > 1:
-            raise InstanceError(None, f"the inputs hold different numbers of samples ({counts}); give each one per sample")
+            raise InstanceError(
+                None, f"the inputs hold different numbers of samples ({counts}); give each one per sample"
+            )
         return [{name: columns[name][i] for name in self.names} for i in range(counts[self.names[0]])]
 
     def unpack(self, x: np.ndarray) -> dict[str, np.ndarray]:
