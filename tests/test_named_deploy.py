@@ -126,6 +126,7 @@ def test_a_checkpoint_and_an_onnx_export_serve_one_group_per_output(runs: dict[s
                 {name: instances[0][name] for name in names[:-1]},  # the last input missing
                 {**instances[0], "colour": [1.0]},  # an input the model does not have
                 {**instances[0], names[-1]: [1.0, 2.0]},  # the wrong shape
+                instances[0][names[0]],  # one input's value, not an object by input name
             ]
             refused = httpx.post(server.url + "/predict", json={"instances": bad})
             assert refused.status_code == 422
@@ -134,11 +135,13 @@ def test_a_checkpoint_and_an_onnx_export_serve_one_group_per_output(runs: dict[s
                 ["body", "instances", 0, names[-1]],
                 ["body", "instances", 1, "colour"],
                 ["body", "instances", 2, names[-1]],
+                ["body", "instances", 3],
             ]
             assert (
                 f"input '{names[-1]}' is missing" in detail[0]["msg"] and "unknown input 'colour'" in detail[1]["msg"]
             )
             assert f"input '{names[-1]}': expected numbers of shape" in detail[2]["msg"]
+            assert "one value per input" in detail[3]["msg"] and "received a list" in detail[3]["msg"]
             short = {**columns, names[0]: columns[names[0]][:2]}  # with one input: just two samples
             uneven = httpx.post(server.url + "/predict", json={"inputs": short})
             if len(names) > 1:

@@ -370,9 +370,10 @@ class NamedSpec:
     def read(self, instance: Any) -> np.ndarray:
         """`{input: value, ...}` → one packed float32 row; InstanceError naming the input that does not fit."""
         if not isinstance(instance, dict):
+            example = ", ".join(f'"{name}": ...' for name in self.names)
+            received = "a list" if isinstance(instance, list) else _received(instance)
             raise InstanceError(
-                None,
-                f"expected an object with one value per input ({', '.join(self.names)}); received {_received(instance)}",
+                None, f"expected an object with one value per input, {{{example}}}; received {received}"
             )
         for name in instance:
             if name not in self.inputs:
