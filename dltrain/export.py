@@ -252,7 +252,11 @@ def check_batch(data: DataBundle) -> torch.Tensor:
     """
     split = data.test or data.val or data.train
     x = first_inputs(split, CHECK_SAMPLES)
-    x = x if data.vocab_size is not None else x.float()
+    return at_least_two(x if data.vocab_size is not None else x.float())
+
+
+def at_least_two(x: torch.Tensor) -> torch.Tensor:
+    """A batch of one row, doubled: an exporter that sees a batch of one may fix the batch size to one."""
     return x if len(x) > 1 else torch.cat([x, x])
 
 
@@ -450,8 +454,8 @@ def export_named(trainer: Any, fmt: str, target: Path) -> ExportResult:
     network, data = trainer.network, trainer.data
     module = named_deployable(network, {name: head.width for name, head in data.heads.items()}).eval()
     split = data.test or data.val or data.train
-    x = split.x[: max(CHECK_SAMPLES, 2)]
-    samples = tuple(x[name].float() for name in network.input_names)
+    x = split.x[:CHECK_SAMPLES]  # the first test samples, preprocessed, as for one input (`check_batch`)
+    samples = tuple(at_least_two(x[name].float()) for name in network.input_names)
     signature = Signature(tuple(network.input_names), tuple(network.output_names))
     diff = write_checked(fmt, module, module, samples, target, signature)
     meta = target.with_name(target.name + ".json")
