@@ -179,11 +179,19 @@ def named_scores(
     return {head["name"]: scores(outputs[head["name"]].cpu(), head["task"]) for head in heads}
 
 
-def predict_named(saved: Any, inputs: list[Any], top_k: int, device: Any) -> list[dict[str, Any]]:
+def predict_named(
+    saved: Any, inputs: list[Any], top_k: int, device: Any, texts: list[str] | None = None
+) -> list[dict[str, Any]]:
     """One row per sample: `prediction` by output, and each output's own row (top classes, probability)."""
     from .errors import DataError
     from .inference import describe_named
 
+    if texts:
+        names = list(saved.config.get("model", {}).get("inputs") or {})
+        raise DataError(
+            f"--text: a model with named inputs ({', '.join(names)}) reads "
+            f"{_what_to_give(names, csv_columns(saved.config.get('data', {}), names))}"
+        )
     network, prep = restore_multi(saved)
     network.to(device)
     heads = saved.outputs or []

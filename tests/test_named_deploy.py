@@ -187,6 +187,11 @@ def test_predict_reads_a_csv_of_the_training_columns_and_says_what_to_give_other
     from_csv = predict_json(tmp_path / "run", tmp_path / "flowers.csv")
     assert len(from_csv) == 120 and from_csv == predict_json(tmp_path / "run", tmp_path / "same.npz")
 
+    shown = cli("predict", tmp_path / "run", tmp_path / "flowers.csv")  # the table: a column per output
+    assert shown.exit_code == 0 and "species" in shown.output and from_csv[0]["prediction"]["species"] in shown.output
+    text = cli("predict", tmp_path / "run", "--text", "a flower")
+    assert text.exit_code == 2 and "--text" in text.output and "training columns" in " ".join(text.output.split())
+
     no_column = tmp_path / "short.csv"
     no_column.write_text("petal_length,petal_width\n1.0,0.2\n", encoding="utf-8")
     missing = cli("predict", tmp_path / "run", no_column)
