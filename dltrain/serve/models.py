@@ -102,7 +102,7 @@ def _named_model(
     scores: Callable[[np.ndarray], np.ndarray],
     info: dict[str, Any],
 ) -> ServedModel:
-    task = heads[0]["task"] if len(heads) == 1 else "several outputs"
+    task = heads[0]["task"] if len(heads) == 1 else "multi-output"  # each output's own task: `heads`
     width = sum(head["width"] for head in heads)
     return ServedModel(name, runtime, task, [], spec, width, scores, info, heads)
 
