@@ -223,7 +223,7 @@ def predict(
     saved = checkpoint.load(path)
     target = resolve_device(device)
     if saved.outputs is not None:  # named inputs or several outputs: one group of columns per output
-        return {"predictions": predict_named(saved, [Path(i) for i in inputs], top_k, target)}
+        return {"predictions": predict_named(saved, [Path(i) for i in inputs], top_k, target, texts)}
     network = restore_network(saved).to(target)
     rows = predict_files(
         network,
