@@ -9,6 +9,7 @@ Draws come from a generator seeded with `seed`, so a seed gives the same text ev
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from .api import restore_network
 from .data.tokenize import encode_running, fixed_length, from_json
 from .errors import UserError
+from .inference import text_problem
 from .train import checkpoint
 from .train.distributed import resolve_device
 
@@ -45,8 +47,8 @@ def next_token(logits: torch.Tensor, temperature: float, top_k: int | None, gene
 def check_options(max_tokens: int, temperature: float, top_k: int | None) -> None:
     if max_tokens < 1:
         raise UserError(f"--max-tokens must be 1 or more; received {max_tokens}")
-    if temperature < 0:
-        raise UserError(f"--temperature must be 0 (greedy) or more; received {temperature}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise UserError(f"--temperature must be a finite number, 0 (greedy) or more; received {temperature}")
     if top_k is not None and top_k < 1:
         raise UserError(f"--top-k must be 1 or more; received {top_k}")
 
@@ -63,6 +65,8 @@ def generate(
 ) -> Generated:
     """`max_tokens` new tokens after `prompt`, drawn from the language model of checkpoint `path`."""
     check_options(max_tokens, temperature, top_k)
+    if (problem := text_problem(prompt)) and "UTF-8" in problem:
+        raise UserError(f"--prompt {problem}")
     saved = checkpoint.load(path)
     if saved.tokenizer is None or len(saved.input_shape) != 1:
         raise UserError(f"'{saved.path}' is not a language model (it was not trained on text_file data)")

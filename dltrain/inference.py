@@ -69,6 +69,18 @@ def tokenizer_from_json(text: str) -> Any:
     return tokenizers_package().Tokenizer.from_str(text)
 
 
+def text_problem(text: str) -> str | None:
+    """Why a text cannot be tokenized for a prediction (None: it can): empty, or not encodable as UTF-8
+    (a lone surrogate, as a JSON escape or a command line of other bytes gives)."""
+    if not text.strip():
+        return "is empty; give some text"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds characters that are not UTF-8 (lone surrogates); give UTF-8 text"
+    return None
+
+
 def encode_texts(tokenizer: Any, texts: list[str]) -> np.ndarray:
     """(N, T) int64 ids of texts, truncated and padded (id 0) to the tokenizer's fixed length."""
     encodings = tokenizer.encode_batch(texts, add_special_tokens=False)

@@ -144,9 +144,11 @@ def read_named_input(path: Any, saved: Any, names: list[str], prep: Any) -> dict
 
 
 def read_named_npz(path: Any, names: list[str]) -> dict[str, np.ndarray]:
-    """An .npz of one array per model input, named `<input>`, `x_<input>` or `x_test_<input>`."""
+    """An .npz of one array per model input, named `<input>`, `x_<input>` or `x_test_<input>` (exactly one of them)."""
     import zipfile
 
+    from .data.base import check_values
+    from .data.npz import read_array
     from .errors import DataError
 
     try:
@@ -156,14 +158,32 @@ def read_named_npz(path: Any, names: list[str]) -> dict[str, np.ndarray]:
     with archive:
         found = {}
         for name in names:
-            key = next((k for k in (name, f"x_{name}", f"x_test_{name}") if k in archive), None)
-            if key is None:
+            keys = [k for k in (name, f"x_{name}", f"x_test_{name}") if k in archive]
+            if len(keys) != 1:
+                held = f"it holds {', '.join(archive.keys())}" if not keys else f"it holds {' and '.join(keys)}"
                 raise DataError(
-                    f"'{path}' has no array for input '{name}' (looked for {name}, x_{name}, x_test_{name}); "
-                    f"it holds {', '.join(archive.keys())}"
+                    f"'{path}' needs one array for input '{name}' (named {name}, x_{name} or x_test_{name}); "
+                    f"{held}{'' if not keys else ': keep one'}"
                 )
-            found[name] = np.asarray(archive[key], dtype=np.float32)
+            array = read_array(archive, keys[0], path)
+            check_values(array, f"the values of input '{name}' in '{path}'")
+            found[name] = np.asarray(array, dtype=np.float32)
     return found
+
+
+def check_named_inputs(arrays: dict[str, np.ndarray], prep: Any, where: str) -> None:
+    """Each input's samples in the shape the model was trained on, and as many samples of every input."""
+    from .errors import DataError
+
+    for name, array in arrays.items():
+        shape = tuple(prep.inputs[name].raw_shape or [])
+        if tuple(array.shape[1:]) != shape:
+            raise DataError(f"{where}: input '{name}' holds {list(array.shape)}; expected [N, {', '.join(map(str, shape))}]")
+    counts = {name: len(array) for name, array in arrays.items()}
+    if len(set(counts.values())) > 1:
+        raise DataError(f"{where}: the inputs hold different numbers of samples ({counts}); give each input the same rows")
+    if not any(counts.values()):
+        raise DataError(f"{where} holds no samples; give at least one row")
 
 
 def named_scores(
@@ -200,12 +220,7 @@ def predict_named(
     rows: list[dict[str, Any]] = []
     for path in inputs:
         arrays = read_named_input(path, saved, network.input_names, prep)
-        for name, array in arrays.items():
-            shape = tuple(prep.inputs[name].raw_shape or [])
-            if tuple(array.shape[1:]) != shape:
-                raise DataError(
-                    f"'{path}': input '{name}' holds {list(array.shape)}; expected [N, {', '.join(map(str, shape))}]"
-                )
+        check_named_inputs(arrays, prep, f"'{path}'")
         described = describe_named(named_scores(network, prep, arrays, heads, device), heads, top_k)
         rows += [{"input": i, **row} for i, row in enumerate(described)]
     return rows

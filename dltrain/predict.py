@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from .data import Preprocessing
+from .data.base import check_values
 from .data.images import IMAGE_SUFFIXES, read_image
 from .data.tabular import numeric_rows, read_features, with_table
 from .data.timeseries import read_series, windows
 from .data.tokenize import encode_texts, fixed_length, from_json
 from .errors import DataError
-from .inference import describe_rows, image_values
+from .inference import describe_rows, image_values, text_problem
 from .schema.inputs import InputPlan
 
 CHUNK = 1024  # samples per forward pass
@@ -48,6 +49,9 @@ def _as_samples(array: np.ndarray, path: Path, prep: Preprocessing) -> Samples:
     """One sample (the file's name) or a stack of samples (their row indices), checked against the model."""
     if array.dtype.kind not in "biuf":
         raise DataError(f"'{path}' holds {array.dtype} values; the model needs numbers")
+    check_values(array, f"the values in '{path}'")
+    if array.ndim and not len(array) and tuple(array.shape[1:]) == tuple(prep.raw_shape or ()):
+        raise DataError(f"'{path}' holds no samples; give at least one")
     shape = tuple(prep.raw_shape or ())
     x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     if tuple(array.shape) == shape:
@@ -118,8 +122,13 @@ def read_csv(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     return _as_samples(numeric_rows(path).astype(np.float32), path, prep)
 
 
-def text_samples(texts: list[str], prep: Preprocessing) -> torch.Tensor:
-    """(N, T) int64 ids of raw texts, tokenized, truncated and padded as the training texts were."""
+def text_samples(texts: list[str], prep: Preprocessing, names: list[str] | None = None) -> torch.Tensor:
+    """(N, T) int64 ids of raw texts, tokenized, truncated and padded as the training texts were.
+
+    `names` say where each text came from, for the message about one that cannot be read (default: --text)."""
+    for i, text in enumerate(texts):
+        if problem := text_problem(text):
+            raise DataError(f"{names[i] if names else f'--text #{i + 1}'} {problem}")
     if prep.tokenizer is None:
         raise DataError("this model was not trained on text; give it the kind of files it was trained on")
     tokenizer = from_json(prep.tokenizer)
@@ -132,7 +141,7 @@ def read_text_file(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
     """A .txt file is one text (as `text_folder` reads its files)."""
     from .data.text import read_utf8
 
-    return Samples(text_samples([read_utf8(path)], prep), [path.name])
+    return Samples(text_samples([read_utf8(path)], prep, [f"'{path}'"]), [path.name])
 
 
 def read_parquet_rows(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:

@@ -274,22 +274,46 @@ def check_arrays(raw: RawData) -> None:
             array = getattr(raw, f"{kind}_{split}")
             if array is None or isinstance(array, LazyInputs):
                 continue
-            what = f"the {'inputs' if kind == 'x' else 'targets'} of the {split} split"
-            if array.dtype.kind not in "biuf":
-                received = {"c": "complex numbers", "U": "text", "S": "bytes", "O": "Python objects"}.get(
-                    array.dtype.kind, f"{array.dtype} values"
-                )
-                raise DataError(
-                    f"{what} hold {received}; dltrain needs real numbers (convert them, e.g. "
-                    f"np.abs or .real for complex values)"
-                )
-            if array.dtype.kind == "f" and not np.isfinite(array).all():
-                bad = np.argwhere(~np.isfinite(array))[0]
-                count = int((~np.isfinite(array)).sum())
-                raise DataError(
-                    f"{what} hold {count:,} missing or infinite value(s) (NaN/inf), the first at index "
-                    f"{tuple(int(i) for i in bad)}; fill them in or drop those samples"
-                )
+            check_values(array, f"the {'inputs' if kind == 'x' else 'targets'} of the {split} split")
+
+
+def check_training_left(training: int, total: int) -> None:
+    """Held-out splits drawn from few samples can take them all; training on none is no run."""
+    if not training:
+        raise DataError(
+            f"no training sample is left after holding out the test and validation samples ({total} in "
+            f"all): give more data, or lower data.test_split and fit.validation_split"
+        )
+
+
+def check_sample_shapes(raw: RawData) -> None:
+    """Held-out inputs (test, validation) are samples of the training inputs' shape, or the model cannot take them."""
+    shape = list(raw.x_train.shape[1:])
+    for split in ("val", "test"):
+        x = getattr(raw, f"x_{split}")
+        if x is not None and list(x.shape[1:]) != shape:
+            raise DataError(
+                f"the inputs of the {split} split are samples of {list(x.shape[1:])}, the training inputs of "
+                f"{shape}: give held-out samples of the training shape"
+            )
+
+
+def check_values(array: np.ndarray, what: str) -> None:
+    """One array (`what` names it in the message) holds finite real numbers, or one DataError saying where not."""
+    if array.dtype.kind not in "biuf":
+        received = {"c": "complex numbers", "U": "text", "S": "bytes", "O": "Python objects"}.get(
+            array.dtype.kind, f"{array.dtype} values"
+        )
+        raise DataError(
+            f"{what} hold {received}; dltrain needs real numbers (convert them, e.g. np.abs or .real for complex values)"
+        )
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = np.argwhere(~np.isfinite(array))[0]
+        count = int((~np.isfinite(array)).sum())
+        raise DataError(
+            f"{what} hold {count:,} missing or infinite value(s) (NaN/inf), the first at index "
+            f"{tuple(int(i) for i in bad)}; fill them in or drop those samples"
+        )
 
 
 def looks_channels_last(shape: Shape) -> bool:
@@ -336,6 +360,10 @@ def assemble(
     x_train, y_train = raw.x_train, raw.y_train
     if len(x_train) != len(y_train):
         raise DataError(f"{len(x_train)} inputs but {len(y_train)} targets: they must match")
+    if not len(x_train):
+        raise DataError("the training data hold no samples; give at least one")
+    if raw.encoder is None and not isinstance(params, TextParams):  # text is padded per split, tables are cells
+        check_sample_shapes(raw)
     x_test, y_test = raw.x_test, raw.y_test
     if x_test is None:
         keep, held = random_split(len(x_train), params.test_split)
@@ -348,6 +376,7 @@ def assemble(
         )
         x_val, y_val = x_train[held], y_train[held]
         x_train, y_train = x_train[keep], y_train[keep]
+    check_training_left(len(x_train), len(raw.x_train))
 
     table = preprocessing.table if preprocessing else None
     if raw.encoder is not None:

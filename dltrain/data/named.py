@@ -25,6 +25,7 @@ from .base import (
     _binary_names,
     _targets,
     check_layout,
+    check_values,
     class_indices,
     fit_preprocessing,
 )
@@ -160,7 +161,7 @@ def read_named(params: Any, inputs: list[str], outputs: list[str]) -> NamedRaw:
 @named_source("npz")
 def _npz(params: Any, inputs: list[str], outputs: list[str]) -> NamedRaw:
     """`x_train_<input>`, `y_train_<output>`, and the same for `test` and `val` when present."""
-    from .npz import open_npz
+    from .npz import open_npz, read_array
 
     with open_npz(params.path) as archive:
         keys = set(archive.keys())
@@ -178,8 +179,8 @@ def _npz(params: Any, inputs: list[str], outputs: list[str]) -> NamedRaw:
                     f"x_{name}_<input> and y_{name}_<output>"
                 )
             return (
-                {i: archive[f"x_{name}_{i}"] for i in inputs},
-                {o: archive[f"y_{name}_{o}"] for o in outputs},
+                {i: read_array(archive, f"x_{name}_{i}", params.path) for i in inputs},
+                {o: read_array(archive, f"y_{name}_{o}", params.path) for o in outputs},
             )
 
         x_train, y_train = split("train", True)
@@ -268,6 +269,15 @@ def _class_indices(raw: NamedRaw, tasks: dict[str, Task]) -> NamedRaw:
     return raw
 
 
+def _check_named(raw: NamedRaw) -> None:
+    """Every array holds finite real numbers (cells of an encoded table are checked as they are read)."""
+    for split in ("train", "val", "test"):
+        for kind, what in (("x", "input"), ("y", "targets of output")):
+            for name, array in (getattr(raw, f"{kind}_{split}") or {}).items():
+                if not (kind == "x" and name in raw.encoders):
+                    check_values(np.asarray(array), f"the values of {what} '{name}' in the {split} split")
+
+
 def _encode(x: Arrays, encoders: dict[str, FeatureEncoder], tables: dict[str, Any]) -> Arrays:
     """The arrays with each encoded input's table cells turned into numbers (categories one-hot)."""
     return {name: encoders[name].transform(a, tables[name]) if name in encoders else a for name, a in x.items()}
@@ -286,7 +296,10 @@ def assemble_named(
     if len(counts) != 1:
         sizes = {n: len(a) for n, a in (*raw.x_train.items(), *raw.y_train.items())}
         raise DataError(f"the training arrays hold different numbers of samples: {sizes}; they must match")
+    if counts == {0}:
+        raise DataError("the training arrays hold no samples; give at least one row")
     raw = _class_indices(raw, tasks)
+    _check_named(raw)
     x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
     n = counts.pop()
     if x_test is None or y_test is None:

@@ -38,7 +38,7 @@ def npz(p: NpzParams) -> RawData:
                 raise DataError(
                     f"'{p.path}' has no array '{key}'; it holds: {', '.join(keys)}. Set data.x_key / data.y_key."
                 )
-        x, y = _array(archive, p.x_key, p.path), _array(archive, p.y_key, p.path)
+        x, y = read_array(archive, p.x_key, p.path), read_array(archive, p.y_key, p.path)
         x_test, y_test = _pair(archive, keys, p.x_test_key, p.y_test_key, p.path)
         x_val, y_val = _pair(archive, keys, p.x_val_key, p.y_val_key, p.path)
     value_range = 255.0 if x.dtype == np.uint8 else None
@@ -52,10 +52,10 @@ def _pair(archive: Any, keys: list[str], x_key: str, y_key: str, path: Path) -> 
         raise DataError(f"'{path}' has '{present}' but no '{absent}': store both arrays, or neither")
     if x_key not in keys:
         return None, None
-    return _array(archive, x_key, path), _array(archive, y_key, path)
+    return read_array(archive, x_key, path), read_array(archive, y_key, path)
 
 
-def _array(archive: Any, key: str, path: Path) -> np.ndarray:
+def read_array(archive: Any, key: str, path: Path) -> np.ndarray:
     """One array of the archive; Python objects (which need unpickling) and damaged members are refused."""
     try:
         return archive[key]

@@ -39,6 +39,23 @@ def parquet_files(path: str) -> list[Path]:
     return files
 
 
+def columns_agree(reference: tuple[Any, list[str]], path: Any, names: list[str]) -> None:
+    """Without `data.features` every column is an input, so every file must hold the same columns
+    (else one file's rows would lack cells, or its extra column would go unread)."""
+    first, expected = reference
+    extra, lacking = [n for n in names if n not in expected], [n for n in expected if n not in names]
+    if extra or lacking:
+        detail = "; ".join(
+            f"{what} {', '.join(map(repr, cols))}"
+            for what, cols in ((f"only '{path}' has", extra), (f"'{path}' lacks", lacking))
+            if cols
+        )
+        raise DataError(
+            f"the files of data.path hold different columns: {detail} (compared with '{first}'). Without "
+            f"data.features every column is an input: list the inputs in data.features, or give the files the same columns"
+        )
+
+
 def read_parquet(files: list[Path], columns: dict[str, str] | None) -> tuple[Any, list[int]]:
     """One Arrow table of `columns` (name → the data key that named it; all when None) of every file, and each file's rows.
 
@@ -47,11 +64,14 @@ def read_parquet(files: list[Path], columns: dict[str, str] | None) -> tuple[Any
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tables = []
+    tables, reference = [], None
     for file in files:
         try:
             names = pq.read_schema(file).names
-            if columns is not None:
+            if columns is None:
+                reference = reference or (file, names)
+                columns_agree(reference, file, names)
+            else:
                 for column, key in columns.items():
                     if column not in names:
                         raise DataError(
@@ -136,13 +156,16 @@ class ParquetShards:
         self.problem: str | None = None  # why these files cannot be streamed (they may still fit in memory)
         self.files, self.target = files, target
         self.pieces: list[Piece] = []
-        start = 0
+        start, every_column, reference = 0, features is None, None
         for path in files:
             try:
                 meta = pq.ParquetFile(path).metadata
             except (OSError, pa.ArrowException) as exc:
                 raise unreadable(path, exc, "Parquet file") from None
             schema = meta.schema.to_arrow_schema()
+            if every_column:
+                reference = reference or (path, schema.names)
+                columns_agree(reference, path, schema.names)
             if features is None:
                 features = [name for name in schema.names if name != target]
             for name, key in [(target, "target"), *((name, "features") for name in features)]:

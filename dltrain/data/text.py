@@ -35,7 +35,7 @@ from ..schema.data import (
 )
 from ..schema.losses import Task
 from . import tokenize
-from .base import DataBundle, Preprocessing, RawData, assemble, register_source
+from .base import DataBundle, Preprocessing, RawData, assemble, check_training_left, register_source
 from .splits import ValidationMode, held_count, random_split, validation_indices
 
 
@@ -286,6 +286,7 @@ def _classification(
 ) -> tuple[RawData, Any]:
     """Ids `[max_length]` of every split's texts, with the tokenizer fitted on the training texts."""
     train, val, test = classified_splits(raw, params, validation_split, mode)
+    check_training_left(len(train.texts), len(raw.texts))
     if tokenizer_json:
         tokenizer = tokenize.from_json(tokenizer_json)
     else:

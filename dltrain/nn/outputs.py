@@ -89,6 +89,11 @@ def plan_outputs(loaded: LoadedConfig) -> OutputPlan:
     if missing:
         raise loaded.error(("compile", "loss"), f"no loss for output(s) {', '.join(missing)}: give each output a loss")
     weights = _by_output(loaded, "loss_weights", compile.loss_weights, names, 1.0)
+    if not any(weights.values()):
+        raise loaded.error(
+            ("compile", "loss_weights"),
+            "every output's loss weight is 0, so nothing would be trained: give at least one output a weight above 0",
+        )
     metrics = _by_output(loaded, "metrics", compile.metrics, names, [])
     plan = OutputPlan(names, losses, weights, metrics)
     _check_metrics(loaded, plan)

@@ -211,7 +211,7 @@ class LargeDataParams(DataParams):
         description="Read batches from disk as they are needed (DataLoader workers, shard by shard) instead of "
         "loading the data into memory; auto: when the data exceed memory_limit.",
     )
-    memory_limit: ByteSize | None = Field(
+    memory_limit: Annotated[ByteSize, Field(gt=0)] | None = Field(
         None,
         description="With streaming: auto, data larger than this are streamed: bytes, or e.g. '4GB', '512MiB' "
         "(default: a quarter of the machine's memory).",
@@ -219,7 +219,7 @@ class LargeDataParams(DataParams):
     num_workers: NonNegativeInt | None = Field(
         None, description="DataLoader worker processes that read shards when streaming (default: up to 2)."
     )
-    shuffle_buffer: ByteSize = Field(
+    shuffle_buffer: Annotated[ByteSize, Field(gt=0)] = Field(
         ByteSize(64 * 2**20),
         description="When streaming, samples shuffled together (bytes of float32 inputs, e.g. '256MB'), besides "
         "the shuffled order of the shards; each worker holds about two buffers.",

@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ..errors import DataError
-from ..inference import decode_image, encode_table, encode_texts, image_values, tokenizer_from_json
+from ..inference import decode_image, encode_table, encode_texts, image_values, text_problem, tokenizer_from_json
 
 
 class InstanceError(ValueError):
@@ -322,6 +322,8 @@ _tokenizer = functools.lru_cache(maxsize=4)(tokenizer_from_json)  # one per serv
 def read_text_instance(instance: Any, spec: InputSpec) -> np.ndarray:
     if not isinstance(instance, str):
         return read_numbers(instance, spec).astype(np.int64)
+    if problem := text_problem(instance):
+        raise InstanceError(None, f"the text {problem}")
     return encode_texts(_tokenizer(spec.tokenizer or ""), [instance])[0]
 
 

@@ -1,0 +1,119 @@
+"""Fault injection, models with named inputs and several outputs: named arrays that are not finite
+numbers, hold no rows, disagree in rows or name one input twice, at fit and at predict, end in one
+message and exit 2, and the checkpoint predicted from is left byte for byte as it was.
+
+Self-contained beside the other fault files (only conftest's `cli`); one tiny run serves every case.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.datasets import load_digits
+from test_multi_io import two_by_two
+
+from dltrain import api
+
+
+def assert_refused(result: Any, *words: str) -> str:
+    """Exit 2, one error message naming `words`, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output, result.output
+    assert result.output.count("error:") == 1, result.output
+    for word in words:
+        assert word in result.output, result.output
+    return result.output
+
+
+def _arrays(rows: int = 120) -> dict[str, np.ndarray]:
+    digits = load_digits()
+    x, y = digits.data[:rows].astype(np.float32), digits.target[:rows]
+    return {
+        "x_train_image": x.reshape(-1, 1, 8, 8),
+        "x_train_extra": x.reshape(-1, 8, 8)[:, :4].mean(axis=2),
+        "y_train_digit": y,
+        "y_train_even": (y % 2 == 0).astype(np.float32),
+    }
+
+
+def _config(path: Path) -> dict[str, Any]:
+    config = two_by_two(epochs=1)
+    config["data"] = {"source": "npz", "path": str(path), "normalize": "scale"}
+    return config
+
+
+def _write(folder: Path, config: dict[str, Any]) -> Path:
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def named_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.pt of a two-input, two-output graph trained one epoch on 120 digits."""
+    folder = tmp_path_factory.mktemp("named")
+    np.savez(folder / "named.npz", **_arrays())
+    return api.fit(_write(folder, _config(folder / "named.npz")), run_dir=folder / "run").run_dir / "best.pt"
+
+
+A = _arrays()
+# name -> (the training arrays, words of the message)
+FIT_ARRAYS: dict[str, tuple[Callable[[], dict[str, np.ndarray]], list[str]]] = {
+    "object input": (
+        lambda: {**A, "x_train_extra": np.array([None] * 120, dtype=object)},
+        ["'x_train_extra' cannot be read", "numeric arrays"],
+    ),
+    "NaN input": (
+        lambda: {**A, "x_train_extra": np.where(np.eye(120, 4) > 0, np.nan, 1.0).astype(np.float32)},
+        ["input 'extra'", "missing or infinite", "index (0, 0)"],
+    ),
+    "no rows": (lambda: {k: v[:0] for k, v in A.items()}, ["no samples"]),
+}
+
+
+@pytest.mark.parametrize("case", list(FIT_ARRAYS))
+def test_named_training_arrays_that_are_not_finite_numbers_are_refused(cli, tmp_path: Path, case: str) -> None:
+    make, words = FIT_ARRAYS[case]
+    np.savez(tmp_path / "bad.npz", **make())
+    config = _config(tmp_path / "bad.npz")
+    assert_refused(cli("fit", _write(tmp_path, config)), *words)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_loss_weight_zero_is_refused_with_its_line(cli, tmp_path: Path) -> None:
+    np.savez(tmp_path / "named.npz", **A)
+    config = copy.deepcopy(_config(tmp_path / "named.npz"))
+    config["compile"]["loss_weights"] = {"digit": 0, "even": 0.0}
+    assert_refused(cli("check", _write(tmp_path, config)), "config.yaml:", "compile.loss_weights", "nothing would")
+
+
+X = {"image": A["x_train_image"][:10], "extra": A["x_train_extra"][:10]}
+PREDICT_ARRAYS: dict[str, tuple[dict[str, np.ndarray], list[str]]] = {
+    "one input named twice": ({**X, "x_image": X["image"]}, ["input 'image'", "image and x_image", "keep one"]),
+    "rows differ": ({**X, "extra": X["extra"][:5]}, ["different numbers of samples", "'extra': 5"]),
+    "object input": ({**X, "extra": np.array([None] * 10, dtype=object)}, ["'extra' cannot be read"]),
+    "NaN input": ({**X, "extra": np.full((10, 4), np.nan, np.float32)}, ["input 'extra'", "missing or infinite"]),
+    "text input": ({**X, "extra": np.array([["a"] * 4] * 10)}, ["input 'extra'", "text"]),
+    "no rows": ({k: v[:0] for k, v in X.items()}, ["no samples"]),
+}
+
+
+@pytest.mark.parametrize("case", list(PREDICT_ARRAYS))
+def test_predict_refuses_named_arrays_it_cannot_use(cli, named_run: Path, tmp_path: Path, case: str) -> None:
+    arrays, words = PREDICT_ARRAYS[case]
+    np.savez(tmp_path / "new.npz", **arrays)
+    before = named_run.read_bytes()
+    assert_refused(cli("predict", named_run, tmp_path / "new.npz"), "new.npz", *words)
+    assert named_run.read_bytes() == before
+
+
+def test_the_same_arrays_well_formed_predict(cli, named_run: Path, tmp_path: Path) -> None:
+    """The control: the file the cases damage is accepted as given."""
+    np.savez(tmp_path / "new.npz", **X)
+    result = cli("predict", named_run, tmp_path / "new.npz", "--json")
+    assert result.exit_code == 0, result.output
