@@ -131,10 +131,13 @@ def text_samples(texts: list[str], prep: Preprocessing, names: list[str] | None 
             raise DataError(f"{names[i] if names else f'--text #{i + 1}'} {problem}")
     if prep.tokenizer is None:
         raise DataError("this model was not trained on text; give it the kind of files it was trained on")
-    tokenizer = from_json(prep.tokenizer)
-    if fixed_length(tokenizer) is None:
+    return torch.from_numpy(encode_texts(from_json(prep.tokenizer), texts))
+
+
+def check_not_language_model(prep: Preprocessing) -> None:
+    """A language model scores every position of running text: `generate` uses it, not `predict`."""
+    if prep.tokenizer is not None and fixed_length(from_json(prep.tokenizer)) is None:
         raise DataError("this model is a language model: continue text with `dltrain generate CHECKPOINT --prompt ...`")
-    return torch.from_numpy(encode_texts(tokenizer, texts))
 
 
 def read_text_file(path: Path, prep: Preprocessing, plan: InputPlan) -> Samples:
@@ -214,6 +217,7 @@ def predict_files(
     texts: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Predictions for every sample of every input file, then for every text of `texts`, in order."""
+    check_not_language_model(prep)
     predictions: list[dict[str, Any]] = []
     read = (read_input(Path(path), prep, plan) for path in inputs)  # one file at a time, as it is predicted
     extra = [Samples(text_samples(texts, prep), list(texts))] if texts else []

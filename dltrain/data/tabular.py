@@ -111,14 +111,15 @@ class Table:
         column = self.column(name, key)
         if not isinstance(column, Texts):
             values = np.asarray(column, dtype=np.float64)
-            for row in np.flatnonzero(np.isnan(values))[:1]:
-                raise DataError(f"{self.where(int(row), name)}: missing value; numbers are needed here")
-            return values
-        numbers = [_number(word) for word in column.words]
-        for row in column.rows(lambda word: _number(word) is None)[:1]:
-            cell = column.words[column.codes[row]]
-            raise DataError(f"{self.where(int(row), name)}: {_describe(cell)}; numbers are needed here")
-        return np.asarray(numbers, dtype=np.float64)[column.codes]
+        else:
+            for row in column.rows(lambda word: _number(word) is None)[:1]:
+                cell = column.words[column.codes[row]]
+                raise DataError(f"{self.where(int(row), name)}: {_describe(cell)}; numbers are needed here")
+            values = np.asarray([_number(word) for word in column.words], dtype=np.float64)[column.codes]
+        for row in np.flatnonzero(~np.isfinite(values))[:1]:  # 'inf' parses as a number, and trains as NaN
+            what = "missing value" if np.isnan(values[row]) else f"infinite value ({values[row]:g})"
+            raise DataError(f"{self.where(int(row), name)}: {what}; finite numbers are needed here")
+        return values
 
     def where(self, row: int, column: str) -> str:
         return f"{self.locate(row)}, column '{column}'"
@@ -161,6 +162,16 @@ def _read_rows(path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _check_header(path: Path, names: list[str]) -> None:
+    """Every column named once: a name given twice would leave which column it means to a guess."""
+    for j, name in enumerate(names):
+        if name in names[:j]:
+            raise DataError(
+                f"'{path}' line 1: the header names '{name}' twice (columns {names.index(name) + 1} and {j + 1}); "
+                f"give every column its own name"
+            )
+
+
 def _check_file(path: Path) -> None:
     if not path.is_file():
         raise DataError(f"data.path: no file at '{path}'. Give the path of a CSV file with a header row.")
@@ -180,6 +191,7 @@ def read_table_python(path: Path, text: Collection[str] = ()) -> Table:
     if len(numbered) < 2:
         raise DataError(f"'{path}' needs a header row and at least one data row")
     header = [name.strip() for name in numbered[0][1]]
+    _check_header(path, header)
     body = numbered[1:]
     columns = {
         name: _text_or_numbers([row[j].strip() for _, row in body], name in text) for j, name in enumerate(header)
@@ -198,6 +210,7 @@ def read_table_arrow(path: Path, text: Collection[str] = ()) -> Table:
     try:
         table = pacsv.read_csv(path, convert_options=options)
         names = [name.strip() for name in table.column_names]
+        _check_header(path, names)
         kinds = {raw: _kind(table.schema.field(raw).type) for raw in table.column_names}
         words = [raw for raw, name in zip(table.column_names, names) if name in text or kinds[raw] != "number"]
         again = [raw for raw in words if kinds[raw] != "text"]

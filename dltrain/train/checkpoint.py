@@ -23,6 +23,7 @@ import pickle
 import random
 import threading
 import time
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -503,6 +504,29 @@ def resolve(path: str | Path, default_name: str = "best.pt") -> Path:
     return path
 
 
+def _export_kind(file: Path) -> str | None:
+    """'TorchScript' or 'torch.export (pt2)' when the zip archive is one of those exports, else None."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if any(name.endswith("/constants.pkl") for name in names):
+        return "TorchScript"
+    if any("serialized_exported_program" in name or name.endswith("archive_format") for name in names):
+        return "pt2 (torch.export)"
+    return None
+
+
+def is_checkpoint(path: Path) -> bool:
+    """Whether `path` holds a dltrain checkpoint (a file no other command may write over)."""
+    try:
+        data = _read(path)
+    except CheckpointError:
+        return False
+    return isinstance(data, dict) and data.get("format") in (FORMAT, FORMAT_1)
+
+
 def _read(file: Path) -> Any:
     """torch.load with `weights_only=True`; anything unreadable is one clear error."""
     if not zipfile.is_zipfile(file):  # torch.save's format is a zip archive
@@ -510,8 +534,16 @@ def _read(file: Path) -> Any:
             f"'{file}' is not a readable checkpoint (not a complete file written by torch.save: "
             f"truncated or another format); give the last.pt or best.pt of a run"
         )
+    export = _export_kind(file)
+    if export is not None:
+        raise CheckpointError(
+            f"'{file}' is a {export} export, not a checkpoint; give the last.pt or best.pt of the run it was "
+            f"exported from"
+        )
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's warnings about the file would be a second message
+            warnings.simplefilter("ignore")
+            return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"'{file}' needs more than plain data to load, and dltrain never unpickles arbitrary objects "

@@ -1,6 +1,7 @@
 """Fault injection, models with named inputs and several outputs: named arrays that are not finite
-numbers, hold no rows, disagree in rows or name one input twice, at fit and at predict, end in one
-message and exit 2, and the checkpoint predicted from is left byte for byte as it was.
+numbers, hold no rows, disagree in rows or name one input twice, CSV tables naming a column twice or
+holding an infinite cell, at fit and at predict, end in one message and exit 2, and the checkpoint
+predicted from is left byte for byte as it was.
 
 Self-contained beside the other fault files (only conftest's `cli`); one tiny run serves every case.
 """
@@ -16,6 +17,8 @@ import pytest
 import yaml
 from sklearn.datasets import load_digits
 from test_multi_io import two_by_two
+from test_named_tables import HEADER, flowers, write
+from test_named_tables import config as table_config
 
 from dltrain import api
 
@@ -117,3 +120,58 @@ def test_the_same_arrays_well_formed_predict(cli, named_run: Path, tmp_path: Pat
     np.savez(tmp_path / "new.npz", **X)
     result = cli("predict", named_run, tmp_path / "new.npz", "--json")
     assert result.exit_code == 0, result.output
+
+
+# --- named CSV tables ------------------------------------------------------------------------
+
+GOOD = flowers(1, seed=5)[0]
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.pt of two named inputs read from CSV columns (one categorical), two outputs, one epoch."""
+    folder = tmp_path_factory.mktemp("tables")
+    for name, count, seed in (("train", 90, 0), ("val", 20, 1), ("test", 20, 2)):
+        write(folder / f"{name}.csv", flowers(count, seed))
+    config = table_config(**{key: str(folder / f"{name}.csv") for key, name in PATHS.items()})
+    config["fit"]["epochs"] = 1
+    return api.fit(_write(folder, config), run_dir=folder / "run").run_dir / "best.pt"
+
+
+PATHS = {"path": "train", "validation_path": "val", "test_path": "test"}
+# the CSV text -> words of the message (at fit as the training file, at predict as the new rows)
+TABLES: dict[str, tuple[str, list[str]]] = {
+    "a column named twice": (
+        f"{HEADER},petal_length\n" + ",".join([*GOOD, "9"]) + "\n",
+        ["line 1", "'petal_length' twice", "columns 1 and 7"],
+    ),
+    "an infinite cell": (
+        f"{HEADER}\n" + ",".join(["inf", *GOOD[1:]]) + "\n",
+        ["line 2, column 'petal_length'", "infinite value"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TABLES))
+def test_predict_refuses_named_csv_rows_it_cannot_read(cli, table_run: Path, tmp_path: Path, case: str) -> None:
+    text, words = TABLES[case]
+    (tmp_path / "new.csv").write_text(text, encoding="utf-8")
+    before = table_run.read_bytes()
+    assert_refused(cli("predict", table_run, tmp_path / "new.csv"), "new.csv", *words)
+    assert table_run.read_bytes() == before
+
+
+@pytest.mark.parametrize("case", list(TABLES))
+def test_fit_refuses_a_named_csv_it_cannot_read(cli, tmp_path: Path, case: str) -> None:
+    text, words = TABLES[case]
+    width = text.splitlines()[0].count(",") + 1  # every row as wide as the header
+    rows = "\n".join(",".join([*row, "9"][:width]) for row in flowers(40, seed=0))
+    (tmp_path / "train.csv").write_text(text + rows + "\n", encoding="utf-8")
+    config = table_config(path="train.csv", validation_path=None, test_path=None)
+    assert_refused(cli("check", _write(tmp_path, config)), "train.csv", *words)
+
+
+def test_features_beside_named_inputs_are_refused_as_ambiguous(cli, tmp_path: Path) -> None:
+    write(tmp_path / "train.csv", flowers(40, seed=0))
+    config = table_config(path="train.csv", validation_path=None, test_path=None, features=["petal_length"])
+    assert_refused(cli("check", _write(tmp_path, config)), "config.yaml:", "features", "inputs", "not both")
