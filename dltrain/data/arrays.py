@@ -73,8 +73,10 @@ class NpyShards:
         inputs = _memmap(self.x)
         self.sample_shape: tuple[int, ...] = tuple(int(d) for d in inputs.shape[1:])
         rows = int(inputs.shape[0]) if inputs.ndim else 0
-        if inputs.dtype.kind not in "biuf" or not rows:
+        if inputs.dtype.kind not in "biuf":
             raise DataError(f"'{x}' holds {inputs.dtype} {list(inputs.shape)}; give real numbers, samples first")
+        if not rows:
+            raise DataError(f"'{x}' holds no samples ({list(inputs.shape)}); give at least one")
         self.value_range = 255.0 if inputs.dtype == np.uint8 else None  # as the in-memory path reads it
         step = max(1, PIECE_BYTES // max(1, inputs[:1].nbytes))
         self.pieces = [

@@ -137,7 +137,7 @@ def load_checkpoint(path: Path, device: str) -> ServedModel:
     from ..api import restore_network
     from ..data import Preprocessing
     from ..export import preprocessing_steps
-    from ..predict import predict_scores
+    from ..predict import check_not_language_model, predict_scores
     from ..train import checkpoint
     from ..train.distributed import resolve_device
 
@@ -145,8 +145,9 @@ def load_checkpoint(path: Path, device: str) -> ServedModel:
     target = resolve_device(device)
     if saved.outputs is not None:  # named inputs or several outputs
         return load_named_checkpoint(saved, target)
-    network = restore_network(saved).to(target)
     prep = Preprocessing.from_state(saved.preprocessing, saved.tokenizer)
+    check_not_language_model(prep)  # as `predict` refuses it: a language model continues text (`generate`)
+    network = restore_network(saved).to(target)
     task = saved.task
 
     def scores(x: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Fault injection, a file of another kind where a checkpoint is read or written: an export
-(TorchScript, pt2) given to the commands that load checkpoints, a language model given files to
-`predict`, and `export -o` aimed at a run's other checkpoint, each one message and exit 2 with the
+(TorchScript, pt2) given to the commands that load checkpoints, a language model given to `predict`
+or `serve`, and `export -o` aimed at a run's other checkpoint, each one message and exit 2 with the
 run's files left byte for byte as they were.
 
 In-process through conftest's `cli`, and once as a real process (the `faults` fixture), where a
@@ -72,7 +72,7 @@ def test_export_will_not_write_over_a_runs_other_checkpoint(faults, tiny_run: Pa
     assert not (run / "last.pt.json").exists()
 
 
-def test_predict_on_a_language_model_says_to_generate(cli, tmp_path: Path) -> None:
+def test_predict_and_serve_on_a_language_model_say_to_generate(cli, tmp_path: Path) -> None:
     text = "".join(f"def f{i}(x):\n    return x + {i % 5}\n" for i in range(40))
     (tmp_path / "prose.txt").write_text(text, encoding="utf-8")
     config = {
@@ -91,3 +91,4 @@ def test_predict_on_a_language_model_says_to_generate(cli, tmp_path: Path) -> No
     api.fit(tmp_path / "lm.yaml", run_dir=tmp_path / "lm")
     np.save(tmp_path / "ids.npy", np.ones((3, 8), np.int64))
     _refused(cli("predict", tmp_path / "lm", tmp_path / "ids.npy"), "language model", "dltrain generate")
+    _refused(cli("serve", tmp_path / "lm", "--port", "0"), "language model", "dltrain generate")

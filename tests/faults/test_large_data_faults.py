@@ -82,10 +82,11 @@ def test_test_inputs_of_another_sample_shape_are_refused(cli, files: Path, strea
     assert not (files / "runs").exists()
 
 
-def test_arrays_without_rows_are_refused(cli, files: Path) -> None:
+@pytest.mark.parametrize("streaming", [True, False])
+def test_arrays_without_rows_are_refused(cli, files: Path, streaming: bool) -> None:
     np.save(files / "x.npy", np.zeros((0, FEATURES), np.float32))
     np.save(files / "y.npy", np.zeros(0, np.int64))
-    data = {"source": "npy", "x": "x.npy", "y": "y.npy", "streaming": False}
+    data = {"source": "npy", "x": "x.npy", "y": "y.npy", "streaming": streaming}
     assert_refused(cli("fit", _config(files, data)), "no samples")
 
 
