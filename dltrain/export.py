@@ -40,6 +40,7 @@ from .nn.activations import activation
 from .nn.model import Network
 from .schema.inputs import InputPlan
 from .train.checkpoint import is_checkpoint
+from .train.checkpoint import resolve as resolve_checkpoint
 
 # Exported and PyTorch outputs must agree elementwise: |export - torch| <= ATOL + RTOL * |torch|
 # (numpy.allclose). Measured differences are ~1e-7 (float32 rounding in a different kernel
@@ -178,14 +179,13 @@ def export(checkpoint: str | Path, fmt: str, output: str | Path | None = None) -
     exporter = _exporter(fmt)
     name = EXPORTERS.canonical(fmt) or fmt
     _require(name, exporter)
-    if output is not None and Path(output).is_file() and is_checkpoint(Path(output)):  # before the slow restore
-        raise UserError(f"-o '{output}' is a checkpoint (of a run); choose another file name than a run's .pt files")
-    trainer = restore(checkpoint, device="cpu")
-    assert trainer.restored is not None and trainer.restored.path is not None
-    source = trainer.restored.path
+    source = resolve_checkpoint(checkpoint)
     target = Path(output) if output is not None else source.with_suffix(exporter.suffix)
     if target.resolve() == source.resolve():
         raise UserError(f"-o '{target}' is the checkpoint itself; choose another file name")
+    if target.is_file() and is_checkpoint(target):  # checked before the slow restore
+        raise UserError(f"-o '{target}' is a checkpoint (of a run); choose another file name than a run's .pt files")
+    trainer = restore(source, device="cpu")
 
     check_output_file(target, "-o")
     if trainer.heads is not None:  # named inputs or several outputs: the files take and give the config's names

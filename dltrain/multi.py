@@ -159,12 +159,13 @@ def read_named_npz(path: Any, names: list[str]) -> dict[str, np.ndarray]:
         found = {}
         for name in names:
             keys = [k for k in (name, f"x_{name}", f"x_test_{name}") if k in archive]
-            if len(keys) != 1:
-                held = f"it holds {', '.join(archive.keys())}" if not keys else f"it holds {' and '.join(keys)}"
+            if not keys:
                 raise DataError(
-                    f"'{path}' needs one array for input '{name}' (named {name}, x_{name} or x_test_{name}); "
-                    f"{held}{'' if not keys else ': keep one'}"
+                    f"'{path}' has no array for input '{name}' (looked for {name}, x_{name}, x_test_{name}); "
+                    f"it holds {', '.join(archive.keys())}"
                 )
+            if len(keys) > 1:  # which one is meant would be a guess
+                raise DataError(f"'{path}' holds {' and '.join(keys)}, each an array for input '{name}': keep one")
             array = read_array(archive, keys[0], path)
             check_values(array, f"the values of input '{name}' in '{path}'")
             found[name] = np.asarray(array, dtype=np.float32)
