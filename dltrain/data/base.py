@@ -15,7 +15,7 @@ import torch
 
 from .._registry import tag_value
 from ..errors import DataError
-from ..schema.data import SOURCES, DataParams, TextParams
+from ..schema.data import SOURCES, DataParams
 from ..schema.inputs import InputPlan
 from ..schema.losses import Task
 from .splits import ValidationMode, random_split, validation_indices
@@ -37,6 +37,7 @@ class RawData:
     y_val: np.ndarray | None = None
     encoder: "FeatureEncoder | None" = None  # turns raw table cells into numbers, fitted on train
     chronological: bool = False  # samples in time order: validation is the last fraction, never a random draw
+    token_ids: bool = False  # the inputs are token ids (text): kept as int64, never made floats
 
 
 class FeatureEncoder(Protocol):
@@ -361,7 +362,7 @@ def assemble(
         prep = preprocessing or lazy.fit_preprocessing(params, raw.value_range)
         make: Callable[[Any, Any, str], Any] = lambda x, y, where: x.split(_targets(np.asarray(y), task, where), prep)  # noqa: E731
     else:
-        dtype = np.int64 if isinstance(params, TextParams) else np.float32  # token ids stay integers
+        dtype = np.int64 if raw.token_ids else np.float32  # token ids stay integers
         xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=dtype))
         prep = preprocessing or fit_preprocessing(params, xt, raw.value_range)
 

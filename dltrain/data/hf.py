@@ -2,17 +2,19 @@
 
 `datasets` is an optional extra (`pip install 'dltrain[hf]'`), imported only here and
 only when this source is loaded; nothing is downloaded. Its splits are used as the
-training, validation and test sets when present. Inputs are either a column of images
-(decoded to [C, H, W], values 0-255) or table columns, which go through the same path as
-a CSV's (`features`, `categorical`, class names); a `ClassLabel` target gives the
-class names.
+training, validation and test sets when present. Inputs are a column of images
+(decoded to [C, H, W], values 0-255), a column of texts (read as `text_csv` reads its
+column: `RawText`, tokenized by `dltrain.data.text` with the tokenizer fitted on the
+training split), or table columns, which go through the same path as a CSV's
+(`features`, `categorical`, class names); a `ClassLabel` target gives the class names.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from .base import RawData, register_source
 from .parquet import arrow_table
 from .streaming import PIECE_BYTES, ColumnsKept, Piece, float_columns, numeric_type, stream_raw, streamed, unreadable
 from .tabular import TableEncoder, feature_cells, table_raw, target_values
+from .text import RawText, check_not_empty
 
 
 def _datasets() -> Any:
@@ -37,22 +40,42 @@ def _datasets() -> Any:
 
 
 def open_dataset(path: str) -> dict[str, Any]:
-    """Split name → `Dataset` of a folder written by `save_to_disk`, or of a dataset in the local cache."""
+    """Split name → `Dataset` of a folder written by `save_to_disk`, or of a dataset prepared in the local cache.
+
+    A name is resolved as `datasets` resolves it offline: the Arrow files that `load_dataset(name)` prepared
+    once under `HF_DATASETS_CACHE` (`<name>/<config>/<version>/<hash>/`, `owner___name/...` for `owner/name`).
+    Offline is forced for the call even when `datasets` was imported before with the Hub reachable.
+    """
     datasets = _datasets()
     try:
         if Path(path).is_dir():
             loaded = datasets.load_from_disk(path)
         else:
-            loaded = datasets.load_dataset(path)
+            with _offline(datasets):
+                loaded = datasets.load_dataset(path)
     except Exception as exc:  # datasets raises many kinds (FileNotFoundError, ConnectionError, its own)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, ConnectionError):  # offline, after the cache had no prepared copy
+            reason = "no prepared copy of it there"
         raise DataError(
             f"data.path: '{path}' is neither a folder written by Dataset.save_to_disk nor a dataset in the "
-            f"local Hugging Face cache ({reason})"
+            f"local Hugging Face cache ({datasets.config.HF_DATASETS_CACHE}: {reason}). Nothing is downloaded: "
+            f"give a folder, or run datasets.load_dataset('{path}') once where the Hub is reachable"
         ) from None
     if isinstance(loaded, datasets.Dataset):
         return {"train": loaded}
     return dict(loaded)
+
+
+@contextmanager
+def _offline(datasets: Any) -> Iterator[None]:
+    """`datasets` in offline mode for one call: a name is looked up in the local cache, never on the Hub."""
+    saved = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE = saved
 
 
 def _split(splits: dict[str, Any], name: str, path: str) -> Any:
@@ -99,14 +122,54 @@ def _class_names(dataset: Any, target: str) -> list[str] | None:
     return list(names) if names else None
 
 
+def _texts(dataset: Any, text: str, target: str, where: str) -> RawText:
+    """The texts and labels of a split, as a text source reads them (labels as strings; empty texts refused)."""
+    import pyarrow as pa
+
+    _check_columns(dataset, [text], "text", where)
+    _check_columns(dataset, [target], "target", where)
+    kind = dataset.data.schema.field(text).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise DataError(f"data.text: column '{text}' of '{where}' holds {kind} values, not text")
+    data = dataset.select_columns([text, target]).with_format("arrow")[:]
+    texts, labels = data.column(text), data.column(target)
+    raw = RawText(where=[f"'{where}' row {row + 1}, column '{text}'" for row in range(len(data))])
+    raw.texts = [value or "" for value in texts.to_pylist()]
+    for row, label in enumerate(labels.to_pylist()):
+        if label is None or not str(label).strip():
+            raise DataError(f"'{where}' row {row + 1}, column '{target}': missing target; fill it in or drop the row")
+        raw.labels.append(str(label).strip())
+    check_not_empty(raw)
+    return raw
+
+
+def hf_text(p: HfParams, train: Any, held: dict[str, Any], where: dict[str, str]) -> RawText:
+    """A text column and its classes (the dataset's own validation and test splits too): tokenized later, as
+    `text_csv`'s are, with the tokenizer fitted on the training split only."""
+    assert p.text is not None
+    if p.streaming is True:
+        raise DataError(
+            f"data.streaming: '{where['train']}' is read by its text column '{p.text}', which is tokenized in "
+            f"memory; streaming reads numeric feature columns. Set data.streaming: auto or false"
+        )
+    raw = _texts(train, p.text, p.target, where["train"])
+    for role, dataset in held.items():
+        if dataset is not None:
+            setattr(raw, role, _texts(dataset, p.text, p.target, where[role]))
+    raw.class_names = _class_names(train, p.target)
+    return raw
+
+
 @register_source(HfParams)
-def hf(p: HfParams) -> RawData:
-    """A Hugging Face dataset (saved with `save_to_disk`, or in the local cache): image or feature columns."""
+def hf(p: HfParams) -> RawData | RawText:
+    """A Hugging Face dataset (saved with `save_to_disk`, or in the local cache): image, text or feature columns."""
     splits = open_dataset(p.path)
     train = _split(splits, p.split, p.path)
     held = {role: splits.get(name) for role, name in (("val", p.validation), ("test", p.test)) if name != p.split}
     where = {role: f"{p.path}[{name}]" for role, name in (("train", p.split), ("val", p.validation), ("test", p.test))}
     _check_columns(train, [p.target], "target", where["train"])
+    if p.text is not None:
+        return hf_text(p, train, held, where)
     _check_columns(train, list(p.features or []), "features", where["train"])
     streamed = hf_stream(p, train, held, where)
     if streamed is not None:
