@@ -39,6 +39,7 @@ class RawData:
     encoder: "FeatureEncoder | None" = None  # turns raw table cells into numbers, fitted on train
     chronological: bool = False  # samples in time order: validation is the last fraction, never a random draw
     token_ids: bool = False  # the inputs are token ids (text): kept as int64, never made floats
+    named_classes: bool = False  # y holds indices into class_names, which the source read as text labels
 
 
 class FeatureEncoder(Protocol):
@@ -244,16 +245,16 @@ def set_statistics(prep: Preprocessing, mean: torch.Tensor, std: torch.Tensor) -
 
 
 def _named_labels(raw: RawData, task: Task) -> RawData:
-    """String class labels (`'cat'`, `'setosa'`) → class indices, the names sorted, over every split."""
+    """String class labels (`'cat'`, `'setosa'`) → class indices, the names sorted, over every split (a streamed
+    source encodes them itself, in one pass over its target column: `named_classes`)."""
+    if raw.named_classes and task == "regression":
+        _refuse_names(raw.class_names or [""])
     if raw.y_train.dtype.kind not in "USO":
         return raw
     labels = [_strings(y) for y in (raw.y_train, raw.y_val, raw.y_test) if y is not None]
     names = sorted({v for y in labels for v in set(y.tolist())})
     if task == "regression":
-        raise DataError(
-            f"the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
-            f"use a classification loss (categorical_crossentropy) or a numeric target"
-        )
+        _refuse_names(names)
     sorted_names = np.asarray(names, dtype=str)
 
     def encode(y: np.ndarray) -> np.ndarray:
@@ -265,6 +266,13 @@ def _named_labels(raw: RawData, task: Task) -> RawData:
         y_val=None if raw.y_val is None else encode(raw.y_val),
         y_test=None if raw.y_test is None else encode(raw.y_test),
         class_names=names,
+    )
+
+
+def _refuse_names(names: list[str]) -> None:
+    raise DataError(
+        f"the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
+        f"use a classification loss (categorical_crossentropy) or a numeric target"
     )
 
 

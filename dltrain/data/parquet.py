@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..schema.data import ParquetParams
 from .base import RawData, register_source
 from .streaming import ColumnsKept, Piece, float_columns, numeric_type, stream_raw, streamed, unreadable
-from .tabular import Column, Table, TableEncoder, arrow_texts, feature_cells, table_raw, target_values
+from .tabular import MISSING, Column, Table, TableEncoder, arrow_texts, feature_cells, table_raw, target_values
 
 
 def parquet_files(path: str) -> list[Path]:
@@ -207,6 +207,7 @@ class ParquetShards:
 
         self.problem: str | None = None  # why these files cannot be streamed (they may still fit in memory)
         self.files, self.target = files, target
+        self.class_names: list[str] | None = None  # text labels' sorted names, once `read_y` read them
         self.pieces: list[Piece] = []
         start = 0
         for path in files:
@@ -252,13 +253,81 @@ class ParquetShards:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        parts = []
-        for path in self.files:
-            try:
-                parts.append(pq.read_table(path, columns=[self.target]).column(0).to_numpy(zero_copy_only=False))
-            except (OSError, pa.ArrowException) as exc:
-                raise unreadable(path, exc, "Parquet file") from None
-        return np.concatenate(parts)
+        def columns() -> Iterator[tuple[str, Any]]:
+            for path in self.files:
+                try:
+                    yield path, pq.read_table(path, columns=[self.target]).column(0)
+                except (OSError, pa.ArrowException) as exc:
+                    raise unreadable(path, exc, "Parquet file") from None
+
+        y, self.class_names = read_targets(columns(), self.target)
+        return y
+
+
+class Labels:
+    """Text labels met so far, across files: each distinct word once (its id: the order first seen)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def codes(self, column: Any, path: str, target: str) -> np.ndarray:
+        """(rows,) ids of one file's labels, dictionary-encoded by Arrow; a missing one names its row."""
+        encoded = column.combine_chunks().dictionary_encode(null_encoding="encode")
+        words = encoded.dictionary.to_pylist()
+        lookup = np.array([-1 if w is None or w.lower() in MISSING else self.ids.setdefault(w, len(self.ids)) for w in words])
+        codes = lookup[encoded.indices.to_numpy(zero_copy_only=False)] if len(words) else np.empty(0, np.int64)
+        for row in np.flatnonzero(codes < 0)[:1]:
+            raise DataError(f"'{path}' row {int(row) + 1}, column '{target}': missing target; fill it in or drop the row")
+        return codes
+
+
+def read_targets(columns: Iterable[tuple[str, Any]], target: str) -> tuple[np.ndarray, list[str] | None]:
+    """The target column of every file, one file at a time: numbers as they are (NaN for nulls, refused later with
+    their index), or text labels as indices into their sorted names, with the names (as the in-memory path sorts
+    them; labels that are all numbers written as text are numbers). Only the int64 indices are held, never a
+    string per row."""
+    numbers: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+    labels = Labels()
+    for path, column in columns:
+        kind = column.type.value_type if _is_dictionary(column.type) else column.type
+        if numeric_type(kind):
+            numbers.append(np.asarray(column.to_numpy(), dtype=np.float64))
+        elif _is_text(kind):
+            codes.append(labels.codes(column, path, target))
+        else:
+            raise DataError(f"data.target: column '{target}' of '{path}' holds {kind} values, not numbers or labels")
+        if numbers and codes:
+            raise DataError(f"data.target: column '{target}' holds numbers in some files and text in others ('{path}')")
+    if numbers:
+        return np.concatenate(numbers), None
+    words = list(labels.ids)
+    values = _numbers(words)
+    if values is not None:
+        return values[np.concatenate(codes)], None
+    names = sorted(words)
+    rank = np.argsort(np.argsort(np.asarray(words, dtype=object)))  # id -> position among the sorted names
+    return rank[np.concatenate(codes)].astype(np.int64), names
+
+
+def _numbers(words: list[str]) -> np.ndarray | None:
+    """The words as float64 when every one is a number (labels '0', '1' written as text), else None."""
+    try:
+        return np.asarray([float(w) for w in words], dtype=np.float64)
+    except ValueError:
+        return None
+
+
+def _is_dictionary(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_dictionary(kind))
+
+
+def _is_text(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 def parquet_stream(params: ParquetParams, files: list[Path]) -> RawData | None:
@@ -270,4 +339,6 @@ def parquet_stream(params: ParquetParams, files: list[Path]) -> RawData | None:
     if shards is False:
         return None
     assert isinstance(shards, ParquetShards)
-    return stream_raw(params, shards, ColumnsKept(shards.features))
+    raw = stream_raw(params, shards, ColumnsKept(shards.features))
+    raw.class_names, raw.named_classes = shards.class_names, shards.class_names is not None
+    return raw
