@@ -99,3 +99,26 @@ def test_label_mistakes_are_named(tmp_path: Path, problem: str, expected: str) -
     with pytest.raises(DataError) as error:
         prepare(load_config(write_config(tmp_path, run)))
     assert expected in str(error.value)
+
+
+def test_a_hugging_face_dataset_streams_text_labels_with_the_names_of_every_split(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    write_animals(tmp_path / "animals")
+    parts = {
+        name: pq.read_table(tmp_path / "animals" / f"part-{i}.parquet") for i, name in enumerate(["train", "test"])
+    }
+    parts["test"] = parts["test"].filter(pa.compute.not_equal(parts["test"].column("animal"), "bird"))  # fewer names
+    datasets.DatasetDict({name: datasets.Dataset(table) for name, table in parts.items()}).save_to_disk(
+        str(tmp_path / "saved")
+    )
+    data = {"source": "hf", "path": "saved", "features": ["a", "b", "c"]}
+    bundles = {}
+    for streaming in (True, False):
+        run = config(streaming)
+        run["data"] = {**data, "target": "animal", "streaming": streaming}
+        bundles[streaming], _ = prepare(load_config(write_config(tmp_path, run, f"{streaming}.yaml")))
+    assert isinstance(bundles[True].train, StreamSplit)
+    assert bundles[True].class_names == bundles[False].class_names == ["bird", "cat", "dog"]
+    for split in ("train", "val", "test"):
+        assert torch.equal(bundles[True].split(split).y, bundles[False].split(split).y), split
+    assert set(bundles[True].test.y.tolist()) == {1, 2}  # cat and dog counted among all three names

@@ -22,7 +22,7 @@ from .._registry import did_you_mean
 from ..errors import DataError
 from ..schema.data import HfParams
 from .base import RawData, register_source
-from .parquet import arrow_table
+from .parquet import arrow_table, read_targets
 from .streaming import PIECE_BYTES, ColumnsKept, Piece, float_columns, numeric_type, stream_raw, streamed, unreadable
 from .tabular import TableEncoder, feature_cells, table_raw, target_values
 from .text import RawText, check_not_empty
@@ -173,7 +173,7 @@ def hf(p: HfParams) -> RawData | RawText:
     _check_columns(train, list(p.features or []), "features", where["train"])
     streamed = hf_stream(p, train, held, where)
     if streamed is not None:
-        streamed.class_names = _class_names(train, p.target)
+        streamed.class_names = _class_names(train, p.target) or streamed.class_names
         return streamed
     if p.image is not None:
         _check_columns(train, [p.image], "image", where["train"])
@@ -209,7 +209,8 @@ class HfShards:
     def __init__(self, dataset: Any, where: str, features: list[str] | None, target: str) -> None:
         import pyarrow as pa
 
-        self.dataset, self.target = dataset, target
+        self.dataset, self.target, self.where = dataset, target, where
+        self.names: list[str] | None = None  # the sorted class names of text labels over every split
         self.features = list(features or [c for c in dataset.column_names if c != target])
         self.sample_shape: tuple[int, ...] = (len(self.features),)
         self.problem: str | None = None
@@ -257,8 +258,12 @@ class HfShards:
             raise unreadable(piece.path, exc, part=f"record batch {piece.index}") from None
 
     def read_y(self) -> np.ndarray:
-        column = self.dataset.select_columns([self.target]).with_format("arrow")[:].column(0)
-        return np.asarray(column.to_numpy(zero_copy_only=False))
+        return read_targets([(self.where, target_column(self.dataset, self.target))], self.target, self.names)[0]
+
+
+def target_column(dataset: Any, target: str) -> Any:
+    """A split's target column, as Arrow."""
+    return dataset.select_columns([target]).with_format("arrow")[:].column(0)
 
 
 def hf_stream(params: HfParams, train: Any, held: dict[str, Any], where: dict[str, str]) -> RawData | None:
@@ -274,12 +279,17 @@ def hf_stream(params: HfParams, train: Any, held: dict[str, Any], where: dict[st
     if shards is False:
         return None
     assert isinstance(shards, HfShards)
+    splits = {"train": train, **{role: dataset for role, dataset in held.items() if dataset is not None}}
+    # Text labels: the class names of every split first, so each split's indices count the same names.
+    shards.names = read_targets([(where[r], target_column(d, params.target)) for r, d in splits.items()], params.target)[1]
     raw = stream_raw(params, shards, ColumnsKept(shards.features))
+    raw.class_names, raw.named_classes = shards.names, shards.names is not None
     for role, dataset in held.items():
         if dataset is not None:
             split = HfShards(dataset, where[role], shards.features, params.target)
             if split.problem:
                 raise DataError(split.problem)
+            split.names = shards.names
             rows = stream_raw(params, split)
             setattr(raw, f"x_{role}", rows.x_train)
             setattr(raw, f"y_{role}", rows.y_train)

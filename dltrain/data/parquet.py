@@ -281,11 +281,13 @@ class Labels:
         return codes
 
 
-def read_targets(columns: Iterable[tuple[str, Any]], target: str) -> tuple[np.ndarray, list[str] | None]:
+def read_targets(
+    columns: Iterable[tuple[str, Any]], target: str, names: list[str] | None = None
+) -> tuple[np.ndarray, list[str] | None]:
     """The target column of every file, one file at a time: numbers as they are (NaN for nulls, refused later with
-    their index), or text labels as indices into their sorted names, with the names (as the in-memory path sorts
-    them; labels that are all numbers written as text are numbers). Only the int64 indices are held, never a
-    string per row."""
+    their index), or text labels as indices into their sorted names (`names`: those of every split, when the
+    splits are read apart), with the names, as the in-memory path sorts them; labels that are all numbers written
+    as text are numbers. Only the int64 indices are held, never a string per row."""
     numbers: list[np.ndarray] = []
     codes: list[np.ndarray] = []
     labels = Labels()
@@ -305,9 +307,10 @@ def read_targets(columns: Iterable[tuple[str, Any]], target: str) -> tuple[np.nd
     values = _numbers(words)
     if values is not None:
         return values[np.concatenate(codes)], None
-    names = sorted(words)
-    rank = np.argsort(np.argsort(np.asarray(words, dtype=object)))  # id -> position among the sorted names
-    return rank[np.concatenate(codes)].astype(np.int64), names
+    names = names or sorted(words)
+    position = {name: i for i, name in enumerate(names)}
+    rank = np.array([position[word] for word in words], dtype=np.int64)  # id -> position among the sorted names
+    return rank[np.concatenate(codes)], names
 
 
 def _numbers(words: list[str]) -> np.ndarray | None:
