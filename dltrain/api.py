@@ -154,8 +154,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Loss, metrics and (for classification) the confusion matrix and per-class scores.
 
-    Regression reports always include RMSE and R²; `plot` writes the confusion matrix
-    as an image (classification only).
+    Regression reports (each regression output's, with several) always include RMSE, MAE
+    and R²; `plot` writes the confusion matrix as an image (classification only).
     """
     if plot is not None:
         check_plot(Path(plot))
@@ -164,9 +164,14 @@ def evaluate(
     if plot is not None and not trainer.data.confusion_classes:
         what = "regression" if task == "regression" else "multi-label (several sigmoid outputs)"
         raise UserError(f"--plot draws a confusion matrix, which needs a classification model; this one is {what}")
-    if task == "regression":
-        wanted = [METRICS.get(name).params(type=name) for name in ("rmse", "r2")]  # type: ignore[misc]
-        trainer.metrics = {**build_metrics(wanted, task, trainer.data.target_width), **trainer.metrics}
+    if trainer.heads is not None:  # several outputs: each regression output's report, as for one
+        heads = trainer.data.heads  # type: ignore[attr-defined]
+        trainer.heads.metrics = {
+            name: _reported(found, heads[name].task, heads[name].width) for name, found in trainer.heads.metrics.items()
+        }
+        trainer.metrics = trainer.heads.columns
+    else:
+        trainer.metrics = _reported(trainer.metrics, task, trainer.data.target_width)
     chosen = trainer.data.split(split)  # a clear error when the data has no such split
     report = trainer.evaluate(trainer.splits[split], confusion=True)  # the copy on the trainer's device
     report["split"] = split
@@ -185,6 +190,17 @@ def evaluate(
                 f"Confusion matrix ({split}, {report['samples']} samples)",
             )
     return report
+
+
+REPORTED = ("rmse", "mae", "r2")  # what `evaluate` always reports for a regression output
+
+
+def _reported(metrics: dict[str, Any], task: str, width: int) -> dict[str, Any]:
+    """The configured metrics, and for a regression output RMSE, MAE and R² besides."""
+    if task != "regression":
+        return metrics
+    wanted = [METRICS.get(name).params(type=name) for name in REPORTED]  # type: ignore[misc]
+    return {**build_metrics(wanted, "regression", width), **metrics}
 
 
 def check_plot(path: Path) -> None:
@@ -207,7 +223,7 @@ def predict(
     saved = checkpoint.load(path)
     target = resolve_device(device)
     if saved.outputs is not None:  # named inputs or several outputs: one group of columns per output
-        return {"predictions": predict_named(saved, [Path(i) for i in inputs], top_k, target)}
+        return {"predictions": predict_named(saved, [Path(i) for i in inputs], top_k, target, texts)}
     network = restore_network(saved).to(target)
     rows = predict_files(
         network,

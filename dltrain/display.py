@@ -171,6 +171,8 @@ def report_table(report: dict[str, Any], class_names: list[str]) -> list[Any]:
 
 def predictions_table(predictions: list[dict[str, Any]]) -> Table:
     """One row per input: its prediction and, for classification, the most probable classes."""
+    if predictions and "outputs" in predictions[0]:
+        return named_predictions_table(predictions)
     extra = (
         "top_k"
         if predictions and "top_k" in predictions[0]
@@ -188,6 +190,23 @@ def predictions_table(predictions: list[dict[str, Any]]) -> Table:
             cells.append(str(row[extra]))
         add_row(table, *cells)
     return table
+
+
+def named_predictions_table(predictions: list[dict[str, Any]]) -> Table:
+    """A model with named outputs: one column per output, each its prediction and how probable it is."""
+    names = list(predictions[0]["outputs"])
+    table = data_table("Predictions", "input", *names)
+    for row in predictions:
+        add_row(table, str(row["input"]), *(_output_cell(row["outputs"][name]) for name in names))
+    return table
+
+
+def _output_cell(group: dict[str, Any]) -> str:
+    if "top_k" in group:
+        return f"{group['prediction']} ({group['top_k'][0][1]:.3f})"
+    if isinstance(group.get("probability"), float):  # a binary output: of its second class
+        return f"{group['prediction']} ({group['probability']:.3f})"
+    return str(group["prediction"])
 
 
 def data_tables(report: Any) -> list[Table]:

@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import io
 import json
+import operator
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,16 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 EXPORT_EXTRA = "pip install 'dltrain[export]'"
 
-Run = Callable[[torch.Tensor], np.ndarray]
+Samples = tuple[torch.Tensor, ...]  # the module's positional inputs
+Run = Callable[[Samples], list[np.ndarray]]  # the loaded file: inputs in, one array per output
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The file's inputs and outputs by name, in the module's positional order (one of each for a plain model)."""
+
+    inputs: tuple[str, ...] = (INPUT_NAME,)
+    outputs: tuple[str, ...] = (OUTPUT_NAME,)
 
 
 @dataclass(frozen=True)
@@ -58,38 +68,46 @@ class Exporter:
     """One format: how to write a module to a file, and how a user loads and runs that file."""
 
     suffix: str
-    write: Callable[[nn.Module, torch.Tensor, Path], None]
-    load: Callable[[Path], Run]
+    write: Callable[[nn.Module, Samples, Signature, Path], None]
+    load: Callable[[Path, Signature], Run]
     requires: tuple[str, ...] = ()
 
 
 EXPORTERS: Registry[Exporter] = Registry("export format", case_sensitive=False)
 
 
-def _batch_dim() -> dict[int, Any]:
-    return {0: torch.export.Dim("batch")}
+def _batch_dims(samples: Samples) -> tuple[dict[int, Any], ...]:
+    """Axis 0 of every input is one symbolic batch size (the inputs' batches must agree)."""
+    batch = torch.export.Dim("batch")
+    return tuple({0: batch} for _ in samples)
 
 
-def _write_onnx(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
+def _arrays(outputs: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]) -> list[np.ndarray]:
+    """A module's output (one tensor, or a tuple for several outputs) as one array per output."""
+    tensors = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+    return [t.detach().numpy() for t in tensors]
+
+
+def _write_onnx(module: nn.Module, samples: Samples, signature: Signature, path: Path) -> None:
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates its passes on stdout
         torch.onnx.export(
             module,
-            (sample,),
+            samples,
             str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            input_names=list(signature.inputs),
+            output_names=list(signature.outputs),
             dynamo=True,
-            dynamic_shapes=(_batch_dim(),),
+            dynamic_shapes=_batch_dims(samples),
             external_data=False,
             verbose=False,
         )
 
 
-def _load_onnx(path: Path) -> Run:
+def _load_onnx(path: Path, signature: Signature) -> Run:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {INPUT_NAME: x.numpy()})[0]
+    return lambda xs: session.run(None, {name: x.numpy() for name, x in zip(signature.inputs, xs)})
 
 
 def _write_bytes(path: Path, save: Callable[[io.BytesIO], None]) -> None:
@@ -100,24 +118,24 @@ def _write_bytes(path: Path, save: Callable[[io.BytesIO], None]) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def _write_pt2(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
-    program = torch.export.export(module, (sample,), dynamic_shapes=(_batch_dim(),))
+def _write_pt2(module: nn.Module, samples: Samples, signature: Signature, path: Path) -> None:
+    program = torch.export.export(module, samples, dynamic_shapes=_batch_dims(samples))
     _write_bytes(path, lambda buffer: torch.export.save(program, buffer))
 
 
-def _load_pt2(path: Path) -> Run:
+def _load_pt2(path: Path, signature: Signature) -> Run:
     module = torch.export.load(str(path)).module()
-    return lambda x: module(x).detach().numpy()
+    return lambda xs: _arrays(module(*xs))
 
 
-def _write_torchscript(module: nn.Module, sample: torch.Tensor, path: Path) -> None:
+def _write_torchscript(module: nn.Module, samples: Samples, signature: Signature, path: Path) -> None:
     scripted = torch.jit.script(module)  # scripted, not traced: no control flow is frozen
     _write_bytes(path, lambda buffer: torch.jit.save(scripted, buffer))
 
 
-def _load_torchscript(path: Path) -> Run:
+def _load_torchscript(path: Path, signature: Signature) -> Run:
     module = torch.jit.load(str(path))
-    return lambda x: module(x).detach().numpy()
+    return lambda xs: _arrays(module(*xs))
 
 
 EXPORTERS.register("onnx", summary="ONNX (torch.onnx.export, dynamo exporter); checked with onnxruntime")(
@@ -166,7 +184,7 @@ def export(checkpoint: str | Path, fmt: str, output: str | Path | None = None) -
     if target.resolve() == source.resolve():
         raise UserError(f"-o '{target}' is the checkpoint itself; choose another file name")
     check_output_file(target, "-o")
-    if trainer.heads is not None:  # named inputs or several outputs: ONNX with the config's names
+    if trainer.heads is not None:  # named inputs or several outputs: the files take and give the config's names
         return export_named(trainer, name, target)
     out_shape = trainer.built.summary[-1].output_shape  # [classes], or a language model's [T, vocabulary]
     module = Deployable(trainer.network, out_shape).eval()
@@ -181,17 +199,26 @@ def export(checkpoint: str | Path, fmt: str, output: str | Path | None = None) -
     return ExportResult(target, meta, diff, len(sample))
 
 
-def write_checked(fmt: str, module: nn.Module, reference: nn.Module, sample: torch.Tensor, target: Path) -> float:
+def write_checked(
+    fmt: str,
+    module: nn.Module,
+    reference: nn.Module,
+    sample: torch.Tensor | Samples,
+    target: Path,
+    signature: Signature = Signature(),
+) -> float:
     """Export `module` to `target` only if the file reproduces `reference` on `sample`.
 
-    The file is written under a temporary name and renamed once checked, so a failure
-    (an unsupported layer, a mismatch) leaves nothing behind, and an earlier export at
-    `target` stays as it was. Returns the largest absolute difference seen.
+    `sample` is the module's input, or a tuple of its positional inputs (named by
+    `signature`). The file is written under a temporary name and renamed once checked,
+    so a failure (an unsupported layer, a mismatch) leaves nothing behind, and an
+    earlier export at `target` stays as it was. Returns the largest absolute difference seen.
     """
     exporter = _exporter(fmt)
+    samples = (sample,) if isinstance(sample, torch.Tensor) else tuple(sample)
     with atomic_path(target, suffix=exporter.suffix) as tmp:
-        _write(fmt, exporter, module, sample, tmp)
-        diff = check_export(exporter, tmp, reference, sample)
+        _write(fmt, exporter, module, samples, signature, tmp)
+        diff = check_export(exporter, tmp, reference, samples, signature)
     return diff
 
 
@@ -225,16 +252,22 @@ def check_batch(data: DataBundle) -> torch.Tensor:
     """
     split = data.test or data.val or data.train
     x = first_inputs(split, CHECK_SAMPLES)
-    x = x if data.vocab_size is not None else x.float()
+    return at_least_two(x if data.vocab_size is not None else x.float())
+
+
+def at_least_two(x: torch.Tensor) -> torch.Tensor:
+    """A batch of one row, doubled: an exporter that sees a batch of one may fix the batch size to one."""
     return x if len(x) > 1 else torch.cat([x, x])
 
 
-def _write(name: str, exporter: Exporter, module: nn.Module, sample: torch.Tensor, path: Path) -> None:
+def _write(
+    name: str, exporter: Exporter, module: nn.Module, samples: Samples, signature: Signature, path: Path
+) -> None:
     """Run the exporter; any failure of the third-party exporter becomes one clear RunError."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # deprecation chatter; the check below is what counts
-            exporter.write(module, sample, path)
+            exporter.write(module, samples, signature, path)
     except OSError:
         raise  # the machine (a full disk), not the model
     except Exception as exc:  # exporters raise many unrelated types for an unsupported layer
@@ -245,31 +278,36 @@ def _write(name: str, exporter: Exporter, module: nn.Module, sample: torch.Tenso
         ) from None
 
 
-def check_export(exporter: Exporter, path: Path, module: nn.Module, sample: torch.Tensor) -> float:
-    """Reload the file as a user would and compare it with `module` on `sample` (and on one row).
+def check_export(
+    exporter: Exporter, path: Path, module: nn.Module, samples: Samples, signature: Signature = Signature()
+) -> float:
+    """Reload the file as a user would and compare each output with `module`'s on `samples` (and on one row).
 
     Returns the largest absolute difference; raises RunError beyond ATOL + RTOL * |expected|.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run = exporter.load(path)
+        run = exporter.load(path, signature)
         worst = 0.0
-        for batch in (sample, sample[:1]):
+        for rows in (len(samples[0]), 1):
+            batch = tuple(s[:rows] for s in samples)
             with torch.inference_mode():
-                expected = module(batch).numpy()
-            got = np.asarray(run(batch))
-            if got.shape != expected.shape:
-                raise RunError(
-                    f"the exported model's output has shape {list(got.shape)} for a batch of "
-                    f"{len(batch)}; PyTorch's has {list(expected.shape)}"
-                )
-            worst = max(worst, float(np.abs(got - expected).max()))
-            if not np.allclose(got, expected, rtol=RTOL, atol=ATOL):
-                raise RunError(
-                    f"the exported model does not match the PyTorch model on {len(batch)} test "
-                    f"sample(s): largest difference {worst:.3g}, beyond the tolerance "
-                    f"|export - torch| <= {ATOL:g} + {RTOL:g} * |torch|; nothing was written"
-                )
+                expected = _arrays(module(*batch))
+            got = [np.asarray(g) for g in run(batch)]
+            for name, want, have in zip(signature.outputs, expected, got, strict=True):
+                where = f"'{name}' " if len(signature.outputs) > 1 else ""
+                if have.shape != want.shape:
+                    raise RunError(
+                        f"the exported model's output {where}has shape {list(have.shape)} for a batch of "
+                        f"{rows}; PyTorch's has {list(want.shape)}"
+                    )
+                worst = max(worst, float(np.abs(have - want).max()))
+                if not np.allclose(have, want, rtol=RTOL, atol=ATOL):
+                    raise RunError(
+                        f"the exported model's output {where}does not match the PyTorch model on {rows} test "
+                        f"sample(s): largest difference {worst:.3g}, beyond the tolerance "
+                        f"|export - torch| <= {ATOL:g} + {RTOL:g} * |torch|; nothing was written"
+                    )
     return worst
 
 
@@ -383,103 +421,56 @@ def preprocessing_steps(prep: Preprocessing) -> list[dict[str, Any]]:
     return steps
 
 
-# --- named inputs and several outputs: ONNX with the config's names ----------------------
+# --- named inputs and several outputs --------------------------------------------------
 #
 # The file's inputs are the model's inputs by name, its outputs the output layers by name,
-# each with its final activation put back (what `predict` reports). As for one input, the
-# file is written under a temporary name and kept only when onnxruntime reproduces the
-# PyTorch model on real test samples (and on one row alone); the JSON beside it gives each
-# input's preprocessing and each output's kind and classes.
+# each with its final activation put back (what `predict` reports). The module is the same
+# for every format, so each format has one write path and one check: the one above.
 
 
-class NamedDeployable(nn.Module):
-    """A `MultiNetwork` as positional inputs → a tuple of outputs, activations put back (what ONNX exports)."""
+def named_deployable(network: Any, widths: dict[str, int]) -> torch.fx.GraphModule:
+    """A `MultiNetwork` as a module taking its inputs positionally by name (`forward(self, image, extra)`)
+    and returning a tuple of its outputs, activations put back.
 
-    def __init__(self, network: Any, widths: dict[str, int]) -> None:
-        super().__init__()
-        self.network = network
-        self.activations = nn.ModuleList(
-            activation(network.activations[name] or "linear", (widths[name],)) for name in network.output_names
-        )
-
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.network(dict(zip(self.network.input_names, inputs)))
-        return tuple(act(outputs[name]) for act, name in zip(self.activations, self.network.output_names))
+    Generated with torch.fx rather than written with `*inputs`: TorchScript cannot script
+    a variable number of arguments, and real argument names make the TorchScript and
+    `torch.export` files callable as `module(image, extra)`.
+    """
+    root = nn.Module()
+    root.layers = network.layers  # the graph's `forward(self, <inputs...>)`: one tensor, or a tuple of outputs
+    root.activations = nn.ModuleList(
+        activation(network.activations[name] or "linear", (widths[name],)) for name in network.output_names
+    )
+    graph = torch.fx.Graph()
+    out = graph.call_module("layers", tuple(graph.placeholder(name) for name in network.input_names))
+    count = len(network.output_names)
+    outs = [out] if count == 1 else [graph.call_function(operator.getitem, (out, i)) for i in range(count)]
+    graph.output(tuple(graph.call_module(f"activations.{i}", (o,)) for i, o in enumerate(outs)))
+    return torch.fx.GraphModule(root, graph, class_name="NamedDeployable")
 
 
 def export_named(trainer: Any, fmt: str, target: Path) -> ExportResult:
-    """Write and check the ONNX file of `trainer`'s named model at `target`, with its JSON."""
-    if fmt != "onnx":
-        raise UserError(f"--format {fmt}: a model with named inputs or several outputs exports to onnx only for now")
+    """Write and check `trainer`'s named model in `fmt` at `target`, with its JSON."""
     network, data = trainer.network, trainer.data
-    widths = {name: head.width for name, head in data.heads.items()}
-    module = NamedDeployable(network, widths).eval()
+    module = named_deployable(network, {name: head.width for name, head in data.heads.items()}).eval()
     split = data.test or data.val or data.train
-    x = split.x[: max(CHECK_SAMPLES, 2)]
-    samples = [x[name].float() for name in network.input_names]
-    with atomic_path(target, suffix=".onnx") as tmp:
-        _write_named(module, samples, network.input_names, network.output_names, tmp)
-        diff = _check_named(tmp, module, samples, network.input_names)
+    x = split.x[:CHECK_SAMPLES]  # the first test samples, preprocessed, as for one input (`check_batch`)
+    samples = tuple(at_least_two(x[name].float()) for name in network.input_names)
+    signature = Signature(tuple(network.input_names), tuple(network.output_names))
+    diff = write_checked(fmt, module, module, samples, target, signature)
     meta = target.with_name(target.name + ".json")
-    write_text_atomic(meta, json.dumps(_named_metadata(trainer, target, diff, len(samples[0])), indent=2) + "\n")
+    info = _named_metadata(trainer, fmt, target, diff, len(samples[0]))
+    write_text_atomic(meta, json.dumps(info, indent=2) + "\n")
     return ExportResult(target, meta, diff, len(samples[0]))
 
 
-def _write_named(
-    module: nn.Module, samples: list[torch.Tensor], inputs: list[str], outputs: list[str], path: Path
-) -> None:
-    batch = torch.export.Dim("batch")
-    try:
-        with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                tuple(samples),
-                str(path),
-                input_names=inputs,
-                output_names=outputs,
-                dynamo=True,
-                dynamic_shapes=(tuple({0: batch} for _ in samples),),  # `*inputs`: one tuple of inputs
-                external_data=False,
-                verbose=False,
-            )
-    except OSError:
-        raise
-    except Exception as exc:
-        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise RunError(f"this model cannot be exported to onnx: {type(exc).__name__}: {reason}") from None
-
-
-def _check_named(path: Path, module: nn.Module, samples: list[torch.Tensor], inputs: list[str]) -> float:
-    """Every output of the file against PyTorch's, on the batch and on one row alone."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for rows in (len(samples[0]), 1):
-        batch = [s[:rows] for s in samples]
-        with torch.inference_mode():
-            expected = [e.numpy() for e in module(*batch)]
-        got = session.run(None, {name: s.numpy() for name, s in zip(inputs, batch)})
-        for want, have in zip(expected, got):
-            if have.shape != want.shape:
-                raise RunError(
-                    f"the exported model's output has shape {list(have.shape)}; PyTorch's {list(want.shape)}"
-                )
-            worst = max(worst, float(np.abs(have - want).max()))
-            if not np.allclose(have, want, rtol=RTOL, atol=ATOL):
-                raise RunError(
-                    f"the exported model does not match the PyTorch model on {rows} test sample(s): largest "
-                    f"difference {worst:.3g}, beyond |export - torch| <= {ATOL:g} + {RTOL:g} * |torch|; nothing was written"
-                )
-    return worst
-
-
-def _named_metadata(trainer: Any, target: Path, diff: float, samples: int) -> dict[str, Any]:
+def _named_metadata(trainer: Any, fmt: str, target: Path, diff: float, samples: int) -> dict[str, Any]:
+    """The JSON beside a named export: each input (in the file's positional order) with its preprocessing,
+    each output (in the order the file returns them) with its kind and classes."""
     data, network = trainer.data, trainer.network
     prep = data.preprocessing.inputs
     return {
-        "format": "onnx",
+        "format": fmt,
         "file": target.name,
         "dltrain_version": __version__,
         "inputs": [

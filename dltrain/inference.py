@@ -127,6 +127,24 @@ def describe_rows(values: np.ndarray, task: str, class_names: list[str], top_k: 
     return [{"prediction": _plain(row.astype(np.float32), 6)} for row in values]
 
 
+def describe_named(values: dict[str, np.ndarray], heads: list[dict[str, Any]], top_k: int) -> list[dict[str, Any]]:
+    """One row per sample of a model with named outputs: `prediction` by output name, and under `outputs`
+    each output's own row (`describe_rows` with its task and classes). `heads` are the outputs in order,
+    each `{name, task, class_names}`."""
+    described = {
+        head["name"]: describe_rows(values[head["name"]], head["task"], head.get("class_names") or [], top_k)
+        for head in heads
+    }
+    count = len(next(iter(described.values())))
+    return [
+        {
+            "prediction": {name: rows[i]["prediction"] for name, rows in described.items()},
+            "outputs": {name: rows[i] for name, rows in described.items()},
+        }
+        for i in range(count)
+    ]
+
+
 def _plain(row: np.ndarray, digits: int | None = None) -> Any:
     """A row as a number when it holds one value, else a list."""
     values = [round(float(v), digits) if digits else int(v) for v in row.reshape(-1)]

@@ -23,23 +23,33 @@ def prepare_multi(loaded: LoadedConfig, preprocessing: Any = None) -> tuple[Name
     """Load the named arrays and build the `MultiNetwork` for a validated config."""
     config = loaded.config
     outputs = plan_outputs(loaded)
-    inputs = list(graph.plan(loaded).inputs)
+    wiring = graph.plan(loaded)
+    inputs = list(wiring.inputs)
     raw = read_named(config.data, inputs, outputs.names)
-    first = raw.x_train[inputs[0]]
-    plan = plan_inputs(loaded, tuple(first.shape[1:]))
+    leading = _leading_input(wiring)
+    plan = plan_inputs(loaded, tuple(raw.x_train[leading].shape[1:]))
     if plan.adapts:
+        defaults = "; ".join(note.split(" applied by default")[0] for note in plan.notes)
+        needed = f" (the leading backbone would need {defaults})" if defaults else ""
         raise loaded.error(
             ("data",),
-            "channels, resize and normalize: imagenet apply to one image input; with named inputs, "
-            "give each input in the shape the model takes",
+            "with named inputs no input is adapted inside the model: channels, resize and normalize: imagenet "
+            f"are for one image input{needed}. Give each input in the shape the model takes, and set "
+            "data.normalize to scale, standardize or none",
         )
     data = assemble_named(
         raw, loaded.config.data, outputs.tasks, config.fit.validation_split, preprocessing, config.fit.validation_mode
     )
-    data.plan = with_raw_shape(plan, list(first.shape[1:]))
+    data.plan = with_raw_shape(plan, data.preprocessing.inputs[leading].raw_shape)  # type: ignore[attr-defined]
     built = build_multi_model(loaded, data.input_shapes, {n: h.width for n, h in data.heads.items()})
     built.notes += plan.notes + transfer.plan_notes(built.network)
     return data, built
+
+
+def _leading_input(wiring: graph.Plan) -> str:
+    """The model input the first layer takes (a leading backbone's image), else the first input."""
+    source = wiring.nodes[0].sources[0] if wiring.nodes and wiring.nodes[0].sources else None
+    return source if isinstance(source, str) else next(iter(wiring.inputs))
 
 
 def output_confusions(trainer: Any, split: Any) -> dict[str, tuple[list[list[int]], list[str]]]:
@@ -93,19 +103,57 @@ def restore_multi(saved: Any) -> Any:
     return built.network.eval(), prep
 
 
-def read_named_file(path: Any, names: list[str]) -> dict[str, np.ndarray]:
-    """An .npz of one array per model input, named `<input>`, `x_<input>` or `x_test_<input>`."""
+def csv_columns(data: dict[str, Any], names: list[str]) -> dict[str, list[str]] | None:
+    """Each input's CSV columns when the model was trained from a `csv` source (`data.inputs`, or `features`
+    for one input), else None: the same reading as the `csv` named source's."""
+    if data.get("source") != "csv":
+        return None
+    columns = data.get("inputs") or ({names[0]: data["features"]} if len(names) == 1 and data.get("features") else {})
+    return {name: list(columns[name]) for name in names} if all(name in columns for name in names) else None
+
+
+def _what_to_give(names: list[str], columns: dict[str, list[str]] | None) -> str:
+    npz = f".npz files holding one array per input (named {names[0]} or x_{names[0]})"
+    if columns is None:
+        return npz
+    by_input = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in columns.items())
+    return f".csv files with a header row and the training columns ({by_input}), or {npz}"
+
+
+def read_named_input(path: Any, saved: Any, names: list[str], prep: Any) -> dict[str, np.ndarray]:
+    """One file for a model with named inputs, as float32 arrays by input name: an .npz (one array per
+    input), or a .csv with the training columns (encoded as in training: categories one-hot) when the
+    model was trained from a `csv` source."""
     from pathlib import Path
 
+    from .data.tabular import read_named_features
     from .errors import DataError
 
     path = Path(path)
-    if path.suffix.lower() != ".npz" or not path.is_file():
+    columns = csv_columns(saved.config.get("data", {}), names)
+    tables = {name: prep.inputs[name].table for name in names}
+    suffix = path.suffix.lower()
+    if suffix not in (".npz", ".csv") or (suffix == ".csv" and (columns is None or not all(tables.values()))):
+        trained = "" if suffix != ".csv" else " was not trained from CSV columns, so it"
         raise DataError(
-            f"'{path}': a model with named inputs ({', '.join(names)}) reads .npz files holding one array "
-            f"per input (named {names[0]} or x_{names[0]})"
+            f"'{path}': a model with named inputs ({', '.join(names)}){trained} reads {_what_to_give(names, columns)}"
         )
-    with np.load(path, allow_pickle=False) as archive:
+    if not path.is_file():
+        raise DataError(f"no file at '{path}'")
+    return read_named_features(path, tables) if suffix == ".csv" else read_named_npz(path, names)
+
+
+def read_named_npz(path: Any, names: list[str]) -> dict[str, np.ndarray]:
+    """An .npz of one array per model input, named `<input>`, `x_<input>` or `x_test_<input>`."""
+    import zipfile
+
+    from .errors import DataError
+
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"'{path}' is not a readable .npz file ({exc})") from None
+    with archive:
         found = {}
         for name in names:
             key = next((k for k in (name, f"x_{name}", f"x_test_{name}") if k in archive), None)
@@ -118,43 +166,46 @@ def read_named_file(path: Any, names: list[str]) -> dict[str, np.ndarray]:
     return found
 
 
-def predict_named(saved: Any, inputs: list[Any], top_k: int, device: Any) -> list[dict[str, Any]]:
-    """One row per sample: `prediction` by output, and each output's own row (top classes, probability)."""
+def named_scores(
+    network: Any, prep: Any, arrays: dict[str, np.ndarray], heads: list[dict[str, Any]], device: Any
+) -> dict[str, np.ndarray]:
+    """Raw arrays by input name → each output's probabilities (or values) by name: `predict` and `serve` both run this."""
     import torch
 
     from .data.named import Named
-    from .errors import DataError
-    from .inference import describe_rows
     from .predict import scores
 
+    x = prep.apply(Named({name: torch.from_numpy(a) for name, a in arrays.items()})).to(device)
+    with torch.inference_mode():
+        outputs = network(x)
+    return {head["name"]: scores(outputs[head["name"]].cpu(), head["task"]) for head in heads}
+
+
+def predict_named(
+    saved: Any, inputs: list[Any], top_k: int, device: Any, texts: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per sample: `prediction` by output, and each output's own row (top classes, probability)."""
+    from .errors import DataError
+    from .inference import describe_named
+
+    if texts:
+        names = list(saved.config.get("model", {}).get("inputs") or {})
+        raise DataError(
+            f"--text: a model with named inputs ({', '.join(names)}) reads "
+            f"{_what_to_give(names, csv_columns(saved.config.get('data', {}), names))}"
+        )
     network, prep = restore_multi(saved)
     network.to(device)
-    heads = {head["name"]: head for head in saved.outputs or []}
+    heads = saved.outputs or []
     rows: list[dict[str, Any]] = []
     for path in inputs:
-        arrays = read_named_file(path, network.input_names)
+        arrays = read_named_input(path, saved, network.input_names, prep)
         for name, array in arrays.items():
             shape = tuple(prep.inputs[name].raw_shape or [])
             if tuple(array.shape[1:]) != shape:
                 raise DataError(
                     f"'{path}': input '{name}' holds {list(array.shape)}; expected [N, {', '.join(map(str, shape))}]"
                 )
-        x = prep.apply(Named({name: torch.from_numpy(a) for name, a in arrays.items()})).to(device)
-        with torch.inference_mode():
-            outputs = network(x)
-        described = {
-            name: describe_rows(
-                scores(outputs[name].cpu(), heads[name]["task"]),
-                heads[name]["task"],
-                heads[name]["class_names"] or [],
-                top_k,
-            )
-            for name in network.output_names
-        }
-        count = len(next(iter(arrays.values())))
-        for i in range(count):
-            per_output = {name: described[name][i] for name in network.output_names}
-            rows.append(
-                {"input": i, "prediction": {n: r["prediction"] for n, r in per_output.items()}, "outputs": per_output}
-            )
+        described = describe_named(named_scores(network, prep, arrays, heads, device), heads, top_k)
+        rows += [{"input": i, **row} for i, row in enumerate(described)]
     return rows

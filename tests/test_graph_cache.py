@@ -1,11 +1,14 @@
-"""Feature caching of a frozen backbone branch inside a graph: computed once, the same training numbers."""
+"""Feature caching of a frozen backbone branch inside a graph (and on one of several named inputs):
+computed once, the same training numbers."""
 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import write_config
 
@@ -51,3 +54,66 @@ def test_a_frozen_backbone_branch_in_a_graph_is_computed_once_with_the_same_numb
             assert float(one[key]) == pytest.approx(float(two[key]), rel=1e-5, abs=1e-6), key
     evaluated = cli("evaluate", tmp_path / "cached", "--json")  # the checkpoint holds the whole graph
     assert evaluated.exit_code == 0, evaluated.output
+
+
+def two_inputs(cache: bool) -> dict[str, Any]:
+    """A small table and an image in (the image declared second); a frozen backbone on the image only,
+    joined with the table; a class and a number out."""
+    return {
+        "name": "two",
+        "seed": 0,
+        "data": {"source": "npz", "path": "two.npz"},
+        "model": {
+            "inputs": {"table": [4], "image": [3, 8, 8]},
+            "layers": [
+                {
+                    "type": "Backbone",
+                    "arch": "resnet18",
+                    "weights": None,
+                    "trainable": False,
+                    "cache_features": cache,
+                    "inputs": "image",
+                },
+                {"type": "GlobalAveragePooling2D"},
+                {"name": "joined", "type": "Concatenate", "inputs": [-1, "table"]},
+                {"type": "Dense", "units": 8, "activation": "relu"},
+                {"name": "label", "type": "Dense", "units": 3, "activation": "softmax"},
+                {"name": "size", "type": "Dense", "units": 1, "inputs": "joined"},
+            ],
+            "outputs": ["label", "size"],
+        },
+        "compile": {
+            "optimizer": {"type": "adam", "lr": 0.01},
+            "loss": {"label": "categorical_crossentropy", "size": "mse"},
+            "metrics": {"label": ["accuracy"], "size": ["mae"]},
+        },
+        "fit": {"epochs": 3, "batch_size": 16, "validation_split": 0.25, "device": "cpu"},
+    }
+
+
+def test_a_frozen_backbone_on_one_of_two_named_inputs_is_computed_once_with_the_same_numbers(
+    cli, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    image, table = rng.normal(size=(64, 3, 8, 8)).astype(np.float32), rng.normal(size=(64, 4)).astype(np.float32)
+    label = (table[:, 0] + image[:, 0].mean(axis=(1, 2)) > 0).astype(np.int64) + (table[:, 1] > 0.5)
+    size = table[:, :1] * 2 + 1
+    np.savez(tmp_path / "two.npz", x_train_image=image, x_train_table=table, y_train_label=label, y_train_size=size)
+    cached = cli("fit", write_config(tmp_path, two_inputs(True), "cached.yaml"), "--run-dir", tmp_path / "cached")
+    assert cached.exit_code == 0, cached.output
+    assert "resnet18 is frozen: its outputs [512, 1, 1] for 64 samples were computed once" in cached.output
+    plain = cli("fit", write_config(tmp_path, two_inputs(False), "plain.yaml"), "--run-dir", tmp_path / "plain")
+    assert plain.exit_code == 0 and "is frozen: its outputs" not in plain.output
+    keys = ("loss", "label_loss", "label_accuracy", "size_loss", "size_mae", "val_loss", "val_label_accuracy")
+    for one, two in zip(history(tmp_path / "cached"), history(tmp_path / "plain"), strict=True):
+        for key in keys:
+            assert float(one[key]) == pytest.approx(float(two[key]), rel=1e-5, abs=1e-6), key
+    reports = [json.loads(cli("evaluate", tmp_path / run, "--json").stdout) for run in ("cached", "plain")]
+    for key in ("loss", "label_accuracy", "size_rmse", "size_r2"):
+        assert reports[0][key] == pytest.approx(reports[1][key], rel=1e-5, abs=1e-6), key
+    pretrained = two_inputs(True)
+    pretrained["model"]["layers"][0]["weights"] = "imagenet"  # would want ImageNet statistics inside the model
+    refused = cli("check", write_config(tmp_path, pretrained, "pretrained.yaml"))
+    message = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "no input is adapted inside the model" in message
+    assert "would need data.normalize: imagenet" in message and "set data.normalize to scale" in message

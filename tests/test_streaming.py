@@ -146,9 +146,16 @@ def test_windows_of_any_size_are_cut_into_the_same_batches_as_one_array() -> Non
     sizes = [5, 1, 2, 40, 8, 3]  # smaller than a batch, spanning several, ending on a batch's edge
     x = torch.arange(sum(sizes), dtype=torch.float32)
     parts = torch.split(x, sizes)
-    batches = list(rebatch(((k, part, part.long()) for k, part in enumerate(parts)), 8))
+    batches = list(rebatch(((k, part, None, part.long()) for k, part in enumerate(parts)), 8))
     assert [len(b[0]) for b in batches] == [8] * 7 + [3]
     assert torch.equal(torch.cat([b[0] for b in batches]), x) and torch.equal(batches[2][1], x[16:24].long())
+    # Shuffled windows: each sends its rows and the order to take them in, and the targets already in that order.
+    orders = [torch.randperm(len(part), generator=torch.Generator().manual_seed(k)) for k, part in enumerate(parts)]
+    shuffled = list(rebatch(((k, p, o, p[o].long()) for k, (p, o) in enumerate(zip(parts, orders))), 8))
+    expected = torch.cat([p[o] for p, o in zip(parts, orders)])
+    assert [len(b[0]) for b in shuffled] == [8] * 7 + [3]
+    assert torch.equal(torch.cat([b[0] for b in shuffled]), expected)
+    assert torch.equal(torch.cat([b[1] for b in shuffled]), expected.long())
 
 
 @pytest.mark.parametrize("damage", ["footer", "page", "nan"])

@@ -82,10 +82,10 @@ class NpyShards:
         ]
         del inputs
 
-    def read_x(self, piece: Piece) -> np.ndarray:
+    def read_x(self, piece: Piece, wanted: np.ndarray | None, out: np.ndarray) -> None:
         inputs = _memmap(piece.path)
         first = piece.offset or 0
-        return np.array(inputs[first : first + piece.rows], dtype=np.float32)
+        out[:] = inputs[first : first + piece.rows] if wanted is None else inputs[first + wanted]
 
     def read_y(self) -> np.ndarray:
         y = np.array(_memmap(self.y, "y"))

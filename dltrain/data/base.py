@@ -249,29 +249,30 @@ def _named_labels(raw: RawData, task: Task) -> RawData:
     source encodes them itself, in one pass over its target column: `named_classes`)."""
     if raw.named_classes and task == "regression":
         _refuse_names(raw.class_names or [""])
-    if raw.y_train.dtype.kind not in "USO":
+    (y_train, y_val, y_test), names = class_indices([raw.y_train, raw.y_val, raw.y_test], task)
+    if names is None:
         return raw
-    labels = [_strings(y) for y in (raw.y_train, raw.y_val, raw.y_test) if y is not None]
-    names = sorted({v for y in labels for v in set(y.tolist())})
+    return replace(raw, y_train=y_train, y_val=y_val, y_test=y_test, class_names=names)
+
+
+def class_indices(
+    ys: list[np.ndarray | None], task: Task, output: str | None = None
+) -> tuple[list[Any], list[str] | None]:
+    """Targets of every split (the first: training's) as class indices when they are class names,
+    the names sorted over all of them; numbers are returned as they are, with no names."""
+    if ys[0] is None or ys[0].dtype.kind not in "USO":
+        return ys, None
+    names = sorted({v for y in ys if y is not None for v in set(_strings(y).tolist())})
     if task == "regression":
-        _refuse_names(names)
+        _refuse_names(names, output)
     sorted_names = np.asarray(names, dtype=str)
-
-    def encode(y: np.ndarray) -> np.ndarray:
-        return np.searchsorted(sorted_names, _strings(y)).astype(np.int64)
-
-    return replace(
-        raw,
-        y_train=encode(raw.y_train),
-        y_val=None if raw.y_val is None else encode(raw.y_val),
-        y_test=None if raw.y_test is None else encode(raw.y_test),
-        class_names=names,
-    )
+    return [None if y is None else np.searchsorted(sorted_names, _strings(y)).astype(np.int64) for y in ys], names
 
 
-def _refuse_names(names: list[str]) -> None:
+def _refuse_names(names: list[str], output: str | None = None) -> None:
+    whose = f"output '{output}': " if output else ""
     raise DataError(
-        f"the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
+        f"{whose}the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
         f"use a classification loss (categorical_crossentropy) or a numeric target"
     )
 

@@ -23,7 +23,7 @@ from ..errors import DataError
 from ..schema.data import HfParams
 from .base import RawData, register_source
 from .parquet import arrow_table, read_targets
-from .streaming import PIECE_BYTES, ColumnsKept, Piece, float_columns, numeric_type, stream_raw, streamed, unreadable
+from .streaming import PIECE_BYTES, ColumnsKept, Piece, columns_into, numeric_type, stream_raw, streamed, unreadable
 from .tabular import TableEncoder, feature_cells, table_raw, target_values
 from .text import RawText, check_not_empty
 
@@ -243,7 +243,7 @@ class HfShards:
                         self.pieces.append(Piece(path, first, start, held, in_file))
                     start, in_file, first, held = start + held, in_file + held, index + 1, 0
 
-    def read_x(self, piece: Piece) -> np.ndarray:
+    def read_x(self, piece: Piece, wanted: np.ndarray | None, out: np.ndarray) -> None:
         import pyarrow as pa
 
         try:
@@ -253,7 +253,7 @@ class HfShards:
                     if index >= piece.index and held < piece.rows:
                         batches.append(batch.select(self.features))
                         held += batch.num_rows
-                return float_columns(pa.Table.from_batches(batches), self.features)
+                columns_into(pa.Table.from_batches(batches), self.features, wanted, out)
         except (OSError, pa.ArrowException) as exc:
             raise unreadable(piece.path, exc, part=f"record batch {piece.index}") from None
 

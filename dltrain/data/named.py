@@ -18,7 +18,16 @@ import torch
 
 from ..errors import DataError
 from ..schema.losses import Task
-from .base import DataBundle, Preprocessing, _binary_names, _targets, check_layout, fit_preprocessing
+from .base import (
+    DataBundle,
+    FeatureEncoder,
+    Preprocessing,
+    _binary_names,
+    _targets,
+    check_layout,
+    class_indices,
+    fit_preprocessing,
+)
 from .splits import ValidationMode, random_split, validation_indices
 
 Shape = tuple[int, ...]
@@ -68,6 +77,7 @@ class NamedRaw:
     y_val: Arrays | None = None
     value_range: dict[str, float | None] = field(default_factory=dict)
     class_names: dict[str, list[str] | None] = field(default_factory=dict)
+    encoders: dict[str, FeatureEncoder] = field(default_factory=dict)  # by input: table cells -> numbers
 
 
 @dataclass
@@ -246,6 +256,23 @@ def _head(name: str, task: Task, ys: list[torch.Tensor], names: list[str] | None
     return Head(name, task, None, None, width)
 
 
+def _class_indices(raw: NamedRaw, tasks: dict[str, Task]) -> NamedRaw:
+    """Each output's class names (strings) → indices, the names sorted over every split, as for one target."""
+    for name, task in tasks.items():
+        splits = [ys for ys in (raw.y_train, raw.y_val, raw.y_test) if ys is not None]
+        encoded, names = class_indices([ys[name] for ys in splits], task, name)
+        if names is not None:
+            for ys, y in zip(splits, encoded):
+                ys[name] = y
+            raw.class_names[name] = names
+    return raw
+
+
+def _encode(x: Arrays, encoders: dict[str, FeatureEncoder], tables: dict[str, Any]) -> Arrays:
+    """The arrays with each encoded input's table cells turned into numbers (categories one-hot)."""
+    return {name: encoders[name].transform(a, tables[name]) if name in encoders else a for name, a in x.items()}
+
+
 def assemble_named(
     raw: NamedRaw,
     params: Any,
@@ -259,6 +286,7 @@ def assemble_named(
     if len(counts) != 1:
         sizes = {n: len(a) for n, a in (*raw.x_train.items(), *raw.y_train.items())}
         raise DataError(f"the training arrays hold different numbers of samples: {sizes}; they must match")
+    raw = _class_indices(raw, tasks)
     x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
     n = counts.pop()
     if x_test is None or y_test is None:
@@ -274,6 +302,12 @@ def assemble_named(
         x_val, y_val = _take(x_train, held), _take(y_train, held)
         x_train, y_train = _take(x_train, keep), _take(y_train, keep)
 
+    tables = {
+        name: preprocessing.inputs[name].table if preprocessing else encoder.fit(x_train[name])
+        for name, encoder in raw.encoders.items()
+    }
+    x_train, x_test = _encode(x_train, raw.encoders, tables), _encode(x_test, raw.encoders, tables)
+    x_val = None if x_val is None else _encode(x_val, raw.encoders, tables)
     tensors = {name: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for name, a in x_train.items()}
     if preprocessing is None:
         preps = {}
@@ -283,6 +317,7 @@ def assemble_named(
         preprocessing = NamedPreprocessing(preps)
     for name, prep in preprocessing.inputs.items():
         prep.value_range, prep.raw_shape = raw.value_range.get(name), list(tensors[name].shape[1:])
+        prep.table = tables.get(name)
 
     def make(x: Arrays, y: Arrays, where: str) -> Any:
         from .base import Split
@@ -323,10 +358,10 @@ def assemble_named(
 
 @named_source("csv")
 def _csv(params: Any, inputs: list[str], outputs: list[str]) -> NamedRaw:
-    """`inputs: {input: [numeric columns]}` and `target: {output: column}` (one of each may be plain)."""
-    from .tabular import read_table, target_values
+    """`inputs: {input: [columns]}` and `target: {output: column}` (one of each may be plain); the columns
+    read as for one input (categorical ones one-hot), `validation_path` and `test_path` with the same columns."""
+    from .tabular import HELD_OUT, NamedColumns, Table, held_out_file, named_columns, named_rows, with_table
 
-    table = read_table(params.path)
     columns = params.inputs or ({inputs[0]: params.features} if len(inputs) == 1 and params.features else {})
     targets = params.target if isinstance(params.target, dict) else {outputs[0]: params.target}
     for key, names, given in (("inputs", inputs, columns), ("target", outputs, targets)):
@@ -336,17 +371,19 @@ def _csv(params: Any, inputs: list[str], outputs: list[str]) -> NamedRaw:
                 f"data.{key} names no column(s) for the model's {', '.join(missing)}; e.g. "
                 f"{key}: {{{missing[0]}: {'[column, ...]' if key == 'inputs' else 'column'}}}"
             )
-    x = {
-        name: np.stack([table.numbers(c, f"inputs.{name}") for c in columns[name]], axis=1).astype(np.float32)
-        for name in inputs
-    }
-    y: Arrays = {}
-    class_names: dict[str, list[str] | None] = {}
-    for name in outputs:
-        values = target_values(table, targets[name])
-        if values.dtype.kind == "U":  # class names: indices, the names sorted
-            names = sorted(set(values.tolist()))
-            index = {n: i for i, n in enumerate(names)}
-            values, class_names[name] = np.array([index[v] for v in values], dtype=np.int64), names
-        y[name] = values
-    return NamedRaw(x, y, value_range=dict.fromkeys(inputs), class_names=class_names)
+    wanted = {name: list(columns[name]) for name in inputs}, {name: targets[name] for name in outputs}
+    text = set(params.categorical)
+
+    def training(table: Table) -> tuple[NamedColumns, tuple[Arrays, Arrays]]:
+        spec = named_columns(table, *wanted, params.categorical)
+        return spec, named_rows(table, spec)
+
+    spec, (x, y) = with_table(params.path, training, text)
+    held: dict[str, tuple[Arrays, Arrays]] = {}
+    for key, split in HELD_OUT.items():
+        path = held_out_file(params, key)
+        if path is not None:
+            held[split] = with_table(path, lambda table, key=key: named_rows(table, spec, key, y), text)  # type: ignore[misc]
+    x_val, y_val = held.get("val", (None, None))
+    x_test, y_test = held.get("test", (None, None))
+    return NamedRaw(x, y, x_test, y_test, x_val, y_val, value_range=dict.fromkeys(inputs), encoders=dict(spec.encoders))

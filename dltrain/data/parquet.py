@@ -18,7 +18,7 @@ from .._registry import did_you_mean
 from ..errors import DataError
 from ..schema.data import ParquetParams
 from .base import RawData, register_source
-from .streaming import ColumnsKept, Piece, float_columns, numeric_type, stream_raw, streamed, unreadable
+from .streaming import ColumnsKept, Piece, columns_into, numeric_type, stream_raw, streamed, unreadable
 from .tabular import MISSING, Column, Table, TableEncoder, arrow_texts, feature_cells, table_raw, target_values
 
 
@@ -238,16 +238,20 @@ class ParquetShards:
         self.features: list[str] = features or []
         self.sample_shape: tuple[int, ...] = (len(self.features),)
 
-    def read_x(self, piece: Piece) -> np.ndarray:
+    def read_x(self, piece: Piece, wanted: np.ndarray | None, out: np.ndarray) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
             # Opened per piece: a reader kept open holds on to its last row group's buffers (64 MB a file).
-            table = pq.ParquetFile(piece.path).read_row_group(piece.index, columns=self.features)
+            # One thread: a streaming worker has a core at most, and training needs the other.
+            # pre_buffer off: it copies the row group's bytes once more before decoding (0.066 -> 0.038 s CPU
+            # a 64 MB row group).
+            source = pq.ParquetFile(piece.path, memory_map=True, pre_buffer=False)
+            table = source.read_row_group(piece.index, columns=self.features, use_threads=False)
         except (OSError, pa.ArrowException) as exc:
             raise unreadable(piece.path, exc, part=f"row group {piece.index}") from None
-        return float_columns(table, self.features)
+        columns_into(table, self.features, wanted, out)
 
     def read_y(self) -> np.ndarray:
         import pyarrow as pa

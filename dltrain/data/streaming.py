@@ -62,8 +62,9 @@ class Shards(Protocol):
     pieces: list[Piece]
     sample_shape: tuple[int, ...]
 
-    def read_x(self, piece: Piece) -> np.ndarray:
-        """The inputs of `piece` as float32 `(rows, *sample_shape)`."""
+    def read_x(self, piece: Piece, wanted: np.ndarray | None, out: np.ndarray) -> None:
+        """Fill `out`, float32 `(rows, *sample_shape)`, with the inputs of `piece`: its rows `wanted`
+        (sorted, counted from the piece's first row), or all of them when `wanted` is None."""
         ...
 
     def read_y(self) -> np.ndarray:
@@ -89,12 +90,32 @@ def numeric_type(kind: Any) -> bool:
     return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind))
 
 
-def float_columns(table: Any, features: list[str]) -> np.ndarray:
-    """Numeric columns of an Arrow table as float32 `(rows, features)`."""
-    x = np.empty((table.num_rows, len(features)), dtype=np.float32)
+def columns_into(table: Any, features: list[str], wanted: np.ndarray | None, out: np.ndarray) -> None:
+    """Numeric columns of an Arrow table, rows `wanted` (None: all), into float32 `out` `(rows, features)`.
+
+    Each column is copied whole into a column-major array, the rows are picked there (a
+    gather along contiguous memory), and torch transposes the result into `out` in
+    cache-sized tiles. Filling a row-major array column by column writes one float per
+    row, 1 KB apart for 256 features, and took four times as long: the cost a
+    streaming worker pays on every row group.
+    """
+    stacked = np.empty((len(features), table.num_rows), dtype=np.float32)
     for column, name in enumerate(features):
-        x[:, column] = table.column(name).to_numpy(zero_copy_only=False)
-    return x
+        stacked[column] = _column_values(table.column(name))
+    if wanted is not None:
+        stacked = np.take(stacked, wanted, axis=1)
+    torch.from_numpy(out).copy_(torch.from_numpy(stacked).t())
+
+
+def _column_values(column: Any) -> np.ndarray:
+    """An Arrow column as numbers: float32 without missing values read in place (pyarrow's `to_numpy`
+    costs 0.1 ms a column even then: 26 ms of every 64 MB row group of 256 columns)."""
+    import pyarrow as pa
+
+    if column.num_chunks == 1 and column.type == pa.float32() and column.null_count == 0:
+        chunk = column.chunk(0)
+        return np.frombuffer(chunk.buffers()[1], np.float32, len(chunk), offset=4 * chunk.offset)
+    return column.to_numpy(zero_copy_only=False)
 
 
 # --- streaming or not -----------------------------------------------------------------
@@ -177,19 +198,29 @@ class StreamRows(LazyInputs):
         """The positions (in this split) of the rows piece `piece` holds."""
         return int(self.bounds[piece]), int(self.bounds[piece + 1])
 
-    def read(self, piece: int) -> np.ndarray:
-        """This split's rows of piece `piece`, as stored (float32)."""
-        lo, hi = self.members(piece)
-        chunk = self.shards.read_x(self.shards.pieces[piece])
-        wanted = self.rows[lo:hi] - self.shards.pieces[piece].start
-        x = chunk if len(wanted) == len(chunk) else chunk[wanted]
-        if not np.isfinite(x).all():
-            bad = int(wanted[np.argwhere(~np.isfinite(x))[0][0]])
+    def read(self, piece: int, out: np.ndarray | None = None, whole: bool = False) -> np.ndarray:
+        """This split's rows of piece `piece` (with `whole`, all its rows), as stored (float32), in `out` if
+        given, else in a new array."""
+        where = self.shards.pieces[piece]
+        picked = None if whole else self.picked(piece)
+        if out is None:
+            out = np.empty((where.rows if picked is None else len(picked), *self.shards.sample_shape), np.float32)
+        self.shards.read_x(where, picked, out)
+        # One float64 sum is finite exactly when every value is (float32 values cannot overflow it): the
+        # element-wise test, with its boolean array, runs only to find the row that is not.
+        if not np.isfinite(out.sum(dtype=np.float64)):
+            bad = int(np.argwhere(~np.isfinite(out))[0][0])
             raise DataError(
-                f"{self.shards.pieces[piece].where(bad)} holds a missing or infinite value (NaN/inf); "
-                f"fill it in or drop that sample"
+                f"{where.where(bad if picked is None else int(picked[bad]))} holds a missing or infinite value "
+                f"(NaN/inf); fill it in or drop that sample"
             )
-        return x
+        return out
+
+    def picked(self, piece: int) -> np.ndarray | None:
+        """Which of piece `piece`'s rows this split holds (counted from the piece's first row); None: all."""
+        lo, hi = self.members(piece)
+        where = self.shards.pieces[piece]
+        return None if hi - lo == where.rows else self.rows[lo:hi] - where.start
 
     def fit_preprocessing(self, params: Any, value_range: float | None) -> Preprocessing:
         """Training statistics in one streamed pass: the largest magnitude, or per-feature mean and std (Chan's merge)."""
@@ -338,7 +369,7 @@ class WindowReader(IterableDataset):
     def __init__(self, split: StreamSplit, windows: list[Window]) -> None:
         self.split, self.windows = split, windows
 
-    def __iter__(self) -> Iterator[tuple[int, Any, Any]]:
+    def __iter__(self) -> Iterator[tuple[int, Any, Any, Any]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         if info is not None:
@@ -351,25 +382,48 @@ class WindowReader(IterableDataset):
             try:
                 yield (k, *self.read(self.windows[k]))
             except DataError as exc:
-                yield (k, str(exc), None)
+                yield (k, str(exc), None, None)
                 return
 
-    def read(self, window: Window) -> Batch:
-        """The window's rows (shuffled with its seed), cut to `[lo, hi)` and preprocessed.
+    def read(self, window: Window) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The window's rows, preprocessed, with the order they are trained in: `(x, order, y)`, where the
+        window's samples are `x[order]` (shuffled with the window's seed), or `x` itself when kept in order,
+        and `y` their targets in that order.
 
-        In a worker the rows are gathered straight into shared memory, where the DataLoader would otherwise copy them.
+        The worker only reads: it gathers its pieces' rows straight into shared memory (where the
+        DataLoader would otherwise copy them), and the main process gathers each batch from them,
+        as the in-memory path gathers its batches from the whole split. Shuffling the window here
+        would copy every sample once more, on the core that training shares with the workers.
         """
         rows, y = self.split.x, self.split.y
-        xs = [rows.read(p) for p in window.pieces]
-        ys = [y[slice(*rows.members(p))] for p in window.pieces]
-        x, targets = (np.concatenate(xs) if len(xs) > 1 else xs[0]), (torch.cat(ys) if len(ys) > 1 else ys[0])
+        spans = [rows.members(p) for p in window.pieces]
+        held = sum(hi - lo for lo, hi in spans)
+        pieces = [rows.shards.pieces[p] for p in window.pieces]
+        # Pieces this split holds most of are read whole, the rows of other splits skipped by the order
+        # (a gather here would copy them once more); a split holding a few rows of each (a validation
+        # split) has just those read.
+        whole = 2 * held >= sum(p.rows for p in pieces)
+        sizes = [p.rows if whole else hi - lo for p, (lo, hi) in zip(pieces, spans)]
+        raw = _empty((sum(sizes), *rows.shards.sample_shape), shared=get_worker_info() is not None)
+        filled, offset, positions = raw.numpy(), 0, []
+        for index, size in zip(window.pieces, sizes):
+            rows.read(index, filled[offset : offset + size], whole=whole)
+            picked = rows.picked(index) if whole else None
+            positions.append(np.arange(offset, offset + size) if picked is None else picked + offset)
+            offset += size
+        targets = torch.cat([y[slice(*span)] for span in spans]) if len(spans) > 1 else y[slice(*spans[0])]
+        x = self.split.prep.apply(raw)
+        if x.data_ptr() != raw.data_ptr() or not x.is_contiguous():  # preprocessing made a new tensor
+            x = _empty(tuple(x.shape), shared=get_worker_info() is not None).copy_(x)
+        in_order = len(x) == held  # x holds exactly the split's rows of these pieces, in order
+        if window.seed is None and in_order:
+            return x[window.lo : window.hi], None, targets[window.lo : window.hi]
         if window.seed is None:
-            order = np.arange(window.lo, window.hi)
+            chosen = np.arange(window.lo, window.hi)
         else:
-            order = np.random.default_rng(window.seed).permutation(len(x))[window.lo : window.hi]
-        out = _empty((len(order), *x.shape[1:]), shared=get_worker_info() is not None)
-        np.take(x, order, axis=0, out=out.numpy())
-        return self.split.prep.apply(out).contiguous(), targets[torch.from_numpy(order)]
+            chosen = np.random.default_rng(window.seed).permutation(held)[window.lo : window.hi]
+        order = chosen if in_order else np.concatenate(positions)[chosen]
+        return x, torch.from_numpy(order), targets[torch.from_numpy(chosen)]
 
 
 def _empty(shape: tuple[int, ...], shared: bool) -> torch.Tensor:
@@ -423,34 +477,50 @@ class StreamBatches:
             prefetch_factor=2 if workers else None,
             generator=torch.Generator(),  # its own: drawing the workers' seeds from the global one would move dropout's
         )
-        for x, y in rebatch(loader, self.batch_size):
-            x = x.to(self.device, non_blocking=True)
-            yield (self.augment(x) if self.augment is not None else x), y.to(self.device, non_blocking=True)
+        # The loader is iterated by rebatch itself: an error there ends the loop and so frees the loader's
+        # iterator, which stops its workers (they ignore SIGTERM, so one left alive would hold up the exit).
+        for x, y in rebatch(loader, self.batch_size, self.device):
+            yield (self.augment(x) if self.augment is not None else x), y
 
 
-def rebatch(windows: Any, size: int) -> Iterator[Batch]:
-    """Windows `(index, x, y)`, in order, cut into batches of `size`; a batch may span windows."""
+def rebatch(windows: Iterable[tuple[int, Any, Any, Any]], size: int, device: Any = None) -> Iterator[Batch]:
+    """Windows `(index, x, order, y)`, in order, cut into batches of `size`: rows `x[order]` (or `x` when
+    `order` is None) with targets `y`; a batch may span windows. Each window is moved whole to `device`
+    (one transfer; its batches are then gathered there)."""
     held: Batch | None = None
     expected = 0
-    for k, x, y in windows:
+    for k, x, order, y in windows:
         if y is None:
             raise DataError(x)
         if k != expected:  # the DataLoader keeps the order; this only guards against a change there
             raise RuntimeError(f"streamed window {k} arrived before window {expected}")
         expected += 1
-        if held is not None:  # the batch that spans two windows: only it is copied
-            fill = size - len(held[0])
-            if len(x) < fill:
-                held = (torch.cat([held[0], x]), torch.cat([held[1], y]))
+        if device is not None:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            order = None if order is None else order.to(device, non_blocking=True)
+        take = _batch_taker(x, order, y)
+        begin = 0
+        if held is not None:  # the batch that spans two windows: only it is concatenated
+            fill = min(size - len(held[0]), len(y))
+            part = take(0, fill)
+            held, begin = (torch.cat([held[0], part[0]]), torch.cat([held[1], part[1]])), fill
+            if len(held[0]) < size:
                 continue
-            yield torch.cat([held[0], x[:fill]]), torch.cat([held[1], y[:fill]])
-            x, y = x[fill:], y[fill:]
-        whole = len(x) - len(x) % size
-        for begin in range(0, whole, size):
-            yield x[begin : begin + size], y[begin : begin + size]
-        held = (x[whole:], y[whole:]) if whole < len(x) else None
+            yield held
+            held = None
+        while begin + size <= len(y):
+            yield take(begin, begin + size)
+            begin += size
+        held = take(begin, len(y)) if begin < len(y) else None
     if held is not None:
         yield held
+
+
+def _batch_taker(x: torch.Tensor, order: torch.Tensor | None, y: torch.Tensor) -> Callable[[int, int], Batch]:
+    """Samples `[a, b)` of a window: gathered from `x` by `order`, or a view of `x` when it is in order."""
+    if order is None:
+        return lambda a, b: (x[a:b], y[a:b])
+    return lambda a, b: (torch.index_select(x, 0, order[a:b]), y[a:b])
 
 
 # --- the position in an epoch, in the checkpoint --------------------------------------

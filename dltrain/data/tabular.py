@@ -357,9 +357,19 @@ class TableEncoder:
 
 def read_features(path: Path, state: dict[str, Any]) -> np.ndarray:
     """New rows of a CSV encoded as training did (`state` from the checkpoint); for `predict`."""
-    encoder = TableEncoder(state["features"], set(state["categories"]))
-    cells = with_table(path, lambda table: feature_cells(table, state["features"], encoder), encoder.categorical)
-    return encoder.transform(cells, state)
+    return read_named_features(path, {"": state})[""]
+
+
+def read_named_features(path: Path, states: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+    """New rows of a CSV, each named input's columns encoded as training did (`states` from the checkpoint)."""
+    encoders = {name: TableEncoder(state["features"], set(state["categories"])) for name, state in states.items()}
+    text = {column for encoder in encoders.values() for column in encoder.categorical}
+
+    def cells(table: Table) -> dict[str, np.ndarray]:
+        return {name: feature_cells(table, encoder.features, encoder) for name, encoder in encoders.items()}
+
+    found = with_table(path, cells, text)
+    return {name: encoders[name].transform(found[name], state) for name, state in states.items()}
 
 
 def target_values(table: Table, name: str) -> np.ndarray:
@@ -395,33 +405,103 @@ def table_raw(table: Table, p: ColumnsParams) -> RawData:
 def csv_source(p: CsvParams) -> RawData:
     """Tabular rows from a CSV file: `target` column, numeric and categorical `features`."""
     raw = with_table(p.path, lambda table: table_raw(table, p), set(p.categorical))
-    if p.validation_path is not None:
-        if not p.validation_path.is_file():
-            raise DataError(
-                f"data.validation_path: no file at '{p.validation_path}'. Give a CSV with the same columns as data.path."
+    encoder: Any = raw.encoder
+    for key in HELD_OUT:
+        path = held_out_file(p, key)
+        if path is not None:
+            x, y = with_table(
+                path,
+                lambda table, key=key: _held_out_rows(table, encoder, str(p.target), raw.y_train, key),  # type: ignore[misc]
+                set(p.categorical),
             )
-        encoder: Any = raw.encoder
-        raw.x_val, raw.y_val = with_table(
-            p.validation_path,
-            lambda table: _validation_rows(table, encoder, str(p.target), raw.y_train),  # one column: table_raw checked
-            set(p.categorical),
-        )
+            setattr(raw, f"x_{HELD_OUT[key]}", x)
+            setattr(raw, f"y_{HELD_OUT[key]}", y)
     return raw
 
 
-def _validation_rows(
-    table: Table, encoder: TableEncoder, target: str, y_train: np.ndarray
+HELD_OUT = {"validation_path": "val", "test_path": "test"}  # the key of a held-out file -> its split
+
+
+def held_out_file(p: CsvParams, key: str) -> Path | None:
+    """`data.validation_path` or `data.test_path`, when given; an error when it names no file."""
+    path: Path | None = getattr(p, key)
+    if path is not None and not path.is_file():
+        raise DataError(f"data.{key}: no file at '{path}'. Give a CSV with the same columns as data.path.")
+    return path
+
+
+def _held_out_rows(
+    table: Table, encoder: TableEncoder, target: str, y_train: np.ndarray, key: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of `data.validation_path`, read with the training file's columns."""
-    path = table.path
-    table.index(target, "validation_path")
+    """The rows of a held-out file (`key`: validation_path, test_path), read with the training file's columns."""
+    table.index(target, key)
     for name in encoder.features:
-        table.index(name, "validation_path")
+        table.index(name, key)
+    return feature_cells(table, encoder.features, encoder), held_out_target(table, target, y_train, key)
+
+
+def held_out_target(table: Table, target: str, y_train: np.ndarray, key: str) -> np.ndarray:
+    """A held-out file's target column; class names where data.path has class names, numbers where numbers."""
     y = target_values(table, target)
     if (y.dtype.kind == "U") != (y_train.dtype.kind == "U"):
         kinds = {True: "class names", False: "numbers"}
         raise DataError(
-            f"data.validation_path: the target column '{target}' of '{path}' holds "
+            f"data.{key}: the target column '{target}' of '{table.path}' holds "
             f"{kinds[y.dtype.kind == 'U']}, but in data.path it holds {kinds[y_train.dtype.kind == 'U']}"
         )
-    return feature_cells(table, encoder.features, encoder), y
+    return y
+
+
+# --- several named inputs and outputs (`inputs: {input: [columns]}`, `target: {output: column}`) ----
+
+
+@dataclass
+class NamedColumns:
+    """The columns of each named input and each output, and each input's encoder (fitted on training)."""
+
+    inputs: dict[str, list[str]]
+    targets: dict[str, str]
+    encoders: dict[str, TableEncoder]
+
+
+def named_columns(
+    table: Table, inputs: dict[str, list[str]], targets: dict[str, str], categorical: list[str]
+) -> NamedColumns:
+    """Check that every named column is in the training file; a column of words (or one listed under
+    `categorical`) is one-hot encoded, as for one input."""
+    for name, columns in inputs.items():
+        for column in columns:
+            table.index(column, f"inputs.{name}")
+    for output, column in targets.items():
+        table.index(column, f"target.{output}")
+        users = [name for name, columns in inputs.items() if column in columns]
+        if users:
+            raise DataError(
+                f"data.target.{output}: the column '{column}' is also an input column (inputs.{users[0]}); "
+                f"a target cannot be an input"
+            )
+    for column in categorical:
+        table.index(column, "categorical")
+    encoders = {
+        name: TableEncoder(columns, infer_categorical(table, columns, [c for c in categorical if c in columns]))
+        for name, columns in inputs.items()
+    }
+    return NamedColumns(inputs, targets, encoders)
+
+
+def named_rows(
+    table: Table, spec: NamedColumns, key: str | None = None, y_train: dict[str, np.ndarray] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each input's cells (categorical columns as its encoder's codes) and each output's target column;
+    for a held-out file (`key`, with the training targets `y_train`) the columns are checked first."""
+    if key is not None:
+        for column in [*(c for columns in spec.inputs.values() for c in columns), *spec.targets.values()]:
+            table.index(column, key)
+    x = {name: feature_cells(table, columns, spec.encoders[name]) for name, columns in spec.inputs.items()}
+    y = {
+        output: target_values(table, column)
+        if key is None or y_train is None
+        else held_out_target(table, column, y_train[output], key)
+        for output, column in spec.targets.items()
+    }
+    return x, y

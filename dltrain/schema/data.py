@@ -178,7 +178,7 @@ class ColumnsParams(DataParams):
         None, description="The input columns (default: every other column)."
     )
     inputs: dict[str, Annotated[list[str], Field(min_length=1)]] | None = Field(
-        None, description="Several named model inputs: {input: [numeric columns]}."
+        None, description="Several named model inputs: {input: [columns]} (numeric or categorical, as features)."
     )
     categorical: list[str] = Field(
         [],
@@ -196,6 +196,10 @@ class CsvParams(ColumnsParams):
     validation_path: Path | None = Field(
         None,
         description="A CSV with the same columns: the validation set (instead of fit.validation_split).",
+    )
+    test_path: Path | None = Field(
+        None,
+        description="A CSV with the same columns: the test set (instead of test_split of data.path).",
     )
 
 

@@ -21,11 +21,10 @@ from pydantic import BaseModel, Field, WithJsonSchema, create_model
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..inference import describe_rows
 from .batching import Batcher
 from .models import ServedModel, load_model
 from .options import OPTIONS_ENV, ServeOptions
-from .spec import InstanceError
+from .spec import InstanceError, NamedSpec
 
 
 def app_from_env() -> FastAPI:
@@ -42,6 +41,11 @@ def instance_error(where: list[Any], exc: InstanceError) -> dict[str, Any]:
     """One FastAPI-shaped error: `loc` down to the field, `msg` saying what was expected."""
     loc = [*where, *([] if exc.field is None else [exc.field])]
     return {"loc": loc, "msg": exc.message, "type": "value_error"}
+
+
+def column_error(row: int, exc: InstanceError) -> dict[str, Any]:
+    """An error in the columnar form: `loc` is the input's list and the sample's place in it."""
+    return {"loc": ["body", "inputs", exc.field, row], "msg": exc.message, "type": "value_error"}
 
 
 def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
@@ -70,12 +74,20 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
         return unprocessable([{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()])
 
     instance = Annotated[Any, WithJsonSchema(model.spec.schema())]
+    named = isinstance(model.spec, NamedSpec)
+    instances_text = f"Up to {options.max_instances} instances; each is {model.spec.describe()}."
+    fields: dict[str, Any] = {"instances": (list[instance], Field(description=instances_text))}
+    if named:  # or TF Serving's columnar form: one list per input name
+        fields = {
+            "instances": (list[instance] | None, Field(None, description=instances_text)),
+            "inputs": (
+                dict[str, list[Any]] | None,
+                Field(None, description="Instead of instances: one list per input name, a value per sample."),
+            ),
+        }
     request_model: type[BaseModel] = create_model(
         "PredictRequest",
-        instances=(
-            list[instance],
-            Field(description=f"Up to {options.max_instances} instances; each is {model.spec.describe()}."),
-        ),
+        **fields,
         top_k=(int, Field(5, ge=1, description="Classes to list per instance, most probable first.")),
     )
 
@@ -83,7 +95,7 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
         """The rows as `predict --json` prints them (a JSONResponse: plain data needs no jsonable_encoder pass)."""
         assert batcher is not None
         scores = await batcher.submit(np.stack(samples))
-        rows = describe_rows(scores, model.task, model.class_names, top_k)
+        rows = model.rows(scores, top_k)
         return JSONResponse({"predictions": [{"input": name, **row} for name, row in zip(names, rows)]})
 
     def check_count(count: int) -> None:
@@ -113,17 +125,30 @@ def create_app(model: ServedModel, options: ServeOptions) -> FastAPI:
     @app.post("/predict", openapi_extra={"requestBody": {"required": True}})
     async def predict(body: request_model) -> JSONResponse:
         """Predictions for JSON instances, in order; each row is what `dltrain predict --json` prints."""
-        instances: list[Any] = body.instances  # type: ignore[attr-defined]
+        instances, by_column = named_instances(body) if named else (body.instances, False)  # type: ignore[attr-defined]
         check_count(len(instances))
         samples, errors = [], []
         for i, item in enumerate(instances):
             try:
                 samples.append(model.spec.read(item))
             except InstanceError as exc:
-                errors.append(instance_error(["body", "instances", i], exc))
+                errors.append(column_error(i, exc) if by_column else instance_error(["body", "instances", i], exc))
         if errors:
             return unprocessable(errors)
         return await answer(samples, list(range(len(samples))), body.top_k)  # type: ignore[attr-defined]
+
+    def named_instances(body: Any) -> tuple[list[Any], bool]:
+        """A named model's instances: `instances` as given, or rows made from the columnar `inputs` (True)."""
+        if (body.instances is None) == (body.inputs is None):
+            names = ", ".join(model.spec.names)  # type: ignore[union-attr]
+            msg = f"give exactly one of instances ([{{{names}}}, ...]) and inputs ({{input: [value per sample], ...}})"
+            raise HTTPException(422, [{"loc": ["body"], "msg": msg, "type": "value_error"}])
+        if body.instances is not None:
+            return body.instances, False
+        try:
+            return model.spec.columns(body.inputs), True  # type: ignore[union-attr]
+        except InstanceError as exc:
+            raise HTTPException(422, [instance_error(["body", "inputs"], exc)]) from None
 
     @app.post("/predict/files")
     async def predict_files(

@@ -16,7 +16,7 @@ import functools
 import io
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -340,3 +340,100 @@ INSTANCE_KINDS: dict[str, InstanceKind] = {
     "table": InstanceKind(read_table_instance, _table_summary, _table_schema),
     "series": InstanceKind(read_series_instance, _series_summary, _series_schema),
 }
+
+
+# --- named inputs: an object with one value per input ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NamedSpec:
+    """One instance of a model with named inputs: an object with one value per input name, each value
+    read by that input's own `InputSpec` (so an image input takes base64 too).
+
+    The batcher moves one array per sample, so a read instance is packed into one flat
+    float32 row (each input raveled, in the model's input order); `unpack` gives the
+    arrays back by name for the model.
+    """
+
+    inputs: dict[str, InputSpec]
+    dtype: ClassVar[type] = np.float32
+    kind: ClassVar[str] = "named"
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.inputs)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (sum(math.prod(spec.shape) for spec in self.inputs.values()),)
+
+    def read(self, instance: Any) -> np.ndarray:
+        """`{input: value, ...}` → one packed float32 row; InstanceError naming the input that does not fit."""
+        if not isinstance(instance, dict):
+            example = ", ".join(f'"{name}": ...' for name in self.names)
+            received = "a list" if isinstance(instance, list) else _received(instance)
+            raise InstanceError(
+                None, f"expected an object with one value per input, {{{example}}}; received {received}"
+            )
+        for name in instance:
+            if name not in self.inputs:
+                raise InstanceError(name, f"unknown input '{name}'; this model's inputs are {', '.join(self.names)}")
+        parts = []
+        for name, spec in self.inputs.items():
+            if name not in instance:
+                raise InstanceError(name, f"input '{name}' is missing; give every input: {', '.join(self.names)}")
+            try:
+                parts.append(spec.read(instance[name]).astype(np.float32).reshape(-1))
+            except InstanceError as exc:
+                field = name if exc.field is None else f"{name}.{exc.field}"
+                raise InstanceError(field, f"input '{name}': {exc.message}") from None
+        return np.concatenate(parts)
+
+    def columns(self, columns: Any) -> list[dict[str, Any]]:
+        """The columnar form `{input: [value per sample], ...}` as instances; InstanceError naming the input."""
+        if not isinstance(columns, dict):
+            raise InstanceError(None, f"expected an object with one list per input ({', '.join(self.names)})")
+        for name in [*columns, *self.names]:
+            if name not in self.inputs:
+                raise InstanceError(name, f"unknown input '{name}'; this model's inputs are {', '.join(self.names)}")
+            if name not in columns:
+                raise InstanceError(name, f"input '{name}' is missing; give every input: {', '.join(self.names)}")
+            if not isinstance(columns[name], list):
+                raise InstanceError(name, f"input '{name}': expected a list with one value per sample")
+        counts = {name: len(columns[name]) for name in self.names}
+        if len(set(counts.values())) > 1:
+            raise InstanceError(
+                None, f"the inputs hold different numbers of samples ({counts}); give each one per sample"
+            )
+        return [{name: columns[name][i] for name in self.names} for i in range(counts[self.names[0]])]
+
+    def unpack(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Packed rows (N, sum of input sizes) → each input's (N, *shape), by name."""
+        arrays, start = {}, 0
+        for name, spec in self.inputs.items():
+            size = math.prod(spec.shape)
+            arrays[name] = np.ascontiguousarray(x[:, start : start + size].reshape(len(x), *spec.shape))
+            start += size
+        return arrays
+
+    def read_image(self, data: bytes) -> np.ndarray:
+        raise InstanceError(
+            None,
+            f"this model takes named inputs ({', '.join(self.names)}): POST them as JSON to /predict, an image as base64",
+        )
+
+    def describe(self) -> str:
+        each = "; ".join(f"{name}: {spec.describe()}" for name, spec in self.inputs.items())
+        return f"an object with one value per input ({each})"
+
+    def schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {name: spec.schema() for name, spec in self.inputs.items()},
+            "required": self.names,
+            "additionalProperties": False,
+            "description": self.describe(),
+        }
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": self.kind, "accepts": self.describe(), "inputs": {n: s.info() for n, s in self.inputs.items()}}
