@@ -145,12 +145,15 @@ def numeric_features(files: list[Path], p: ParquetParams) -> list[str] | None:
 
     if not isinstance(p.target, str) or p.inputs is not None or p.categorical:
         return None
-    features = p.features
+    features, reference = p.features, None
     for file in files:
         try:
             schema = pq.read_schema(file)
         except (pa.ArrowException, OSError):
             return None
+        if p.features is None:  # every column an input: the files must agree on them
+            reference = reference or (file, schema.names)
+            columns_agree(reference, file, schema.names)
         features = features or [name for name in schema.names if name != p.target]
         if p.target not in schema.names or p.target in features:
             return None
