@@ -465,7 +465,8 @@ class Trainer:
             streaming.check_position(saved.stream, self.splits["train"], saved.path)
             if saved.partial:
                 self.partial_step = saved.partial["step"]
-                self.tracker.load_state(saved.partial["tracker"])
+                if self.ctx.is_main:  # the epoch's sums so far: ranks add theirs up, so one holds them
+                    self.tracker.load_state(saved.partial["tracker"])
 
 
 def frozen_keys(network: torch.nn.Module, after: int | None = None) -> set[str]:
