@@ -7,15 +7,16 @@ statistics from the training split only, and tensors ready for the device.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 import torch
 
 from .._registry import tag_value
 from ..errors import DataError
-from ..schema.data import SOURCES, DataParams, TextParams
+from ..schema.data import SOURCES, DataParams
 from ..schema.inputs import InputPlan
 from ..schema.losses import Task
 from .splits import ValidationMode, random_split, validation_indices
@@ -37,6 +38,8 @@ class RawData:
     y_val: np.ndarray | None = None
     encoder: "FeatureEncoder | None" = None  # turns raw table cells into numbers, fitted on train
     chronological: bool = False  # samples in time order: validation is the last fraction, never a random draw
+    token_ids: bool = False  # the inputs are token ids (text): kept as int64, never made floats
+    named_classes: bool = False  # y holds indices into class_names, which the source read as text labels
 
 
 class FeatureEncoder(Protocol):
@@ -109,15 +112,17 @@ class Preprocessing:
     raw_shape: list[int] | None = None  # one sample as the source reads it, before `apply`
     tokenizer: str | None = None  # the fitted tokenizer's JSON text (stored as `Checkpoint.tokenizer`, not in `state`)
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
+    def apply(self, x: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+        """The transforms, on a batch or a whole split; `in_place`: `x` is a float tensor nothing else holds, so it is
+        scaled in its own memory (a split's inputs are then held once, not twice)."""
         if self.channels_last:
             x = x.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
         if self.flatten:
             x = x.reshape(x.shape[0], -1)
         if self.scale is not None:
-            x = x / self.scale
+            x, in_place = (x.div_(self.scale) if in_place else x / self.scale), True
         if self.mean is not None and self.std is not None:
-            x = (x - self.mean) / self.std
+            x = (x.sub_(self.mean) if in_place else x - self.mean).div_(self.std)
         return x
 
     def state(self) -> dict[str, Any]:
@@ -211,10 +216,26 @@ def fit_preprocessing(params: DataParams, x_train: torch.Tensor, value_range: fl
     if params.normalize in ("scale", "imagenet"):  # ImageNet statistics are for [0, 1] inputs
         prep.scale = float(value_range if value_range else x_train.abs().max().clamp_min(1e-12))
     elif params.normalize == "standardize":
-        x = prep.apply(x_train).double()
-        axes = stat_axes(tuple(x.shape[1:]))
-        set_statistics(prep, x.mean(dim=axes, keepdim=True)[0], x.std(dim=axes, keepdim=True)[0])
+        set_statistics(prep, *moments(prep.apply(x_train[i : i + STAT_ROWS]) for i in range(0, len(x_train), STAT_ROWS)))
     return prep
+
+
+STAT_ROWS = 8192  # samples converted to float64 at a time for statistics (not the whole split at once)
+
+
+def moments(chunks: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased) std over `stat_axes` of samples given in chunks, in float64 (Chan's merge of each
+    chunk's mean and sum of squared deviations): the whole split's numbers, without a float64 copy of it."""
+    count, mean, m2 = 0, torch.zeros(()), torch.zeros(())
+    for chunk in chunks:
+        x = chunk.to(torch.float64, copy=True)  # ours: the deviations are computed in its memory
+        axes = stat_axes(tuple(x.shape[1:]))
+        n = x.numel() // math.prod(x.shape[a] for a in range(1, x.ndim) if a not in axes)
+        part_mean = x.mean(dim=axes, keepdim=True)[0]
+        part_m2 = x.sub_(part_mean).square_().sum(dim=axes, keepdim=True)[0]
+        delta, total = part_mean - mean, count + n
+        mean, m2, count = mean + delta * (n / total), m2 + part_m2 + delta**2 * (count * n / total), total
+    return mean, (m2 / max(count - 1, 1)).sqrt()
 
 
 def set_statistics(prep: Preprocessing, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -224,7 +245,10 @@ def set_statistics(prep: Preprocessing, mean: torch.Tensor, std: torch.Tensor) -
 
 
 def _named_labels(raw: RawData, task: Task) -> RawData:
-    """String class labels (`'cat'`, `'setosa'`) → class indices, the names sorted, over every split."""
+    """String class labels (`'cat'`, `'setosa'`) → class indices, the names sorted, over every split (a streamed
+    source encodes them itself, in one pass over its target column: `named_classes`)."""
+    if raw.named_classes and task == "regression":
+        _refuse_names(raw.class_names or [""])
     (y_train, y_val, y_test), names = class_indices([raw.y_train, raw.y_val, raw.y_test], task)
     if names is None:
         return raw
@@ -240,13 +264,17 @@ def class_indices(
         return ys, None
     names = sorted({v for y in ys if y is not None for v in set(_strings(y).tolist())})
     if task == "regression":
-        whose = f"output '{output}': " if output else ""
-        raise DataError(
-            f"{whose}the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
-            f"use a classification loss (categorical_crossentropy) or a numeric target"
-        )
+        _refuse_names(names, output)
     sorted_names = np.asarray(names, dtype=str)
     return [None if y is None else np.searchsorted(sorted_names, _strings(y)).astype(np.int64) for y in ys], names
+
+
+def _refuse_names(names: list[str], output: str | None = None) -> None:
+    whose = f"output '{output}': " if output else ""
+    raise DataError(
+        f"{whose}the targets are class names (e.g. {names[0]!r}), but the loss is for regression: "
+        f"use a classification loss (categorical_crossentropy) or a numeric target"
+    )
 
 
 def _strings(y: np.ndarray) -> np.ndarray:
@@ -314,6 +342,12 @@ def check_layout(params: DataParams, sample: Shape, decoded: bool) -> None:
         )
 
 
+def _shares(array: np.ndarray, raw: RawData) -> bool:
+    """Whether `array` may be (part of) an array the source gave, which must not be written to."""
+    given = (raw.x_train, raw.x_val, raw.x_test)
+    return any(isinstance(source, np.ndarray) and np.may_share_memory(array, source) for source in given)
+
+
 def assemble(
     raw: RawData,
     params: DataParams,
@@ -336,18 +370,24 @@ def assemble(
     x_train, y_train = raw.x_train, raw.y_train
     if len(x_train) != len(y_train):
         raise DataError(f"{len(x_train)} inputs but {len(y_train)} targets: they must match")
-    x_test, y_test = raw.x_test, raw.y_test
+    # The splits are drawn as row indices first and the inputs gathered once at the end, so the source's inputs
+    # are copied once (not once for the test split and again for the validation split).
+    rows: np.ndarray | None = None  # the training rows among the source's (None: all of them)
+    x_test, y_test, test_rows = raw.x_test, raw.y_test, None
     if x_test is None:
-        keep, held = random_split(len(x_train), params.test_split)
-        x_test, y_test = x_train[held], y_train[held]
-        x_train, y_train = x_train[keep], y_train[keep]
-    x_val, y_val = raw.x_val, raw.y_val
+        rows, test_rows = random_split(len(x_train), params.test_split)
+        y_test, y_train = y_train[test_rows], y_train[rows]
+    x_val, y_val, val_rows = raw.x_val, raw.y_val, None
     if x_val is None and validation_split > 0:
         keep, held = validation_indices(
             np.asarray(y_train), validation_split, validation_mode, task == "classification", raw.chronological
         )
-        x_val, y_val = x_train[held], y_train[held]
-        x_train, y_train = x_train[keep], y_train[keep]
+        everything = np.arange(len(x_train)) if rows is None else rows
+        val_rows, rows = everything[held], everything[keep]
+        y_val, y_train = y_train[held], y_train[keep]
+    x_test = x_test if test_rows is None else x_train[test_rows]
+    x_val = x_val if val_rows is None else x_train[val_rows]
+    x_train = x_train if rows is None else x_train[rows]
 
     table = preprocessing.table if preprocessing else None
     if raw.encoder is not None:
@@ -362,13 +402,14 @@ def assemble(
         prep = preprocessing or lazy.fit_preprocessing(params, raw.value_range)
         make: Callable[[Any, Any, str], Any] = lambda x, y, where: x.split(_targets(np.asarray(y), task, where), prep)  # noqa: E731
     else:
-        dtype = np.int64 if isinstance(params, TextParams) else np.float32  # token ids stay integers
+        dtype = np.int64 if raw.token_ids else np.float32  # token ids stay integers
         xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=dtype))
         prep = preprocessing or fit_preprocessing(params, xt, raw.value_range)
 
         def make(x: np.ndarray, y: np.ndarray, where: str) -> Split:
             tensor = xt if x is x_train else torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))
-            return Split(prep.apply(tensor).contiguous(), _targets(np.asarray(y), task, where, params.per_token))
+            own = tensor.is_floating_point() and not _shares(tensor.numpy(), raw)  # a copy made here: scaled in place
+            return Split(prep.apply(tensor, own).contiguous(), _targets(np.asarray(y), task, where, params.per_token))
 
     prep.value_range, prep.table, prep.raw_shape = raw.value_range, table, list(x_train.shape[1:])
     train = make(x_train, y_train, "training targets")

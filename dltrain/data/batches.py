@@ -128,6 +128,10 @@ class LoaderBatches:
         self.device = device
         self.augment = augment
         self.sampler = _EpochSampler(order)
+        # Its own generator for the workers' base seed, which the DataLoader would otherwise draw from the global
+        # RNG (that dropout and augmentation use) each time an epoch starts: a run resumed mid-epoch would draw it
+        # once more than the uninterrupted run, and every random number after it would differ.
+        self.generator = torch.Generator()
         self.loader = DataLoader(
             split.dataset,
             batch_size=order.batch_size,
@@ -135,6 +139,7 @@ class LoaderBatches:
             num_workers=workers,
             pin_memory=device.type == "cuda",
             persistent_workers=workers > 0,
+            generator=self.generator,
             **({"collate_fn": split.collate} if split.collate is not None else {}),
         )
 
@@ -144,6 +149,7 @@ class LoaderBatches:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of `epoch` from step `start + 1` on (the skipped ones are decoded too)."""
         self.sampler.epoch = epoch
+        self.generator.manual_seed((self.order.seed * 1_000_003 + epoch) % 2**63)  # the workers' seeds: (seed, epoch)
         for x, y in islice(self.loader, start, None):
             x = self.prep.apply(self.split.decode(x, self.device).float())
             if self.augment is not None:

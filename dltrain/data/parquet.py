@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..schema.data import ParquetParams
 from .base import RawData, register_source
 from .streaming import ColumnsKept, Piece, columns_into, numeric_type, stream_raw, streamed, unreadable
-from .tabular import Column, Table, TableEncoder, arrow_texts, feature_cells, table_raw
+from .tabular import MISSING, Column, Table, TableEncoder, arrow_texts, feature_cells, table_raw, target_values
 
 
 def parquet_files(path: str) -> list[Path]:
@@ -108,10 +108,82 @@ def parquet(p: ParquetParams) -> RawData:
     streamed = parquet_stream(p, files)
     if streamed is not None:
         return streamed
+    numeric = numeric_features(files, p)
+    if numeric is not None:
+        return numeric_raw(files, numeric, str(p.target), p.path)
     columns = None if p.features is None else {**dict.fromkeys(p.features, "features"), str(p.target): "target"}
     data, counts = read_parquet(files, columns)
     name = str(files[0]) if len(files) == 1 else p.path
     return table_raw(arrow_table(data, name, _locator(files, counts)), p)
+
+
+def numeric_features(files: list[Path], p: ParquetParams) -> list[str] | None:
+    """The feature columns when every one holds numbers in every file and none is to be one-hot (the fast path),
+    else None (the table path, which also says what is wrong with the columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not isinstance(p.target, str) or p.inputs is not None or p.categorical:
+        return None
+    features = p.features
+    for file in files:
+        try:
+            schema = pq.read_schema(file)
+        except (pa.ArrowException, OSError):
+            return None
+        features = features or [name for name in schema.names if name != p.target]
+        if p.target not in schema.names or p.target in features:
+            return None
+        if any(name not in schema.names or not numeric_type(schema.field(name).type) for name in features):
+            return None
+    return list(features or []) or None
+
+
+def numeric_raw(files: list[Path], features: list[str], target: str, path: str) -> RawData:
+    """Numeric feature columns read straight into one float32 `(rows, features)` array, one column of one row
+    group at a time, so Arrow holds a column chunk, not a row group (the table path held Arrow's columns,
+    NumPy's float64 columns and their stack at once: ~10x the data).
+
+    A null or NaN cell is an error naming its file, row and column, as the table path's.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        counts = [pq.ParquetFile(file).metadata.num_rows for file in files]
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"one of the files of data.path is not a readable Parquet file ({exc})") from None
+    x = np.empty((sum(counts), len(features)), dtype=np.float32)
+    locate, start = _locator(files, counts), 0
+    for file in files:
+        try:
+            reader = pq.ParquetFile(file, pre_buffer=False)
+            for group in range(reader.metadata.num_row_groups):
+                rows = reader.metadata.row_group(group).num_rows
+                for column, name in enumerate(features):
+                    values = reader.read_row_group(group, columns=[name], use_threads=False).column(0)
+                    _fill(x[start : start + rows, column], values, start, name, locate)
+                start += rows
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"'{file}' is not a readable Parquet file ({exc})") from None
+    name = str(files[0]) if len(files) == 1 else path
+    y, _ = read_parquet(files, {target: "target"})
+    pa.default_memory_pool().release_unused()  # the column chunks' buffers, which the allocator would keep resident
+    return RawData(x, target_values(arrow_table(y, name, locate), target), encoder=ColumnsKept(features))
+
+
+def _fill(block: np.ndarray, values: Any, start: int, name: str, locate: Callable[[int], str]) -> None:
+    """Copy an Arrow column of numbers into `block` (rows from `start` of column `name`); its first null or NaN
+    cell is an error naming the file, row and column."""
+    missing = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
+    if missing is None:
+        start = 0
+        for chunk in values.chunks:
+            block[start : start + len(chunk)] = chunk.to_numpy()  # floats read without a copy, cast into place
+            start += len(chunk)
+        missing = np.isnan(block)
+    for row in np.flatnonzero(missing)[:1]:
+        raise DataError(f"{locate(start + int(row))}, column '{name}': missing value; numbers are needed here")
 
 
 def read_features(path: Path, state: dict[str, Any]) -> np.ndarray:
@@ -135,6 +207,7 @@ class ParquetShards:
 
         self.problem: str | None = None  # why these files cannot be streamed (they may still fit in memory)
         self.files, self.target = files, target
+        self.class_names: list[str] | None = None  # text labels' sorted names, once `read_y` read them
         self.pieces: list[Piece] = []
         start = 0
         for path in files:
@@ -184,13 +257,84 @@ class ParquetShards:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        parts = []
-        for path in self.files:
-            try:
-                parts.append(pq.read_table(path, columns=[self.target]).column(0).to_numpy(zero_copy_only=False))
-            except (OSError, pa.ArrowException) as exc:
-                raise unreadable(path, exc, "Parquet file") from None
-        return np.concatenate(parts)
+        def columns() -> Iterator[tuple[str, Any]]:
+            for path in self.files:
+                try:
+                    yield path, pq.read_table(path, columns=[self.target]).column(0)
+                except (OSError, pa.ArrowException) as exc:
+                    raise unreadable(path, exc, "Parquet file") from None
+
+        y, self.class_names = read_targets(columns(), self.target)
+        return y
+
+
+class Labels:
+    """Text labels met so far, across files: each distinct word once (its id: the order first seen)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def codes(self, column: Any, path: str, target: str) -> np.ndarray:
+        """(rows,) ids of one file's labels, dictionary-encoded by Arrow; a missing one names its row."""
+        encoded = column.combine_chunks().dictionary_encode(null_encoding="encode")
+        words = encoded.dictionary.to_pylist()
+        lookup = np.array([-1 if w is None or w.lower() in MISSING else self.ids.setdefault(w, len(self.ids)) for w in words])
+        codes = lookup[encoded.indices.to_numpy(zero_copy_only=False)] if len(words) else np.empty(0, np.int64)
+        for row in np.flatnonzero(codes < 0)[:1]:
+            raise DataError(f"'{path}' row {int(row) + 1}, column '{target}': missing target; fill it in or drop the row")
+        return codes
+
+
+def read_targets(
+    columns: Iterable[tuple[str, Any]], target: str, names: list[str] | None = None
+) -> tuple[np.ndarray, list[str] | None]:
+    """The target column of every file, one file at a time: numbers as they are (NaN for nulls, refused later with
+    their index), or text labels as indices into their sorted names (`names`: those of every split, when the
+    splits are read apart), with the names, as the in-memory path sorts them; labels that are all numbers written
+    as text are numbers. Only the int64 indices are held, never a string per row."""
+    numbers: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+    labels = Labels()
+    for path, column in columns:
+        kind = column.type.value_type if _is_dictionary(column.type) else column.type
+        if numeric_type(kind):
+            numbers.append(np.asarray(column.to_numpy(), dtype=np.float64))
+        elif _is_text(kind):
+            codes.append(labels.codes(column, path, target))
+        else:
+            raise DataError(f"data.target: column '{target}' of '{path}' holds {kind} values, not numbers or labels")
+        if numbers and codes:
+            raise DataError(f"data.target: column '{target}' holds numbers in some files and text in others ('{path}')")
+    if numbers:
+        return np.concatenate(numbers), None
+    words = list(labels.ids)
+    values = _numbers(words)
+    if values is not None:
+        return values[np.concatenate(codes)], None
+    names = names or sorted(words)
+    position = {name: i for i, name in enumerate(names)}
+    rank = np.array([position[word] for word in words], dtype=np.int64)  # id -> position among the sorted names
+    return rank[np.concatenate(codes)], names
+
+
+def _numbers(words: list[str]) -> np.ndarray | None:
+    """The words as float64 when every one is a number (labels '0', '1' written as text), else None."""
+    try:
+        return np.asarray([float(w) for w in words], dtype=np.float64)
+    except ValueError:
+        return None
+
+
+def _is_dictionary(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_dictionary(kind))
+
+
+def _is_text(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 def parquet_stream(params: ParquetParams, files: list[Path]) -> RawData | None:
@@ -202,4 +346,6 @@ def parquet_stream(params: ParquetParams, files: list[Path]) -> RawData | None:
     if shards is False:
         return None
     assert isinstance(shards, ParquetShards)
-    return stream_raw(params, shards, ColumnsKept(shards.features))
+    raw = stream_raw(params, shards, ColumnsKept(shards.features))
+    raw.class_names, raw.named_classes = shards.class_names, shards.class_names is not None
+    return raw

@@ -49,6 +49,7 @@ class RawText:
     val: "RawText | None" = None  # the source's own splits (train/ val/ test/ folders)
     test: "RawText | None" = None
     running: str | None = None  # language modelling: the whole text, in order
+    class_names: list[str] | None = None  # the classes of integer labels, when the source names them (hf ClassLabel)
 
 
 def read_utf8(path: Path) -> str:
@@ -271,7 +272,7 @@ def _language_model(
             )
     x_train, y_train = parts["train"]  # type: ignore[misc]
     x_test, y_test = parts["test"]  # type: ignore[misc]
-    rawdata = RawData(x_train, y_train, x_test, y_test, chronological=True)
+    rawdata = RawData(x_train, y_train, x_test, y_test, chronological=True, token_ids=True)
     if parts["val"] is not None:
         rawdata.x_val, rawdata.y_val = parts["val"]
     return rawdata, tokenizer
@@ -300,7 +301,7 @@ def _classification(
     def labels(split: RawText) -> np.ndarray:
         return _labels(split.labels)
 
-    rawdata = RawData(ids(train), labels(train), ids(test), labels(test))
+    rawdata = RawData(ids(train), labels(train), ids(test), labels(test), raw.class_names, token_ids=True)
     if val is not None:
         rawdata.x_val, rawdata.y_val = ids(val), labels(val)
     return rawdata, tokenizer

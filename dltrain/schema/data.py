@@ -259,32 +259,6 @@ class NpyParams(LargeDataParams):
 
 
 @source
-class HfParams(LargeDataParams, ColumnsParams):
-    """A Hugging Face dataset (saved with `save_to_disk`, or in the local cache): image or feature columns."""
-
-    source: Literal["hf"]
-    path: str = Field(
-        description="A folder written by Dataset.save_to_disk, or the name of a dataset already in the "
-        "local Hugging Face cache (nothing is downloaded)."
-    )
-    split: str = Field("train", description="The split to train on.")
-    validation: str = Field(
-        "validation", description="The split to validate on, when the dataset has it (else fit.validation_split)."
-    )
-    test: str = Field("test", description="The split to test on, when the dataset has it (else test_split).")
-    target: str = Field("label", description="The column to predict (a ClassLabel column gives the class names).")
-    image: str | None = Field(
-        None, description="A column of images: the inputs, decoded to [C, H, W] (values 0-255), instead of features."
-    )
-
-    @model_validator(mode="after")
-    def _one_input(self) -> "HfParams":
-        if self.image is not None and self.features is not None:
-            raise ValueError("give image (a column of images) or features (table columns), not both")
-        return self
-
-
-@source
 class TimeseriesParams(DataParams):
     """Windows `[window, features]` of a CSV time series; the target `horizon` steps after each."""
 
@@ -369,6 +343,41 @@ class TextParams(DataParams):
 
 class ClassifiedTextParams(TextParams):
     """Keys of the text-classification sources."""
+
+
+@source
+class HfParams(LargeDataParams, ColumnsParams, ClassifiedTextParams):
+    """A Hugging Face dataset (saved with `save_to_disk`, or in the local cache): image, text or feature columns."""
+
+    source: Literal["hf"]
+    path: str = Field(
+        description="A folder written by Dataset.save_to_disk, or the name of a dataset already in the "
+        "local Hugging Face cache (nothing is downloaded)."
+    )
+    split: str = Field("train", description="The split to train on.")
+    validation: str = Field(
+        "validation", description="The split to validate on, when the dataset has it (else fit.validation_split)."
+    )
+    test: str = Field("test", description="The split to test on, when the dataset has it (else test_split).")
+    target: str = Field("label", description="The column to predict (a ClassLabel column gives the class names).")
+    image: str | None = Field(
+        None, description="A column of images: the inputs, decoded to [C, H, W] (values 0-255), instead of features."
+    )
+    text: str | None = Field(
+        None,
+        description="A column of texts: the inputs, tokenized as text_csv's (data.tokenizer, fitted on the "
+        "training split), instead of features.",
+    )
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "HfParams":
+        given = [key for key in ("image", "text", "features") if getattr(self, key) is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"give one kind of input: image (a column of images), text (a column of texts) or features "
+                f"(table columns); received {' and '.join(given)}"
+            )
+        return self
 
 
 @source
