@@ -27,7 +27,6 @@ import torch
 from bench.digits_epoch import plain_epoch
 from dltrain.build import build_trainer
 from dltrain.config import validate
-from dltrain.data.batches import TensorBatches
 
 SEQUENCE_LENGTH = 64
 
@@ -72,9 +71,8 @@ def measure(device: str, epochs: int, chars: int, precision: str, compile_model:
     """Median seconds per epoch of each side, and the training tokens in an epoch."""
     loaded = validate(config(device, chars, precision, compile_model), "bench/transformer_epoch.py")
     trainer = build_trainer(loaded, training=True)
-    trainer.prepare_model()
+    batches = trainer.prepare_training()  # as `fit` does
     train = trainer.splits["train"]
-    batches = TensorBatches(train, loaded.config.fit.batch_size, True, 0)
 
     plain_net = copy.deepcopy(trainer.network).to(trainer.ctx.device)
     if compile_model:

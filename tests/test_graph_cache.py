@@ -91,14 +91,20 @@ def two_inputs(cache: bool) -> dict[str, Any]:
     }
 
 
+def write_two_npz(path: Path, samples: int = 64) -> None:
+    """The arrays `two_inputs` reads: an image and a table in, a class and a number out (seeded)."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(samples, 3, 8, 8)).astype(np.float32)
+    table = rng.normal(size=(samples, 4)).astype(np.float32)
+    label = (table[:, 0] + image[:, 0].mean(axis=(1, 2)) > 0).astype(np.int64) + (table[:, 1] > 0.5)
+    size = table[:, :1] * 2 + 1
+    np.savez(path, x_train_image=image, x_train_table=table, y_train_label=label, y_train_size=size)
+
+
 def test_a_frozen_backbone_on_one_of_two_named_inputs_is_computed_once_with_the_same_numbers(
     cli, tmp_path: Path
 ) -> None:
-    rng = np.random.default_rng(0)
-    image, table = rng.normal(size=(64, 3, 8, 8)).astype(np.float32), rng.normal(size=(64, 4)).astype(np.float32)
-    label = (table[:, 0] + image[:, 0].mean(axis=(1, 2)) > 0).astype(np.int64) + (table[:, 1] > 0.5)
-    size = table[:, :1] * 2 + 1
-    np.savez(tmp_path / "two.npz", x_train_image=image, x_train_table=table, y_train_label=label, y_train_size=size)
+    write_two_npz(tmp_path / "two.npz")
     cached = cli("fit", write_config(tmp_path, two_inputs(True), "cached.yaml"), "--run-dir", tmp_path / "cached")
     assert cached.exit_code == 0, cached.output
     assert "resnet18 is frozen: its outputs [512, 1, 1] for 64 samples were computed once" in cached.output

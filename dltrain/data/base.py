@@ -216,7 +216,9 @@ def fit_preprocessing(params: DataParams, x_train: torch.Tensor, value_range: fl
     if params.normalize in ("scale", "imagenet"):  # ImageNet statistics are for [0, 1] inputs
         prep.scale = float(value_range if value_range else x_train.abs().max().clamp_min(1e-12))
     elif params.normalize == "standardize":
-        set_statistics(prep, *moments(prep.apply(x_train[i : i + STAT_ROWS]) for i in range(0, len(x_train), STAT_ROWS)))
+        set_statistics(
+            prep, *moments(prep.apply(x_train[i : i + STAT_ROWS]) for i in range(0, len(x_train), STAT_ROWS))
+        )
     return prep
 
 

@@ -281,7 +281,9 @@ def hf_stream(params: HfParams, train: Any, held: dict[str, Any], where: dict[st
     assert isinstance(shards, HfShards)
     splits = {"train": train, **{role: dataset for role, dataset in held.items() if dataset is not None}}
     # Text labels: the class names of every split first, so each split's indices count the same names.
-    shards.names = read_targets([(where[r], target_column(d, params.target)) for r, d in splits.items()], params.target)[1]
+    shards.names = read_targets(
+        [(where[r], target_column(d, params.target)) for r, d in splits.items()], params.target
+    )[1]
     raw = stream_raw(params, shards, ColumnsKept(shards.features))
     raw.class_names, raw.named_classes = shards.names, shards.names is not None
     for role, dataset in held.items():

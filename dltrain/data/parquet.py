@@ -304,10 +304,14 @@ class Labels:
         """(rows,) ids of one file's labels, dictionary-encoded by Arrow; a missing one names its row."""
         encoded = column.combine_chunks().dictionary_encode(null_encoding="encode")
         words = encoded.dictionary.to_pylist()
-        lookup = np.array([-1 if w is None or w.lower() in MISSING else self.ids.setdefault(w, len(self.ids)) for w in words])
+        lookup = np.array(
+            [-1 if w is None or w.lower() in MISSING else self.ids.setdefault(w, len(self.ids)) for w in words]
+        )
         codes = lookup[encoded.indices.to_numpy(zero_copy_only=False)] if len(words) else np.empty(0, np.int64)
         for row in np.flatnonzero(codes < 0)[:1]:
-            raise DataError(f"'{path}' row {int(row) + 1}, column '{target}': missing target; fill it in or drop the row")
+            raise DataError(
+                f"'{path}' row {int(row) + 1}, column '{target}': missing target; fill it in or drop the row"
+            )
         return codes
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -25,6 +25,7 @@ class LossSpec:
     task: Task
     make: Callable[[Any], nn.Module]
     absorbs: str | None  # the output activation trained as logits ("softmax"/"sigmoid")
+    per_token: Callable[[Any], nn.Module] | None = None  # for `[T, V]` outputs, when it differs from `make`
 
 
 class _SmoothedBCE(nn.Module):
@@ -41,26 +42,42 @@ class _SmoothedBCE(nn.Module):
         return self.bce(logits, target)
 
 
-class _CrossEntropy(nn.CrossEntropyLoss):
-    """Cross-entropy over the last axis: `[B, C]` logits with `[B]` classes, or a language model's
-    `[B, T, V]` logits with `[B, T]` next tokens (PyTorch wants the classes on axis 1)."""
+class _TokenCrossEntropy(nn.CrossEntropyLoss):
+    """Cross-entropy per token of a sequence output: `[B, T, V]` logits and `[B, T]` next tokens, taken as
+    `[B*T, V]` and `[B*T]` (views, as nanoGPT does: no transposed copy to put the classes on axis 1)."""
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if logits.dim() == 3 and target.dim() == 2:
-            logits = logits.transpose(1, 2)  # (B, T, V) -> (B, V, T)
-        return super().forward(logits, target)
+        return super().forward(logits.flatten(0, 1), target.flatten(0, 1))  # (B*T, V), (B*T)
 
 
 def _cross_entropy(p: CategoricalParams | SparseCategoricalParams) -> nn.Module:
-    return _CrossEntropy(label_smoothing=p.label_smoothing)
+    return nn.CrossEntropyLoss(label_smoothing=p.label_smoothing)
 
 
-LOSSES.implement("categorical_crossentropy")(LossSpec("classification", _cross_entropy, "softmax"))
-LOSSES.implement("sparse_categorical_crossentropy")(LossSpec("classification", _cross_entropy, "softmax"))
+def _token_cross_entropy(p: CategoricalParams | SparseCategoricalParams) -> nn.Module:
+    return _TokenCrossEntropy(label_smoothing=p.label_smoothing)
+
+
+_CROSS_ENTROPY = LossSpec("classification", _cross_entropy, "softmax", _token_cross_entropy)
+
+
+LOSSES.implement("categorical_crossentropy")(_CROSS_ENTROPY)
+LOSSES.implement("sparse_categorical_crossentropy")(_CROSS_ENTROPY)
 LOSSES.implement("binary_crossentropy")(LossSpec("binary", lambda p: _SmoothedBCE(p.label_smoothing), "sigmoid"))
 LOSSES.implement("mse")(LossSpec("regression", lambda p: nn.MSELoss(), None))
 LOSSES.implement("mae")(LossSpec("regression", lambda p: nn.L1Loss(), None))
 LOSSES.implement("huber")(LossSpec("regression", lambda p: nn.HuberLoss(delta=p.delta), None))
+
+
+def build_loss(params: Any, output_shape: Sequence[int]) -> nn.Module:
+    """The loss module for outputs of `output_shape` (per sample), chosen once when the trainer is built.
+
+    Cross-entropy on `[C]` outputs is PyTorch's own module (no Python of ours in the step); on
+    `[T, V]` outputs (a language model's next-token scores) it flattens the tokens into the batch.
+    """
+    spec = loss_spec(params)
+    make = spec.per_token if spec.per_token is not None and len(output_shape) == 2 else spec.make
+    return make(params)
 
 
 def loss_spec(params: Any) -> LossSpec:

@@ -24,7 +24,7 @@ from ..schema.losses import Task
 from . import graph
 from .activations import apply_output_activation
 from .layers import LAYERS
-from .losses import loss_spec
+from .losses import build_loss, loss_spec
 from .metrics import METRICS, Metric, Tracker, build_metrics
 
 Shape = tuple[int, ...]
@@ -318,10 +318,11 @@ class Heads:
         return MultiTracker(self.loss, self.metrics, device)
 
 
-def build_heads(loaded: LoadedConfig, widths: dict[str, int]) -> Heads:
+def build_heads(loaded: LoadedConfig, widths: dict[str, int], shapes: dict[str, Shape]) -> Heads:
+    """Each output's loss (for its per-sample shape in `shapes`) and metrics (for its targets `widths` wide)."""
     outputs = plan_outputs(loaded)
     tasks = outputs.tasks
-    losses = [loss_spec(outputs.losses[n]).make(outputs.losses[n]) for n in outputs.names]
+    losses = [build_loss(outputs.losses[n], shapes[n]) for n in outputs.names]
     loss = MultiLoss(outputs.names, losses, [float(outputs.weights[n]) for n in outputs.names])
     metrics = {name: build_metrics(outputs.metrics[name], tasks[name], widths[name]) for name in outputs.names}
     return Heads(loss, metrics)

@@ -22,7 +22,7 @@ from ..data import DataBundle, Split, streaming
 from ..data.augment import build_augment
 from ..data.batches import Batches, first_inputs, make_batches
 from ..errors import CheckpointError
-from ..nn.losses import loss_spec
+from ..nn.losses import build_loss
 from ..nn.metrics import Tracker, build_metrics, predicted_labels
 from ..nn.model import BuiltModel
 from ..nn.optim import build_optimizer
@@ -88,8 +88,11 @@ class Trainer:
             for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
             if split is not None
         }
-        self.heads = build_heads(loaded, {n: h.width for n, h in data.heads.items()}) if is_multi(config) else None  # type: ignore[attr-defined]
-        self.loss_fn = self.heads.loss if self.heads else loss_spec(config.compile.loss).make(config.compile.loss)
+        shapes = {row.name: row.output_shape for row in built.summary}  # per sample; the loss fits its output's
+        widths = {n: h.width for n, h in data.heads.items()} if is_multi(config) else {}  # type: ignore[attr-defined]
+        self.heads = build_heads(loaded, widths, shapes) if is_multi(config) else None
+        output = built.summary[-1].output_shape  # a model with one output ends in it
+        self.loss_fn = self.heads.loss if self.heads else build_loss(config.compile.loss, output)
         groups = param_groups(self.network, config.compile.optimizer.lr)
         self.optimizer = build_optimizer(groups, config.compile.optimizer, self.speed.optimizer_options())
         self.trainable = [p for group in self.optimizer.param_groups for p in group["params"]]  # clipped together
@@ -465,7 +468,8 @@ class Trainer:
             streaming.check_position(saved.stream, self.splits["train"], saved.path)
             if saved.partial:
                 self.partial_step = saved.partial["step"]
-                self.tracker.load_state(saved.partial["tracker"])
+                if self.ctx.is_main:  # the epoch's sums so far: ranks add theirs up, so one holds them
+                    self.tracker.load_state(saved.partial["tracker"])
 
 
 def frozen_keys(network: torch.nn.Module, after: int | None = None) -> set[str]:
