@@ -179,10 +179,14 @@ def check_named_inputs(arrays: dict[str, np.ndarray], prep: Any, where: str) -> 
     for name, array in arrays.items():
         shape = tuple(prep.inputs[name].raw_shape or [])
         if tuple(array.shape[1:]) != shape:
-            raise DataError(f"{where}: input '{name}' holds {list(array.shape)}; expected [N, {', '.join(map(str, shape))}]")
+            raise DataError(
+                f"{where}: input '{name}' holds {list(array.shape)}; expected [N, {', '.join(map(str, shape))}]"
+            )
     counts = {name: len(array) for name, array in arrays.items()}
     if len(set(counts.values())) > 1:
-        raise DataError(f"{where}: the inputs hold different numbers of samples ({counts}); give each input the same rows")
+        raise DataError(
+            f"{where}: the inputs hold different numbers of samples ({counts}); give each input the same rows"
+        )
     if not any(counts.values()):
         raise DataError(f"{where} holds no samples; give at least one row")
 

@@ -189,9 +189,7 @@ class ColumnsParams(DataParams):
     @model_validator(mode="after")
     def _one_way_to_name_inputs(self) -> "ColumnsParams":
         if self.features is not None and self.inputs is not None:
-            raise ValueError(
-                "give the input columns once: features (one input) or inputs (named inputs), not both"
-            )
+            raise ValueError("give the input columns once: features (one input) or inputs (named inputs), not both")
         return self
 
 
