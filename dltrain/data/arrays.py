@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import DataError
 from ..schema.data import NpyParams
 from .base import RawData, register_source
+from .splits import distinct_files
 from .streaming import PIECE_BYTES, Piece, stream_raw, streamed
 
 
@@ -38,6 +39,7 @@ def _pair(p: NpyParams, split: str) -> tuple[np.ndarray | None, np.ndarray | Non
     x_path, y_path = getattr(p, f"x{split}"), getattr(p, f"y{split}")
     if x_path is None:
         return None, None
+    distinct_files({"x": p.x, "x_val": p.x_val, "x_test": p.x_test})
     x, y = open_npy(x_path, f"x{split}"), open_npy(y_path, f"y{split}")
     if len(x) != len(y):
         raise DataError(
@@ -107,6 +109,7 @@ def npy_stream(params: NpyParams) -> RawData | None:
     if shards is False:
         return None
     raw = stream_raw(params, shards)  # type: ignore[arg-type]
+    distinct_files({"x": params.x, "x_val": params.x_val, "x_test": params.x_test})
     for split in ("test", "val"):
         x, y = getattr(params, f"x_{split}"), getattr(params, f"y_{split}")
         if x is not None:

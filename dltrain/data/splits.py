@@ -11,13 +11,36 @@ where a random draw would let the model train on the future.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
+from ..errors import DataError
 from ..schema.config import ValidationMode
 
 # Independent of the run's seed, so every run (and `evaluate`) sees the same held-out sets.
 SPLIT_SEED = 20240101
 VALIDATION_SEED = 20240102
+
+
+def distinct_files(files: dict[str, Path | None]) -> None:
+    """Refuse held-out files that are the training file or each other (`files`: config key -> path, the
+    training file first): validation or test numbers measured on the rows trained on, or a test set
+    that also chose the best epoch, would look right and be wrong."""
+    given = [(key, path) for key, path in files.items() if path is not None and Path(path).is_file()]
+    for i, (key, path) in enumerate(given):
+        for other, other_path in given[:i]:
+            if os.path.samefile(path, other_path):
+                raise DataError(
+                    f"data.{key} and data.{other} name the same file '{path}': the {_role(key)} numbers would be "
+                    f"measured on the {_role(other)} rows. Give a separate file, or leave data.{key} out "
+                    f"to hold out a share of data.{next(iter(files))} instead"
+                )
+
+
+def _role(key: str) -> str:
+    return "validation" if "val" in key else "test" if "test" in key else "training"
 
 
 def held_count(n: int, fraction: float) -> int:

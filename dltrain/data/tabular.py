@@ -19,6 +19,7 @@ from .._registry import did_you_mean
 from ..errors import DataError
 from ..schema.data import ColumnsParams, CsvParams
 from .base import RawData, register_source
+from .splits import distinct_files
 
 T = TypeVar("T")
 
@@ -436,10 +437,12 @@ HELD_OUT = {"validation_path": "val", "test_path": "test"}  # the key of a held-
 
 
 def held_out_file(p: CsvParams, key: str) -> Path | None:
-    """`data.validation_path` or `data.test_path`, when given; an error when it names no file."""
+    """`data.validation_path` or `data.test_path`, when given; an error when it names no file, or the
+    training file or the other held-out file."""
     path: Path | None = getattr(p, key)
     if path is not None and not path.is_file():
         raise DataError(f"data.{key}: no file at '{path}'. Give a CSV with the same columns as data.path.")
+    distinct_files({"path": p.path, "validation_path": p.validation_path, "test_path": p.test_path})
     return path
 
 

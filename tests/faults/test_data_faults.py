@@ -155,6 +155,37 @@ def test_a_missing_or_different_validation_csv_is_refused(cli, tmp_path: Path) -
     assert_refused(cli("check", write(tmp_path, csv_config(validation_path="v.csv"))), "'kind'", "v.csv")
 
 
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        ({"validation_path": "t.csv"}, ["data.validation_path and data.path", "validation numbers"]),
+        ({"test_path": "./t.csv"}, ["data.test_path and data.path", "test numbers"]),
+        ({"validation_path": "v.csv", "test_path": "v.csv"}, ["data.test_path and data.validation_path"]),
+        ({"validation_path": "v.csv", "test_path": "link.csv"}, ["data.test_path and data.validation_path"]),
+    ],
+)
+def test_a_held_out_csv_that_is_the_training_file_or_the_other_one_is_refused(
+    cli, tmp_path: Path, data: dict[str, Any], words: list[str]
+) -> None:
+    # Validation or test numbers measured on the rows trained on would look right and be wrong.
+    table(tmp_path / "t.csv")
+    table(tmp_path / "v.csv")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "v.csv")  # another name for the same file
+    for command in ("check", "fit"):
+        assert_refused(cli(command, write(tmp_path, csv_config(**data))), *words)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_held_out_npy_files_that_are_the_training_ones_are_refused(cli, tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.ones((20, 4), dtype=np.float32))
+    np.save(tmp_path / "y.npy", np.arange(20) % 2)
+    config = npz_config(loss="sparse_categorical_crossentropy")
+    config["data"] = {"source": "npy", "x": "x.npy", "y": "y.npy", "x_val": "x.npy", "y_val": "y.npy"}
+    assert_refused(cli("fit", write(tmp_path, config)), "data.x_val and data.x", "validation numbers")
+    config["data"]["streaming"] = True
+    assert_refused(cli("fit", write(tmp_path, config)), "data.x_val and data.x")
+
+
 def test_binary_crossentropy_on_three_class_names_is_refused(cli, tmp_path: Path) -> None:
     table(tmp_path / "t.csv")
     config = csv_config()
