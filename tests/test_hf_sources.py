@@ -112,6 +112,14 @@ def test_a_dataset_in_the_local_cache_is_loaded_by_name_offline(cli, tmp_path: P
     metrics = json.loads((work / "run" / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.8
 
+    # A name with its owner, as the Hub names most datasets, is cached as `owner___name`.
+    cache = tmp_path / "hf" / "datasets"
+    (cache / "tiny_reviews").rename(cache / "someone___tiny_reviews")
+    owned = write_config(work, text_config(text_data("someone/tiny_reviews"), epochs=3), "owned.yaml")
+    result = cli.subprocess("check", owned, cwd=work, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "train │   96" in result.stdout and "test  │   40" in result.stdout  # the cached rows, read by name
+
     empty = {**env, "HF_DATASETS_CACHE": str(tmp_path / "empty")}
     result = cli.subprocess("check", config, cwd=work, env=empty)
     assert result.returncode == 2, result.stdout + result.stderr
