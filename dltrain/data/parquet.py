@@ -272,8 +272,9 @@ class ParquetShards:
             # Opened per piece: a reader kept open holds on to its last row group's buffers (64 MB a file).
             # One thread: a streaming worker has a core at most, and training needs the other.
             # pre_buffer off: it copies the row group's bytes once more before decoding (0.066 -> 0.038 s CPU
-            # a 64 MB row group).
-            source = pq.ParquetFile(piece.path, memory_map=True, pre_buffer=False)
+            # a 64 MB row group in the page cache); no memory map: from disk, its page faults cost twice
+            # the CPU of plain reads (0.096 against 0.050 s a row group).
+            source = pq.ParquetFile(piece.path, pre_buffer=False)
             table = source.read_row_group(piece.index, columns=self.features, use_threads=False)
         except (OSError, pa.ArrowException) as exc:
             raise unreadable(piece.path, exc, part=f"row group {piece.index}") from None
