@@ -18,6 +18,24 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 
+def output_of(result: Any) -> tuple[int, str]:
+    """(exit code, everything printed) of an in-process or subprocess run."""
+    if hasattr(result, "returncode"):
+        return result.returncode, result.stdout + result.stderr
+    return result.exit_code, result.output
+
+
+def assert_refused(result: Any, *words: str, code: int = 2) -> str:
+    """Exit `code` (2: bad input), one error message naming `words`, no traceback."""
+    exit_code, text = output_of(result)
+    assert exit_code == code, text
+    assert "Traceback" not in text, text
+    assert text.count("error:") == 1, text
+    for word in words:
+        assert word in text, text
+    return text
+
+
 def write_config(directory: Path, config: dict[str, Any], name: str = "config.yaml") -> Path:
     path = directory / name
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

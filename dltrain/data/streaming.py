@@ -246,7 +246,7 @@ class StreamRows(LazyInputs):
             lo, hi = self.members(piece)
             if lo == hi:
                 continue
-            x = prep.apply(torch.from_numpy(self.read(piece)))
+            x = prep.apply(torch.from_numpy(self.read(piece)), in_place=True)
             if params.normalize != "standardize":
                 peak = max(peak, float(x.abs().max()))
                 continue
@@ -416,14 +416,12 @@ class WindowReader(IterableDataset):
         whole = 2 * held >= sum(p.rows for p in pieces)
         sizes = [p.rows if whole else hi - lo for p, (lo, hi) in zip(pieces, spans)]
         raw = _empty((sum(sizes), *rows.shards.sample_shape), shared=get_worker_info() is not None)
-        filled, offset, positions = raw.numpy(), 0, []
+        filled, offset = raw.numpy(), 0
         for index, size in zip(window.pieces, sizes):
             rows.read(index, filled[offset : offset + size], whole=whole)
-            picked = rows.picked(index) if whole else None
-            positions.append(np.arange(offset, offset + size) if picked is None else picked + offset)
             offset += size
         targets = torch.cat([y[slice(*span)] for span in spans]) if len(spans) > 1 else y[slice(*spans[0])]
-        x = self.split.prep.apply(raw)
+        x = self.split.prep.apply(raw, in_place=True)  # raw is this window's own memory
         if x.data_ptr() != raw.data_ptr() or not x.is_contiguous():  # preprocessing made a new tensor
             x = _empty(tuple(x.shape), shared=get_worker_info() is not None).copy_(x)
         in_order = len(x) == held  # x holds exactly the split's rows of these pieces, in order
@@ -433,8 +431,19 @@ class WindowReader(IterableDataset):
             chosen = np.arange(window.lo, window.hi)
         else:
             chosen = np.random.default_rng(window.seed).permutation(held)[window.lo : window.hi]
-        order = chosen if in_order else np.concatenate(positions)[chosen]
+        order = chosen if in_order else self.positions(window.pieces, sizes)[chosen]
         return x, torch.from_numpy(order), targets[torch.from_numpy(chosen)]
+
+    def positions(self, pieces: tuple[int, ...], sizes: list[int]) -> np.ndarray:
+        """Where the split's rows of `pieces`, read whole (`sizes` rows each, one after another), lie in the window."""
+        rows, starts = self.split.x, np.cumsum([0, *sizes[:-1]])
+        picked = [rows.picked(index) for index in pieces]
+        return np.concatenate(
+            [
+                np.arange(start, start + size) if p is None else p + start
+                for p, start, size in zip(picked, starts, sizes)
+            ]
+        )
 
 
 def _empty(shape: tuple[int, ...], shared: bool) -> torch.Tensor:

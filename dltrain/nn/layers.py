@@ -170,6 +170,12 @@ def _init_kernel(p: KernelParams, weight: torch.Tensor, bias: torch.Tensor | Non
     initialize(bias, p.bias_initializer)
 
 
+def kernel_penalty(penalties: list[tuple[torch.Tensor, float, float]]) -> torch.Tensor:
+    """Keras's kernel regularization term, to add to the loss: l1 * sum|w| + l2 * sum w^2 over `(w, l1, l2)`."""
+    total = sum(l1 * w.abs().sum() + l2 * w.square().sum() for w, l1, l2 in penalties)
+    return total  # type: ignore[return-value]
+
+
 def _penalties(p: KernelParams, *weights: torch.Tensor) -> list[tuple[torch.Tensor, float, float]]:
     reg = p.kernel_regularizer
     if reg is None or (reg.l1 == 0 and reg.l2 == 0):

@@ -22,7 +22,7 @@ from . import custom, graph
 from .activations import apply_output_activation
 from .adapter import InputAdapter
 from .budget import meta_parameters, parameter_problem
-from .layers import LAYERS, Built, LayerError
+from .layers import LAYERS, Built, LayerError, kernel_penalty
 from .losses import loss_spec
 from .metrics import METRICS
 
@@ -75,8 +75,7 @@ class Network(nn.Module):
 
     def penalty(self) -> torch.Tensor:
         """Keras's kernel regularization term, to add to the loss."""
-        total = sum(l1 * w.abs().sum() + l2 * w.square().sum() for w, l1, l2 in self._penalties)
-        return total  # type: ignore[return-value]
+        return kernel_penalty(self._penalties)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..schema.losses import Task
 from . import graph
 from .activations import apply_output_activation
-from .layers import LAYERS
+from .layers import LAYERS, kernel_penalty
 from .losses import build_loss, loss_spec
 from .metrics import METRICS, Metric, Tracker, build_metrics
 
@@ -157,8 +157,8 @@ class MultiNetwork(nn.Module):
         return bool(self._penalties)
 
     def penalty(self) -> torch.Tensor:
-        total = sum(l1 * w.abs().sum() + l2 * w.square().sum() for w, l1, l2 in self._penalties)
-        return total  # type: ignore[return-value]
+        """Keras's kernel regularization term, to add to the loss."""
+        return kernel_penalty(self._penalties)
 
 
 def build_multi_model(loaded: LoadedConfig, input_shapes: dict[str, Shape], widths: dict[str, int]) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import assert_refused
 
 from .conftest import tiny_config
 
@@ -23,24 +24,6 @@ def write(tmp_path: Path, config: dict[str, Any] | str, name: str = "config.yaml
     path = tmp_path / name
     path.write_text(config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
-
-
-def output_of(result: Any) -> tuple[int, str]:
-    """(exit code, everything printed) of an in-process or subprocess run."""
-    if hasattr(result, "returncode"):
-        return result.returncode, result.stdout + result.stderr
-    return result.exit_code, result.output
-
-
-def assert_refused(result: Any, *words: str, code: int = 2) -> str:
-    """Exit `code`, one error message (naming `words`), no traceback."""
-    exit_code, text = output_of(result)
-    assert exit_code == code, text
-    assert "Traceback" not in text, text
-    assert text.count("error:") == 1, text
-    for word in words:
-        assert word in text, text
-    return text
 
 
 # (--set override, words the message must hold)

@@ -2,8 +2,8 @@
 traceback (channels-last images, complex/text/NaN cells, half-given validation sets,
 headerless or short CSV rows at predict time) end in one message and exit 2.
 
-Self-contained (no imports from conftest; only its `cli` fixture), so it runs beside any
-other fault file.
+Self-contained apart from tests/conftest (its `cli` fixture and `assert_refused`), so it runs
+beside any other fault file.
 """
 
 from __future__ import annotations
@@ -14,27 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from conftest import assert_refused
 
 
 def write(tmp_path: Path, config: dict[str, Any], name: str = "config.yaml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path
-
-
-def assert_refused(result: Any, *words: str) -> str:
-    """Exit 2, one error message naming `words`, no traceback."""
-    code, text = (
-        (result.returncode, result.stdout + result.stderr)
-        if hasattr(result, "returncode")
-        else (result.exit_code, result.output)
-    )
-    assert code == 2, text
-    assert "Traceback" not in text, text
-    assert text.count("error:") == 1, text
-    for word in words:
-        assert word in text, text
-    return text
 
 
 def npz_config(

@@ -15,17 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import assert_refused
 
 ROWS, FEATURES, CLASSES = 120, 4, 3
-
-
-def assert_refused(result: Any, *words: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output, result.output
-    assert result.output.count("error:") == 1, result.output
-    for word in words:
-        assert word in result.output, result.output
-    return result.output
 
 
 def _config(folder: Path, data: dict[str, Any]) -> Path:

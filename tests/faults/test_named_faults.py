@@ -15,22 +15,13 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 import yaml
+from conftest import assert_refused
 from sklearn.datasets import load_digits
 from test_multi_io import two_by_two
 from test_named_tables import HEADER, flowers, write
 from test_named_tables import config as table_config
 
 from dltrain import api
-
-
-def assert_refused(result: Any, *words: str) -> str:
-    """Exit 2, one error message naming `words`, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output, result.output
-    assert result.output.count("error:") == 1, result.output
-    for word in words:
-        assert word in result.output, result.output
-    return result.output
 
 
 def _arrays(rows: int = 120) -> dict[str, np.ndarray]:

@@ -13,21 +13,13 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import assert_refused
 
 from dltrain import api
 from dltrain.serve.spec import InputSpec, InstanceError, read_text_instance
 from dltrain.train import checkpoint
 
 PROSE = "".join(f"def step_{i}(value):\n    return value * {i % 7}\n\n" for i in range(60))
-
-
-def assert_refused(result: Any, *words: str) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output, result.output
-    assert result.output.count("error:") == 1, result.output
-    for word in words:
-        assert word in result.output, result.output
-    return result.output
 
 
 def _write(folder: Path, config: dict[str, Any], name: str) -> Path:
